@@ -1,0 +1,194 @@
+"""Chirp's single entry point: wires every module and defines the command line.
+
+    python main.py                 serve on http://127.0.0.1:5000 (same as `python main.py run`)
+    python main.py COMMAND         the same commands as `flask --app main COMMAND`
+    gunicorn main:app              production
+
+Nothing imports this module except those entry points and tests/conftest.py.
+"""
+
+import datetime
+import os
+import random
+import re
+import secrets
+import sys
+
+import click
+from faker import Faker
+from flask.cli import FlaskGroup
+from flask_peewee.utils import make_password
+
+import views  # noqa: F401  (registers the web pages)
+from admin import admin
+from api import api
+from app import app
+from app import db
+from app import require_secret_key
+from models import MESSAGE_MAX_LENGTH
+from models import PASSWORD_MAX_LENGTH
+from models import PASSWORD_MIN_LENGTH
+from models import USERNAME_PATTERN
+from models import Message
+from models import Relationship
+from models import User
+from models import create_tables
+
+SECRET_KEY_FILE = os.path.join(app.instance_path, "secret_key")
+# Rows per INSERT while seeding: well under SQLite's 32766 bound parameters per statement.
+SEED_BATCH_SIZE = 100
+
+
+def use_instance_secret_key(flask_app, path=SECRET_KEY_FILE):
+    """Give ``flask_app`` a SECRET_KEY for `python main.py` when the environment has none.
+
+    The key is made once, kept in ``path`` (mode 0600) and reused, so sessions survive a
+    restart. An environment SECRET_KEY always wins.
+    """
+    if flask_app.config.get("SECRET_KEY"):
+        return
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as key_file:
+            key_file.write(secrets.token_hex(32))
+    with open(path) as key_file:
+        flask_app.config["SECRET_KEY"] = key_file.read().strip()
+
+
+if __name__ == "__main__":
+    use_instance_secret_key(app)
+require_secret_key(app)
+create_tables()
+admin.setup()
+api.setup()
+
+
+def read_new_password(from_stdin):
+    """Return a new password from standard input's first line or from a hidden prompt.
+
+    Raises click.BadParameter if it is shorter than PASSWORD_MIN_LENGTH characters.
+    """
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not PASSWORD_MIN_LENGTH <= len(password) <= PASSWORD_MAX_LENGTH:
+        raise click.BadParameter(
+            f"must be {PASSWORD_MIN_LENGTH} to {PASSWORD_MAX_LENGTH} characters long",
+            param_hint="password",
+        )
+    return password
+
+
+@app.cli.command("create-admin")
+@click.argument("username")
+@click.option("--email", help="E-mail address; defaults to USERNAME@localhost.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def create_admin(username, email, password_stdin):
+    """Create the admin USERNAME, or make the existing user USERNAME an admin.
+
+    Either way the password is set anew: prompted for, or read from standard input.
+    """
+    if not USERNAME_PATTERN.fullmatch(username):
+        raise click.BadParameter("use 1 to 30 letters, digits or underscores", param_hint="USERNAME")
+    password = read_new_password(password_stdin)
+    with db.database.atomic():
+        user = User.by_username(username).first()
+        if user is None:
+            user = User(username=username, email=(email or f"{username}@localhost").lower())
+        elif email:
+            user.email = email.lower()
+        user.admin = user.active = True
+        user.set_password(password)
+        user.save()
+    click.echo(f"{user.username} is an admin. Sign in at /admin/.")
+
+
+def unique_usernames(fake, count):
+    """Return ``count`` Faker usernames made safe for USERNAME_PATTERN and not yet taken."""
+    taken = {name.lower() for (name,) in User.select(User.username).tuples()}
+    names = []
+    while len(names) < count:
+        name = re.sub(r"[^A-Za-z0-9_]", "_", fake.user_name())[:24]
+        if name.lower() in taken:
+            name = f"{name}_{random.randint(10, 99999)}"
+        if name.lower() not in taken:
+            taken.add(name.lower())
+            names.append(name)
+    return names
+
+
+def insert_batches(model, rows, advance=lambda rows: None):
+    """Insert ``rows`` (dicts) into ``model`` in batches, calling ``advance(n)`` after each."""
+    for start in range(0, len(rows), SEED_BATCH_SIZE):
+        batch = rows[start : start + SEED_BATCH_SIZE]
+        model.insert_many(batch).on_conflict_ignore().execute()
+        advance(len(batch))
+
+
+def random_follows(ids):
+    """Return relationship rows in which each of ``ids`` follows up to 10 others."""
+    return [
+        {"from_user": follower, "to_user": followed}
+        for follower in ids
+        for followed in random.sample(ids, min(len(ids), random.randint(0, 10)))
+        if follower != followed
+    ]
+
+
+@app.cli.command("seed")
+@click.option("--users", default=20, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--messages", default=200, show_default=True, type=click.IntRange(0, 1_000_000))
+@click.option("--seed", "random_seed", type=int, help="Make the demo data repeatable.")
+def seed(users, messages, random_seed):
+    """Fill the database with demo users, messages and follows (Faker), in one transaction.
+
+    Demo users cannot log in: they share one random, unknown password.
+    """
+    fake = Faker()
+    if random_seed is not None:
+        Faker.seed(random_seed)
+        random.seed(random_seed)
+    now = datetime.datetime.now()
+    unusable = make_password(secrets.token_hex(16))
+    names = unique_usernames(fake, users)
+    user_rows = [
+        {"username": name, "email": f"{name.lower()}@example.com", "password": unusable,
+         "join_date": now - datetime.timedelta(days=random.uniform(30, 365))}
+        for name in names
+    ]
+    with db.database.atomic(), click.progressbar(
+        length=users + messages, label="Seeding", file=sys.stderr
+    ) as bar:
+        insert_batches(User, user_rows, bar.update)
+        ids = [user.id for user in User.select(User.id).order_by(User.id.desc()).limit(users)]
+        follows = random_follows(ids)
+        insert_batches(Relationship, follows)
+        message_rows = [
+            {"user": random.choice(ids), "content": fake.sentence(nb_words=12)[:MESSAGE_MAX_LENGTH],
+             "pub_date": now - datetime.timedelta(minutes=random.uniform(1, 43_200))}
+            for _ in range(messages)
+        ]
+        insert_batches(Message, message_rows, bar.update)
+    click.echo(f"Added {users} users, {len(follows)} follows and {messages} messages.")
+
+
+def print_first_start_hint():
+    """Tell the person starting Chirp how to get an admin, if there is none yet."""
+    with db.database.connection_context():
+        has_admin = User.select().where(User.admin == True).exists()  # noqa: E712
+    if not has_admin:
+        click.echo(
+            "No admin yet. Create one with: python main.py create-admin NAME\n"
+            "Then sign in at http://127.0.0.1:5000/admin/",
+            err=True,
+        )
+
+
+cli = FlaskGroup(create_app=lambda: app, help="Chirp: a small, self-hostable microblog.")
+
+if __name__ == "__main__":
+    arguments = sys.argv[1:] or ["run"]
+    if arguments[0] == "run":
+        print_first_start_hint()
+    cli.main(args=arguments, prog_name="python main.py")

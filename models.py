@@ -1,0 +1,234 @@
+"""Chirp's peewee models, their constraints, and the queries that belong to them.
+
+Timelines only ever show messages of active users: a deactivated user's messages are
+hidden everywhere until the account is reactivated.
+"""
+
+import datetime
+import hashlib
+import re
+import secrets
+
+from flask_peewee.auth import BaseUser
+from peewee import BooleanField
+from peewee import Check
+from peewee import CharField
+from peewee import DateTimeField
+from peewee import ForeignKeyField
+from peewee import IntegerField
+from peewee import TextField
+from peewee import fn
+
+from app import db
+
+USERNAME_PATTERN = re.compile(r"[A-Za-z0-9_]{1,30}")
+USERNAME_MAX_LENGTH = 30
+EMAIL_MAX_LENGTH = 254
+MESSAGE_MAX_LENGTH = 280
+PASSWORD_MIN_LENGTH = 8
+# Bounds the hashing work an attacker can ask for with one request (characters).
+PASSWORD_MAX_LENGTH = 256
+TOKEN_NAME_MAX_LENGTH = 50
+
+
+class User(db.Model, BaseUser):
+    """A person with an account. ``password`` holds a werkzeug hash, never the password.
+
+    ``username`` is unique case-insensitively (``Alice`` and ``alice`` are one user) but
+    keeps the case it was registered with for display.
+    """
+
+    username = CharField(max_length=USERNAME_MAX_LENGTH, unique=True)
+    email = CharField(max_length=EMAIL_MAX_LENGTH, unique=True)
+    password = CharField(max_length=255)
+    join_date = DateTimeField(default=datetime.datetime.now, index=True)
+    active = BooleanField(default=True, index=True)
+    admin = BooleanField(default=False)
+
+    class Meta:
+        table_name = "user"
+
+    def __str__(self):
+        return self.username
+
+    @classmethod
+    def by_username(cls, username):
+        """Return a query for the user named ``username``, ignoring case."""
+        return cls.select().where(fn.LOWER(cls.username) == username.lower())
+
+    def timeline(self):
+        """Return this user's own messages, newest first (their user timeline)."""
+        return Message.visible().where(Message.user == self)
+
+    def home_timeline(self):
+        """Return the messages of everyone this user follows, and their own, newest first."""
+        followed = Relationship.select(Relationship.to_user).where(Relationship.from_user == self)
+        return Message.visible().where((Message.user == self) | (Message.user << followed))
+
+    def following(self):
+        """Return the active users this user follows, by username."""
+        return (
+            User.select()
+            .join(Relationship, on=Relationship.to_user)
+            .where(Relationship.from_user == self, User.active == True)  # noqa: E712
+            .order_by(fn.LOWER(User.username))
+        )
+
+    def followers(self):
+        """Return the active users who follow this user, by username."""
+        return (
+            User.select()
+            .join(Relationship, on=Relationship.from_user)
+            .where(Relationship.to_user == self, User.active == True)  # noqa: E712
+            .order_by(fn.LOWER(User.username))
+        )
+
+    def is_following(self, other):
+        """Return True if this user follows ``other``."""
+        return (
+            Relationship.select()
+            .where(Relationship.from_user == self, Relationship.to_user == other)
+            .exists()
+        )
+
+    def follow(self, other):
+        """Make this user follow ``other``; following twice is a no-op.
+
+        Raises ValueError when ``other`` is this user.
+        """
+        if other.id == self.id:
+            raise ValueError("You cannot follow yourself.")
+        Relationship.insert(from_user=self, to_user=other).on_conflict_ignore().execute()
+
+    def unfollow(self, other):
+        """Stop following ``other``; returns the number of relationships removed (0 or 1)."""
+        return (
+            Relationship.delete()
+            .where(Relationship.from_user == self, Relationship.to_user == other)
+            .execute()
+        )
+
+
+# Case-insensitive uniqueness: the database, not just the join form, refuses "Alice"
+# next to "alice", so two racing sign-ups cannot both win.
+User.add_index(User.index(fn.LOWER(User.username), unique=True, name="user_username_lower"))
+
+
+class Relationship(db.Model):
+    """``from_user`` follows ``to_user``. One row per pair; nobody follows themself."""
+
+    from_user = ForeignKeyField(User, backref="relationships", on_delete="CASCADE")
+    to_user = ForeignKeyField(User, backref="related_to", on_delete="CASCADE")
+    created_date = DateTimeField(default=datetime.datetime.now)
+
+    class Meta:
+        indexes = ((("from_user", "to_user"), True),)
+        constraints = [Check("from_user_id <> to_user_id")]
+
+    def __str__(self):
+        return f"{self.from_user} follows {self.to_user}"
+
+
+class Message(db.Model):
+    """A short message: 1 to MESSAGE_MAX_LENGTH characters of plain text."""
+
+    user = ForeignKeyField(User, backref="messages", on_delete="CASCADE")
+    content = TextField(constraints=[Check(f"length(content) BETWEEN 1 AND {MESSAGE_MAX_LENGTH}")])
+    pub_date = DateTimeField(default=datetime.datetime.now, index=True)
+
+    def __str__(self):
+        return self.content[:40]
+
+    @classmethod
+    def visible(cls):
+        """Return messages of active users with their author joined in, newest first."""
+        return (
+            cls.select(cls, User)
+            .join(User)
+            .where(User.active == True)  # noqa: E712
+            .order_by(cls.pub_date.desc(), cls.id.desc())
+        )
+
+    @classmethod
+    def public_timeline(cls):
+        """Return every visible message, newest first."""
+        return cls.visible()
+
+
+class Note(db.Model):
+    """An admin's note, posted from the admin dashboard's Notes panel."""
+
+    LIVE = 1
+    DELETED = 2
+    STATUS_CHOICES = ((LIVE, "live"), (DELETED, "deleted"))
+
+    user = ForeignKeyField(User, backref="notes", on_delete="CASCADE")
+    message = TextField()
+    status = IntegerField(default=LIVE, choices=STATUS_CHOICES)
+    created_date = DateTimeField(default=datetime.datetime.now, index=True)
+
+    def __str__(self):
+        return self.message[:40]
+
+
+class ApiToken(db.Model):
+    """A personal API token. Only its SHA-256 is stored; the token is shown once."""
+
+    user = ForeignKeyField(User, backref="api_tokens", on_delete="CASCADE")
+    name = CharField(max_length=TOKEN_NAME_MAX_LENGTH)
+    token_hash = CharField(max_length=64, unique=True)
+    created_date = DateTimeField(default=datetime.datetime.now)
+    last_used = DateTimeField(null=True)
+
+    def __str__(self):
+        return self.name
+
+    @staticmethod
+    def hash_token(token):
+        """Return the hex SHA-256 of ``token`` (a str). A plain hash suffices: tokens are
+        256 random bits, so unlike passwords they need no slow, salted hash."""
+        return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+    @classmethod
+    def issue(cls, user, name):
+        """Create a token called ``name`` for ``user``; return ``(row, token)``.
+
+        ``token`` is the only copy of the secret: show it to the user once.
+        """
+        token = secrets.token_urlsafe(32)
+        return cls.create(user=user, name=name, token_hash=cls.hash_token(token)), token
+
+    @classmethod
+    def lookup(cls, token):
+        """Return the ApiToken row for ``token`` if its user is active, else None."""
+        return (
+            cls.select(cls, User)
+            .join(User)
+            .where(cls.token_hash == cls.hash_token(token), User.active == True)  # noqa: E712
+            .first()
+        )
+
+
+class AuditEntry(db.Model):
+    """One admin action: who did it, when, to which row of which model, and what changed.
+
+    ``changes`` is a JSON object of ``{field: [old, new]}``; ``object_id`` is text so a
+    bulk action can record a list of ids.
+    """
+
+    actor = ForeignKeyField(User, null=True, backref="audit_entries", on_delete="SET NULL")
+    action = CharField(max_length=50)
+    model_name = CharField(max_length=50)
+    object_id = TextField(default="")
+    changes = TextField(default="{}")
+    created_date = DateTimeField(default=datetime.datetime.now, index=True)
+
+
+MODELS = [User, Relationship, Message, Note, ApiToken, AuditEntry]
+
+
+def create_tables():
+    """Create every missing table and index; existing ones are left alone."""
+    with db.database.connection_context():
+        db.database.create_tables(MODELS, safe=True)
+

@@ -1,0 +1,73 @@
+"""Test set-up: one import of main against a throwaway SQLite file, fresh tables per test."""
+
+import os
+import re
+import tempfile
+
+import pytest
+
+# Before the one import of main: the app reads its configuration at import time.
+os.environ["DATABASE_URL"] = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "import.db")
+os.environ["SECRET_KEY"] = "test-secret-key"
+
+import main  # noqa: E402  the one import: wires every module
+from app import db  # noqa: E402
+from models import MODELS  # noqa: E402
+from models import Message  # noqa: E402
+from models import User  # noqa: E402
+
+PASSWORD = "correct-horse"
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    """The one Flask app, pointed at a fresh SQLite file for this test."""
+    # Cheap hashing, as flask-peewee's own test suite does; scrypt costs ~140 ms a hash.
+    monkeypatch.setattr("flask_peewee.utils.PASSWORD_HASH_METHOD", "pbkdf2:sha256:1")
+    db.database.init(str(tmp_path / "test.db"))
+    db.database.create_tables(MODELS)
+    main.app.config.update(TESTING=True)
+    yield main.app
+    db.database.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def make_user(username, password=PASSWORD, **fields):
+    """Create and return a user; e-mail defaults to <username>@example.com."""
+    fields.setdefault("email", f"{username.lower()}@example.com")
+    user = User(username=username, **fields)
+    user.set_password(password)
+    user.save()
+    return user
+
+
+def make_message(user, content="hello", **fields):
+    return Message.create(user=user, content=content, **fields)
+
+
+def csrf_token(client, path="/accounts/login/"):
+    """GET ``path`` and return the CSRF token from its first form."""
+    html = client.get(path).get_data(as_text=True)
+    match = re.search(r'name="_csrf_token" value="([^"]+)"', html)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def login(client, username, password=PASSWORD):
+    """Log ``client`` in through the real login form; returns the response."""
+    token = csrf_token(client)
+    return client.post(
+        "/accounts/login/",
+        data={"username": username, "password": password, "_csrf_token": token},
+    )
+
+
+def post(client, path, data=None, token_from="/join/", **kwargs):
+    """POST a form to ``path`` with a valid CSRF token taken from ``token_from``."""
+    data = dict(data or {})
+    data["_csrf_token"] = csrf_token(client, token_from)
+    return client.post(path, data=data, **kwargs)

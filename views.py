@@ -1,0 +1,378 @@
+"""The web pages: timelines, users, follow/unfollow, posting, joining and settings.
+
+Every state-changing request is a POST carrying SeaSurf's CSRF token.
+"""
+
+from flask import abort
+from flask import flash
+from flask import g
+from flask import jsonify
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import url_for
+from flask_peewee.utils import PaginatedQuery
+from flask_peewee.utils import get_object_or_404
+from peewee import IntegrityError
+from wtforms import Form
+from wtforms import PasswordField
+from wtforms import StringField
+from wtforms import TextAreaField
+from wtforms import ValidationError
+from wtforms.validators import DataRequired
+from wtforms.validators import EqualTo
+from wtforms.validators import Length
+from wtforms.validators import Optional
+from wtforms.validators import Regexp
+
+from app import app
+from app import db
+from auth import auth
+from models import EMAIL_MAX_LENGTH
+from models import MESSAGE_MAX_LENGTH
+from models import PASSWORD_MAX_LENGTH
+from models import PASSWORD_MIN_LENGTH
+from models import TOKEN_NAME_MAX_LENGTH
+from models import USERNAME_MAX_LENGTH
+from models import USERNAME_PATTERN
+from models import ApiToken
+from models import Message
+from models import User
+
+# The largest page number a list accepts; beyond it the offset is meaningless.
+MAX_PAGE = 100_000
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+def strip(value):
+    """wtforms filter: trim surrounding white space from a submitted string."""
+    return value.strip() if isinstance(value, str) else value
+
+
+class JoinForm(Form):
+    """Sign-up: a new username and e-mail (both unique), and a confirmed password."""
+
+    username = StringField(
+        "Username",
+        filters=[strip],
+        validators=[
+            DataRequired(),
+            Length(max=USERNAME_MAX_LENGTH),
+            Regexp(
+                f"^{USERNAME_PATTERN.pattern}$",
+                message="Use 1 to 30 letters, digits or underscores.",
+            ),
+        ],
+    )
+    email = StringField(
+        "Email",
+        filters=[strip],
+        validators=[
+            DataRequired(),
+            Length(max=EMAIL_MAX_LENGTH),
+            Regexp(EMAIL_PATTERN, message="Enter an e-mail address."),
+        ],
+    )
+    password = PasswordField(
+        "Password", validators=[DataRequired(), Length(PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH)]
+    )
+    confirm = PasswordField(
+        "Confirm password",
+        validators=[DataRequired(), EqualTo("password", message="The passwords do not match.")],
+    )
+
+    def validate_username(self, field):
+        if User.by_username(field.data).exists():
+            raise ValidationError("That username is taken.")
+
+    def validate_email(self, field):
+        if User.select().where(User.email == field.data.lower()).exists():
+            raise ValidationError("That e-mail address is already registered.")
+
+
+class MessageForm(Form):
+    """A message: 1 to 280 characters once surrounding white space is trimmed."""
+
+    content = TextAreaField(
+        "Message",
+        filters=[strip],
+        validators=[DataRequired(), Length(max=MESSAGE_MAX_LENGTH)],
+    )
+
+
+class SettingsForm(Form):
+    """Change e-mail and/or password; both need the current password."""
+
+    email = StringField(
+        "Email",
+        filters=[strip],
+        validators=[
+            DataRequired(),
+            Length(max=EMAIL_MAX_LENGTH),
+            Regexp(EMAIL_PATTERN, message="Enter an e-mail address."),
+        ],
+    )
+    new_password = PasswordField(
+        "New password",
+        validators=[Optional(), Length(PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH)],
+        description="Leave empty to keep your password.",
+    )
+    confirm = PasswordField(
+        "Confirm new password",
+        validators=[EqualTo("new_password", message="The passwords do not match.")],
+    )
+    current_password = PasswordField(
+        "Current password", validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH)]
+    )
+
+    def validate_email(self, field):
+        taken = User.select().where(User.email == field.data.lower(), User.id != g.user.id)
+        if taken.exists():
+            raise ValidationError("That e-mail address is already registered.")
+
+    def validate_current_password(self, field):
+        if not g.user.check_password(field.data):
+            raise ValidationError("That is not your current password.")
+
+
+class TokenForm(Form):
+    """A name for a new API token, so its owner can tell tokens apart."""
+
+    name = StringField(
+        "Token name",
+        filters=[strip],
+        validators=[DataRequired(), Length(max=TOKEN_NAME_MAX_LENGTH)],
+    )
+
+
+class Page(PaginatedQuery):
+    """flask-peewee's PaginatedQuery, refusing page numbers that are not 1..MAX_PAGE."""
+
+    def get_page(self):
+        raw = request.args.get(self.page_var, "1")
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+            abort(400, f"The page number must be a whole number from 1 to {MAX_PAGE}.")
+        return int(raw)
+
+
+def render_list(template, query, var_name, **context):
+    """Render ``template`` with one page (PAGE_SIZE rows) of ``query`` as ``var_name``,
+    plus ``pagination`` for the newer/older links."""
+    pagination = Page(query, app.config["PAGE_SIZE"])
+    context[var_name] = pagination.get_list()
+    return render_template(template, pagination=pagination, page=pagination.get_page(), **context)
+
+
+def get_person(username):
+    """Return the active user called ``username`` (any case), or abort with 404."""
+    return get_object_or_404(User.by_username(username).where(User.active == True))  # noqa: E712
+
+
+def get_own_message(message_id):
+    """Return message ``message_id`` if the logged-in user wrote it: 404 if it does not
+    exist, 403 if it is someone else's."""
+    message = get_object_or_404(Message, Message.id == message_id)
+    if message.user_id != g.user.id:
+        abort(403, "You can only change your own messages.")
+    return message
+
+
+@app.route("/")
+def index():
+    """The home timeline when logged in, else the public timeline."""
+    if auth.get_logged_in_user():
+        return home_timeline()
+    return public_timeline()
+
+
+@app.route("/public/")
+def public_timeline():
+    """Every visible message, newest first."""
+    return render_list("public_timeline.html", Message.public_timeline(), "message_list")
+
+
+@app.route("/private/")
+@auth.login_required
+def home_timeline():
+    """The logged-in user's messages and those of everyone they follow."""
+    return render_list(
+        "home_timeline.html", g.user.home_timeline(), "message_list", form=MessageForm()
+    )
+
+
+@app.route("/join/", methods=["GET", "POST"])
+def join():
+    """Sign up, then log in as the new user."""
+    form = JoinForm(request.form)
+    if request.method == "POST" and form.validate():
+        user = User(username=form.username.data, email=form.email.data.lower())
+        user.set_password(form.password.data)
+        try:
+            with db.database.atomic():
+                user.save()
+        except IntegrityError:  # a concurrent sign-up took the name or address
+            form.username.errors.append("That username or e-mail address is taken.")
+        else:
+            auth.login_user(user)
+            flash(f"Welcome to Chirp, {user.username}!", "success")
+            return redirect(url_for("index"))
+    return render_template("join.html", form=form), 422 if form.errors else 200
+
+
+@app.route("/users/")
+def user_list():
+    """The directory of active users, by username."""
+    query = User.select().where(User.active == True).order_by(User.username)  # noqa: E712
+    return render_list("user_list.html", query, "user_list", title="People")
+
+
+@app.route("/users/<username>/")
+def user_detail(username):
+    """One user's page: their messages and follower/following counts."""
+    person = get_person(username)
+    following = g.user is not None and g.user.is_following(person)
+    return render_list(
+        "user_detail.html",
+        person.timeline(),
+        "message_list",
+        person=person,
+        is_following=following,
+        follower_count=person.followers().count(),
+        following_count=person.following().count(),
+    )
+
+
+@app.route("/users/<username>/followers/")
+def user_followers(username):
+    """The users who follow ``username``."""
+    person = get_person(username)
+    title = f"People following {person.username}"
+    return render_list("user_list.html", person.followers(), "user_list", person=person, title=title)
+
+
+@app.route("/users/<username>/following/")
+def user_following(username):
+    """The users ``username`` follows."""
+    person = get_person(username)
+    title = f"People {person.username} follows"
+    return render_list("user_list.html", person.following(), "user_list", person=person, title=title)
+
+
+@app.route("/users/<username>/follow/", methods=["POST"])
+@auth.login_required
+def user_follow(username):
+    """Follow ``username``; following yourself is refused with a message."""
+    person = get_person(username)
+    try:
+        g.user.follow(person)
+    except ValueError as exc:
+        flash(str(exc), "danger")
+    else:
+        flash(f"You are now following {person.username}.", "success")
+    return redirect(url_for("user_detail", username=person.username))
+
+
+@app.route("/users/<username>/unfollow/", methods=["POST"])
+@auth.login_required
+def user_unfollow(username):
+    """Stop following ``username``."""
+    person = get_person(username)
+    g.user.unfollow(person)
+    flash(f"You are no longer following {person.username}.", "success")
+    return redirect(url_for("user_detail", username=person.username))
+
+
+@app.route("/create/", methods=["GET", "POST"])
+@auth.login_required
+def create():
+    """Post a new message."""
+    form = MessageForm(request.form)
+    if request.method == "POST" and form.validate():
+        Message.create(user=g.user, content=form.content.data)
+        flash("Your message has been posted.", "success")
+        return redirect(url_for("home_timeline"))
+    return render_template("message_form.html", form=form), 422 if form.errors else 200
+
+
+@app.route("/edit/<int:message_id>/", methods=["GET", "POST"])
+@auth.login_required
+def edit(message_id):
+    """Edit one of your own messages."""
+    message = get_own_message(message_id)
+    form = MessageForm(request.form, obj=message)
+    if request.method == "POST" and form.validate():
+        message.content = form.content.data
+        message.save()
+        flash("Your message has been updated.", "success")
+        return redirect(url_for("user_detail", username=g.user.username))
+    status = 422 if form.errors else 200
+    return render_template("message_form.html", form=form, message=message), status
+
+
+@app.route("/delete/<int:message_id>/", methods=["POST"])
+@auth.login_required
+def delete(message_id):
+    """Delete one of your own messages."""
+    get_own_message(message_id).delete_instance()
+    flash("Your message has been deleted.", "success")
+    return redirect(url_for("user_detail", username=g.user.username))
+
+
+@app.route("/settings/", methods=["GET", "POST"])
+@auth.login_required
+def settings():
+    """Change your e-mail address or password, and manage your API tokens."""
+    form = SettingsForm(request.form, obj=g.user)
+    if request.method == "POST" and form.validate():
+        g.user.email = form.email.data.lower()
+        if form.new_password.data:
+            g.user.set_password(form.new_password.data)
+        g.user.save()
+        flash("Your settings have been saved.", "success")
+        return redirect(url_for("settings"))
+    return render_settings(form=form), 422 if form.errors else 200
+
+
+def render_settings(form=None, token_form=None, new_token=None):
+    """Render the settings page; ``new_token`` is a just-created token, shown this once."""
+    tokens = g.user.api_tokens.order_by(ApiToken.created_date.desc())
+    return render_template(
+        "settings.html",
+        form=form or SettingsForm(obj=g.user),
+        token_form=token_form or TokenForm(),
+        tokens=tokens,
+        new_token=new_token,
+    )
+
+
+@app.route("/settings/tokens/", methods=["POST"])
+@auth.login_required
+def token_create():
+    """Create a named API token and show it once. The response is not cached."""
+    token_form = TokenForm(request.form)
+    if not token_form.validate():
+        return render_settings(token_form=token_form), 422
+    _, token = ApiToken.issue(g.user, token_form.name.data)
+    response = app.make_response(render_settings(new_token=token))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@app.route("/settings/tokens/<int:token_id>/revoke/", methods=["POST"])
+@auth.login_required
+def token_revoke(token_id):
+    """Revoke (delete) one of your API tokens; other users' tokens are a 404."""
+    token = get_object_or_404(ApiToken, ApiToken.id == token_id, ApiToken.user == g.user)
+    token.delete_instance()
+    flash(f"Token “{token.name}” has been revoked.", "success")
+    return redirect(url_for("settings"))
+
+
+@app.route("/healthz")
+def healthz():
+    """Liveness and database check for load balancers: 200 {"status": "ok"} or 503."""
+    try:
+        db.database.execute_sql("SELECT 1")
+    except Exception:  # any database failure means "not healthy"
+        return jsonify(status="error", error="database unavailable"), 503
+    return jsonify(status="ok")
