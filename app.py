@@ -11,11 +11,13 @@ from flask import Flask
 from flask import jsonify
 from flask import render_template
 from flask import request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_peewee.db import Database
 from flask_seasurf import SeaSurf
 from markupsafe import Markup
-from werkzeug.exceptions import HTTPException
 from playhouse.db_url import connect
+from werkzeug.exceptions import HTTPException
 
 app = Flask(__name__, instance_relative_config=True)
 os.makedirs(app.instance_path, exist_ok=True)
@@ -35,6 +37,8 @@ app.config.from_mapping(
     # SeaSurf switches itself off under TESTING unless told otherwise; tests must see CSRF.
     CSRF_DISABLE=False,
     PAGE_SIZE=20,
+    # flask-limiter storage: memory:// serves one host; use redis://HOST:6379 for several.
+    RATELIMIT_STORAGE_URI="memory://",
 )
 app.config.from_prefixed_env()
 
@@ -58,6 +62,8 @@ db = Database(app, database_from_url(app.config["DATABASE_URL"], app.config["SQL
 database = db.database
 
 csrf = SeaSurf(app)
+# Limits are declared where they apply (login, API); none by default.
+limiter = Limiter(get_remote_address, app=app)
 
 
 def require_secret_key(flask_app):
@@ -72,7 +78,7 @@ def require_secret_key(flask_app):
         return
     raise RuntimeError(
         "SECRET_KEY is not set. Set it in the environment, e.g. "
-        'SECRET_KEY="$(python -c \'import secrets; print(secrets.token_hex(32))\')", '
+        "SECRET_KEY=\"$(python -c 'import secrets; print(secrets.token_hex(32))')\", "
         "or start Chirp with `python main.py`, which keeps one in the instance folder."
     )
 

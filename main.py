@@ -28,7 +28,9 @@ from app import require_secret_key
 from models import MESSAGE_MAX_LENGTH
 from models import PASSWORD_MAX_LENGTH
 from models import PASSWORD_MIN_LENGTH
+from models import TOKEN_NAME_MAX_LENGTH
 from models import USERNAME_PATTERN
+from models import ApiToken
 from models import Message
 from models import Relationship
 from models import User
@@ -90,7 +92,9 @@ def create_admin(username, email, password_stdin):
     Either way the password is set anew: prompted for, or read from standard input.
     """
     if not USERNAME_PATTERN.fullmatch(username):
-        raise click.BadParameter("use 1 to 30 letters, digits or underscores", param_hint="USERNAME")
+        raise click.BadParameter(
+            "use 1 to 30 letters, digits or underscores", param_hint="USERNAME"
+        )
     password = read_new_password(password_stdin)
     with db.database.atomic():
         user = User.by_username(username).first()
@@ -102,6 +106,18 @@ def create_admin(username, email, password_stdin):
         user.set_password(password)
         user.save()
     click.echo(f"{user.username} is an admin. Sign in at /admin/.")
+
+
+@app.cli.command("create-token")
+@click.argument("username")
+@click.option("--name", default="cli", show_default=True, help="A label for the token.")
+def create_token(username, name):
+    """Create an API token for USERNAME and print it; only its hash is stored."""
+    user = User.by_username(username).first()
+    if user is None:
+        raise click.BadParameter(f"no user called {username!r}", param_hint="USERNAME")
+    _, token = ApiToken.issue(user, name[:TOKEN_NAME_MAX_LENGTH])
+    click.echo(token)
 
 
 def unique_usernames(fake, count):
@@ -153,20 +169,28 @@ def seed(users, messages, random_seed):
     unusable = make_password(secrets.token_hex(16))
     names = unique_usernames(fake, users)
     user_rows = [
-        {"username": name, "email": f"{name.lower()}@example.com", "password": unusable,
-         "join_date": now - datetime.timedelta(days=random.uniform(30, 365))}
+        {
+            "username": name,
+            "email": f"{name.lower()}@example.com",
+            "password": unusable,
+            "join_date": now - datetime.timedelta(days=random.uniform(30, 365)),
+        }
         for name in names
     ]
-    with db.database.atomic(), click.progressbar(
-        length=users + messages, label="Seeding", file=sys.stderr
-    ) as bar:
+    with (
+        db.database.atomic(),
+        click.progressbar(length=users + messages, label="Seeding", file=sys.stderr) as bar,
+    ):
         insert_batches(User, user_rows, bar.update)
         ids = [user.id for user in User.select(User.id).order_by(User.id.desc()).limit(users)]
         follows = random_follows(ids)
         insert_batches(Relationship, follows)
         message_rows = [
-            {"user": random.choice(ids), "content": fake.sentence(nb_words=12)[:MESSAGE_MAX_LENGTH],
-             "pub_date": now - datetime.timedelta(minutes=random.uniform(1, 43_200))}
+            {
+                "user": random.choice(ids),
+                "content": fake.sentence(nb_words=12)[:MESSAGE_MAX_LENGTH],
+                "pub_date": now - datetime.timedelta(minutes=random.uniform(1, 43_200)),
+            }
             for _ in range(messages)
         ]
         insert_batches(Message, message_rows, bar.update)

@@ -11,8 +11,8 @@ import secrets
 
 from flask_peewee.auth import BaseUser
 from peewee import BooleanField
-from peewee import Check
 from peewee import CharField
+from peewee import Check
 from peewee import DateTimeField
 from peewee import ForeignKeyField
 from peewee import IntegerField
@@ -231,4 +231,3 @@ def create_tables():
     """Create every missing table and index; existing ones are left alone."""
     with db.database.connection_context():
         db.database.create_tables(MODELS, safe=True)
-

@@ -247,7 +247,9 @@ def user_followers(username):
     """The users who follow ``username``."""
     person = get_person(username)
     title = f"People following {person.username}"
-    return render_list("user_list.html", person.followers(), "user_list", person=person, title=title)
+    return render_list(
+        "user_list.html", person.followers(), "user_list", person=person, title=title
+    )
 
 
 @app.route("/users/<username>/following/")
@@ -255,7 +257,9 @@ def user_following(username):
     """The users ``username`` follows."""
     person = get_person(username)
     title = f"People {person.username} follows"
-    return render_list("user_list.html", person.following(), "user_list", person=person, title=title)
+    return render_list(
+        "user_list.html", person.following(), "user_list", person=person, title=title
+    )
 
 
 @app.route("/users/<username>/follow/", methods=["POST"])
