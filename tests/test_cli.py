@@ -1,0 +1,224 @@
+"""The command line: create-admin, create-token, seed, and `python main.py` itself."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import make_user
+
+import main
+from models import ApiToken
+from models import Message
+from models import Relationship
+from models import User
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def test_create_admin_reads_the_password_from_stdin(runner):
+    result = runner.invoke(
+        args=["create-admin", "root", "--password-stdin"], input="a-good-password\n"
+    )
+    assert result.exit_code == 0, result.output
+    user = User.get(User.username == "root")
+    assert user.admin and user.active and user.email == "root@localhost"
+    assert user.check_password("a-good-password")
+
+
+def test_create_admin_prompts_twice_for_the_password(runner):
+    result = runner.invoke(
+        args=["create-admin", "root", "--email", "Root@Example.com"],
+        input="a-good-password\na-good-password\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "Repeat for confirmation" in result.output
+    assert "a-good-password" not in result.output
+    assert User.get().email == "root@example.com"
+
+
+def test_create_admin_promotes_an_existing_user(runner):
+    make_user("alice")
+    result = runner.invoke(
+        args=["create-admin", "ALICE", "--password-stdin"], input="another-password\n"
+    )
+    assert result.exit_code == 0, result.output
+    alice = User.get()
+    assert alice.admin and alice.check_password("another-password")
+    assert User.select().count() == 1
+
+
+def test_create_admin_refuses_bad_input(runner):
+    short = runner.invoke(args=["create-admin", "root", "--password-stdin"], input="short\n")
+    assert short.exit_code == 2 and "must be 8 to 256 characters long" in short.output
+    bad_name = runner.invoke(
+        args=["create-admin", "no spaces", "--password-stdin"], input="a-good-password\n"
+    )
+    assert bad_name.exit_code == 2 and "letters, digits or underscores" in bad_name.output
+    assert User.select().count() == 0
+
+
+def test_create_token_prints_a_working_token(runner):
+    alice = make_user("alice")
+    result = runner.invoke(args=["create-token", "alice", "--name", "script"])
+    assert result.exit_code == 0, result.output
+    token = result.output.strip()
+    assert ApiToken.lookup(token).user.id == alice.id
+    assert ApiToken.get().name == "script"
+
+
+def test_create_token_for_unknown_user_fails(runner):
+    result = runner.invoke(args=["create-token", "nobody"])
+    assert result.exit_code == 2 and "no user called 'nobody'" in result.output
+
+
+def test_seed_fills_the_database(runner):
+    result = runner.invoke(args=["seed", "--users", "12", "--messages", "50", "--seed", "7"])
+    assert result.exit_code == 0, result.output
+    assert "Seeding" in result.output  # the progress bar's label
+    assert User.select().count() == 12
+    assert Message.select().count() == 50
+    assert Relationship.select().where(Relationship.from_user == Relationship.to_user).count() == 0
+    assert f"{Relationship.select().count()} follows" in result.output
+    assert all(1 <= len(m.content) <= 280 for m in Message.select())
+    # seeded users cannot be logged into with a guessable password
+    assert not User.get().check_password("password")
+
+
+def test_seed_twice_adds_more_users_without_clashes(runner):
+    runner.invoke(args=["seed", "--users", "5", "--messages", "0", "--seed", "1"])
+    result = runner.invoke(args=["seed", "--users", "5", "--messages", "0", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert User.select().count() == 10
+
+
+def test_seed_refuses_nonsense_counts(runner):
+    result = runner.invoke(args=["seed", "--users", "0"])
+    assert result.exit_code == 2
+    assert User.select().count() == 0
+
+
+def test_use_instance_secret_key_makes_and_keeps_one(app, tmp_path, monkeypatch):
+    monkeypatch.setitem(app.config, "SECRET_KEY", None)
+    key_file = tmp_path / "secret_key"
+    main.use_instance_secret_key(app, str(key_file))
+    first = app.config["SECRET_KEY"]
+    assert len(first) == 64 and key_file.read_text() == first
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    app.config["SECRET_KEY"] = None
+    main.use_instance_secret_key(app, str(key_file))
+    assert app.config["SECRET_KEY"] == first
+
+
+def clean_env(**extra):
+    """The environment without Chirp's settings, plus ``extra``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SECRET_KEY", "DATABASE_URL") and not k.startswith("FLASK_")
+    }
+    env.update(extra)
+    return env
+
+
+def test_refuses_to_start_without_secret_key_outside_debug(tmp_path):
+    env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}")
+    result = subprocess.run(
+        [sys.executable, "-c", "import main"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_debug_runs_without_secret_key(tmp_path):
+    env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}", FLASK_DEBUG="1")
+    result = subprocess.run(
+        [sys.executable, "-c", "import main"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_python_main_and_flask_cli_list_the_same_commands(tmp_path):
+    env = clean_env(SECRET_KEY="x", DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}")
+    ours = subprocess.run(
+        [sys.executable, "main.py", "--help"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    flask = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "main", "--help"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    for command in ("create-admin", "create-token", "seed", "run"):
+        assert command in ours.stdout and command in flask.stdout
+
+
+def fresh_checkout(tmp_path):
+    """Copy the project into ``tmp_path``/chirp as a new clone has it: no instance folder,
+    no database, no secret key."""
+    target = tmp_path / "chirp"
+    ignore = shutil.ignore_patterns(".git", "instance", "__pycache__", ".*_cache", "*.db*")
+    shutil.copytree(ROOT, target, ignore=ignore)
+    return target
+
+
+def wait_for(url, process, seconds=30):
+    """Return the body of ``url`` once it answers 200; fail if ``process`` dies first."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.read().decode()
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer within {seconds} s")
+
+
+def test_python_main_serves_a_fresh_checkout_on_port_5000(tmp_path):
+    checkout = fresh_checkout(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "main.py"],
+        cwd=checkout,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert '"status":"ok"' in wait_for("http://127.0.0.1:5000/healthz", process)
+        assert "Public timeline" in wait_for("http://127.0.0.1:5000/", process)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert "No admin yet. Create one with: python main.py create-admin NAME" in stderr
+    assert (checkout / "instance" / "chirp.db").exists()
+    assert len((checkout / "instance" / "secret_key").read_text()) == 64

@@ -1,0 +1,119 @@
+"""Models, their constraints and queries, and the app-level pieces they rely on."""
+
+import datetime
+
+import pytest
+from conftest import make_message
+from conftest import make_user
+from peewee import IntegrityError
+
+from app import database_from_url
+from app import db
+from app import timesince
+from models import ApiToken
+from models import Message
+from models import Relationship
+from models import User
+
+
+def test_usernames_are_unique_ignoring_case(app):
+    make_user("Alice")
+    with pytest.raises(IntegrityError), db.database.atomic():
+        User.create(username="alice", email="other@example.com", password="x")
+    assert User.by_username("ALICE").get().username == "Alice"
+
+
+def test_emails_are_unique(app):
+    make_user("alice", email="same@example.com")
+    with pytest.raises(IntegrityError), db.database.atomic():
+        make_user("bob", email="same@example.com")
+
+
+def test_the_database_refuses_self_follows_and_duplicate_follows(app):
+    alice, bob = make_user("alice"), make_user("bob")
+    with pytest.raises(IntegrityError), db.database.atomic():
+        Relationship.create(from_user=alice, to_user=alice)
+    Relationship.create(from_user=alice, to_user=bob)
+    with pytest.raises(IntegrityError), db.database.atomic():
+        Relationship.create(from_user=alice, to_user=bob)
+
+
+def test_the_database_refuses_empty_and_overlong_messages(app):
+    alice = make_user("alice")
+    for content in ("", "x" * 281):
+        with pytest.raises(IntegrityError), db.database.atomic():
+            Message.create(user=alice, content=content)
+    assert Message.create(user=alice, content="é" * 280).id
+
+
+def test_follow_rules(app):
+    alice, bob = make_user("alice"), make_user("bob")
+    with pytest.raises(ValueError):
+        alice.follow(alice)
+    alice.follow(bob)
+    alice.follow(bob)
+    assert list(alice.following()) == [bob] and list(bob.followers()) == [alice]
+    assert alice.is_following(bob) and not bob.is_following(alice)
+    assert alice.unfollow(bob) == 1 and alice.unfollow(bob) == 0
+
+
+def test_home_timeline_is_self_plus_followed_newest_first(app):
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    alice.follow(bob)
+    now = datetime.datetime.now()
+    old = make_message(alice, "old", pub_date=now - datetime.timedelta(days=1))
+    new = make_message(bob, "new", pub_date=now)
+    make_message(carol, "not followed")
+    assert list(alice.home_timeline()) == [new, old]
+    assert list(bob.home_timeline()) == [new]
+
+
+def test_deactivated_users_vanish_from_timelines_and_lists(app):
+    alice, bob = make_user("alice"), make_user("bob")
+    alice.follow(bob)
+    make_message(bob, "bob's")
+    User.update(active=False).where(User.id == bob.id).execute()
+    assert list(alice.home_timeline()) == []
+    assert list(Message.public_timeline()) == []
+    assert list(alice.following()) == []
+
+
+def test_deleting_a_user_removes_their_messages_and_follows(app):
+    alice, bob = make_user("alice"), make_user("bob")
+    alice.follow(bob)
+    make_message(bob)
+    bob.delete_instance()
+    assert Message.select().count() == 0 and Relationship.select().count() == 0
+
+
+def test_api_tokens_are_stored_hashed_and_die_with_deactivation(app):
+    alice = make_user("alice")
+    row, token = ApiToken.issue(alice, "phone")
+    assert token not in row.token_hash and len(row.token_hash) == 64
+    assert ApiToken.lookup(token).id == row.id
+    assert ApiToken.lookup(token + "x") is None
+    User.update(active=False).where(User.id == alice.id).execute()
+    assert ApiToken.lookup(token) is None
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):
+    database = database_from_url(f"sqlite:///{tmp_path / 'x.db'}", busy_timeout=7)
+    with database.connection_context():
+        assert database.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert database.execute_sql("PRAGMA busy_timeout").fetchone()[0] == 7000
+        assert database.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [
+        (datetime.timedelta(seconds=5), "just now"),
+        (datetime.timedelta(minutes=5), "5m"),
+        (datetime.timedelta(hours=3), "3h"),
+        (datetime.timedelta(days=2), "2d"),
+        (datetime.timedelta(days=30), "22 Oct 2026"),
+    ],
+)
+def test_timesince(age, expected):
+    now = datetime.datetime(2026, 11, 21, 12, 0)
+    assert timesince(now - age, now=now) == expected

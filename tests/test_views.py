@@ -1,0 +1,484 @@
+"""The web pages, for an anonymous visitor, a member, a message's owner and an admin."""
+
+import datetime
+
+from conftest import PASSWORD
+from conftest import csrf_token
+from conftest import login
+from conftest import make_message
+from conftest import make_user
+from conftest import post
+
+from models import ApiToken
+from models import Message
+from models import Relationship
+from models import User
+
+
+def text(response):
+    return response.get_data(as_text=True)
+
+
+# Timelines -----------------------------------------------------------------------------
+
+
+def test_anonymous_home_is_the_public_timeline(client):
+    alice = make_user("alice")
+    make_message(alice, "hello from alice")
+    response = client.get("/")
+    assert response.status_code == 200
+    assert "Public timeline" in text(response)
+    assert "hello from alice" in text(response)
+
+
+def test_public_timeline_is_newest_first(client):
+    alice = make_user("alice")
+    now = datetime.datetime.now()
+    make_message(alice, "older message", pub_date=now - datetime.timedelta(hours=2))
+    make_message(alice, "newer message", pub_date=now)
+    body = text(client.get("/public/"))
+    assert body.index("newer message") < body.index("older message")
+
+
+def test_home_timeline_shows_followed_users_and_self_only(client):
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    alice.follow(bob)
+    make_message(alice, "alice speaks")
+    make_message(bob, "bob speaks")
+    make_message(carol, "carol speaks")
+    login(client, "alice")
+    body = text(client.get("/"))
+    assert "Home" in body
+    assert "alice speaks" in body and "bob speaks" in body
+    assert "carol speaks" not in body
+    assert text(client.get("/private/")).count("speaks") == 2
+
+
+def test_private_timeline_requires_login(client):
+    response = client.get("/private/?page=2")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/accounts/login/?next=/private/?page%3D2"
+
+
+def test_timelines_paginate_with_newer_and_older_links(client):
+    alice = make_user("alice")
+    now = datetime.datetime.now()
+    for number in range(25):
+        make_message(
+            alice,
+            f"message number {number:02d}",
+            pub_date=now.replace(microsecond=0) - datetime.timedelta(minutes=number),
+        )
+    first = text(client.get("/public/"))
+    assert "message number 00" in first and "message number 19" in first
+    assert "message number 20" not in first
+    assert "Older" in first and "Newer" not in first
+    second = text(client.get("/public/?page=2"))
+    assert "message number 20" in second and "message number 24" in second
+    assert "message number 19" not in second
+    assert "Newer" in second and "Older" not in second
+
+
+def test_bad_page_numbers_are_a_400_not_a_500(client):
+    for page in ("abc", "0", "-1", "99999999999999999999999"):
+        assert client.get(f"/public/?page={page}").status_code == 400
+
+
+def test_inactive_users_messages_are_hidden(client):
+    alice = make_user("alice")
+    ghost = make_user("ghost", active=False)
+    make_message(alice, "visible message")
+    make_message(ghost, "hidden message")
+    body = text(client.get("/public/"))
+    assert "visible message" in body and "hidden message" not in body
+    assert client.get("/users/ghost/").status_code == 404
+
+
+# Users ---------------------------------------------------------------------------------
+
+
+def test_user_directory_lists_active_users(client):
+    make_user("alice")
+    make_user("ghost", active=False)
+    body = text(client.get("/users/"))
+    assert "@alice" in body and "@ghost" not in body
+
+
+def test_user_page_shows_messages_and_counts(client):
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    bob.follow(alice)
+    carol.follow(alice)
+    alice.follow(bob)
+    make_message(alice, "alice's own words")
+    make_message(bob, "bob's words")
+    body = text(client.get("/users/alice/"))
+    assert "alice&#39;s own words" in body and "bob&#39;s words" not in body
+    assert "<strong>2</strong> followers" in body
+    assert "<strong>1</strong> following" in body
+
+
+def test_user_page_lookup_ignores_case(client):
+    make_user("Alice")
+    assert client.get("/users/alice/").status_code == 200
+    assert client.get("/users/ALICE/").status_code == 200
+
+
+def test_unknown_user_pages_are_404(client):
+    for path in ("/users/nobody/", "/users/nobody/followers/", "/users/nobody/following/"):
+        assert client.get(path).status_code == 404
+
+
+def test_follower_and_following_lists(client):
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    bob.follow(alice)
+    alice.follow(carol)
+    followers = text(client.get("/users/alice/followers/"))
+    assert "@bob" in followers and "@carol" not in followers
+    following = text(client.get("/users/alice/following/"))
+    assert "@carol" in following and "@bob" not in following
+
+
+# Joining, logging in and out -----------------------------------------------------------
+
+
+def join(
+    client, username="newbie", email="newbie@example.com", password="long-enough-1", confirm=None
+):
+    data = {
+        "username": username,
+        "email": email,
+        "password": password,
+        "confirm": password if confirm is None else confirm,
+    }
+    return post(client, "/join/", data, token_from="/join/")
+
+
+def test_join_creates_a_user_and_logs_them_in(client):
+    response = join(client, email="Newbie@Example.com")
+    assert response.status_code == 302
+    user = User.get(User.username == "newbie")
+    assert user.email == "newbie@example.com"
+    assert user.password != "long-enough-1" and user.check_password("long-enough-1")
+    assert not user.admin and user.active
+    assert "@newbie" in text(client.get("/"))
+
+
+def test_join_refuses_a_username_taken_in_another_case(client):
+    make_user("Alice")
+    response = join(client, username="alice")
+    assert response.status_code == 422
+    assert "That username is taken." in text(response)
+    assert User.select().count() == 1
+
+
+def test_join_validates_every_field(client):
+    cases = [
+        ({"username": "bad name!"}, "Use 1 to 30 letters, digits or underscores."),
+        ({"username": "x" * 31}, "Field cannot be longer than 30 characters."),
+        ({"email": "not-an-email"}, "Enter an e-mail address."),
+        ({"password": "short"}, "Field must be between 8 and 256 characters long."),
+        ({"confirm": "something-else"}, "The passwords do not match."),
+    ]
+    for override, message in cases:
+        response = join(client, **override)
+        assert response.status_code == 422, override
+        assert message in text(response), override
+    assert User.select().count() == 0
+
+
+def test_join_refuses_a_registered_email(client):
+    make_user("alice", email="alice@example.com")
+    response = join(client, email="ALICE@example.com")
+    assert "That e-mail address is already registered." in text(response)
+
+
+def test_login_and_logout(client):
+    make_user("alice")
+    response = login(client, "alice")
+    assert response.status_code == 302
+    assert "Log out" in text(client.get("/"))
+    response = post(client, "/accounts/logout/")
+    assert response.status_code == 302
+    assert "Log in" in text(client.get("/"))
+
+
+def test_login_accepts_any_case_of_the_username(client):
+    make_user("Alice")
+    login(client, "aLiCe")
+    assert "@Alice" in text(client.get("/"))
+
+
+def test_login_with_a_wrong_password_fails(client):
+    make_user("alice")
+    response = login(client, "alice", "wrong-password")
+    assert response.status_code == 200
+    assert "Incorrect username or password" in text(response)
+
+
+def test_logout_by_get_is_refused(client):
+    make_user("alice")
+    login(client, "alice")
+    assert client.get("/accounts/logout/").status_code == 405
+    assert "Log out" in text(client.get("/"))
+
+
+def test_login_redirects_to_next(client):
+    make_user("alice")
+    token = csrf_token(client)
+    response = client.post(
+        "/accounts/login/",
+        data={
+            "username": "alice",
+            "password": PASSWORD,
+            "next": "/private/?page=2",
+            "_csrf_token": token,
+        },
+    )
+    assert response.headers["Location"] == "/private/?page=2"
+
+
+# Posting, editing, deleting ------------------------------------------------------------
+
+
+def test_member_posts_a_message(client):
+    alice = make_user("alice")
+    login(client, "alice")
+    assert client.get("/create/").status_code == 200
+    response = post(client, "/create/", {"content": "  my first chirp  "})
+    assert response.status_code == 302
+    message = Message.get()
+    assert (message.user_id, message.content) == (alice.id, "my first chirp")
+
+
+def test_message_length_is_1_to_280(client):
+    make_user("alice")
+    login(client, "alice")
+    assert post(client, "/create/", {"content": "   "}).status_code == 422
+    too_long = post(client, "/create/", {"content": "x" * 281})
+    assert too_long.status_code == 422
+    assert "Field cannot be longer than 280 characters." in text(too_long)
+    assert post(client, "/create/", {"content": "x" * 280}).status_code == 302
+    assert [len(m.content) for m in Message.select()] == [280]
+
+
+def test_anonymous_cannot_post(client):
+    response = client.get("/create/")
+    assert response.status_code == 302 and "/accounts/login/" in response.headers["Location"]
+    post(client, "/create/", {"content": "sneaky"})
+    assert Message.select().count() == 0
+
+
+def test_owner_edits_their_message(client):
+    alice = make_user("alice")
+    message = make_message(alice, "typo hre")
+    login(client, "alice")
+    assert "typo hre" in text(client.get(f"/edit/{message.id}/"))
+    response = post(client, f"/edit/{message.id}/", {"content": "typo here"})
+    assert response.status_code == 302
+    assert Message.get_by_id(message.id).content == "typo here"
+
+
+def test_others_cannot_edit_or_delete_a_message(client):
+    alice = make_user("alice")
+    make_user("bob")
+    message = make_message(alice, "alice's message")
+    login(client, "bob")
+    assert client.get(f"/edit/{message.id}/").status_code == 403
+    assert post(client, f"/edit/{message.id}/", {"content": "bob was here"}).status_code == 403
+    assert post(client, f"/delete/{message.id}/").status_code == 403
+    assert Message.get_by_id(message.id).content == "alice's message"
+
+
+def test_even_an_admin_edits_others_messages_only_in_the_admin(client):
+    alice = make_user("alice")
+    make_user("root", admin=True)
+    message = make_message(alice, "alice's message")
+    login(client, "root")
+    assert post(client, f"/edit/{message.id}/", {"content": "changed"}).status_code == 403
+    assert Message.get_by_id(message.id).content == "alice's message"
+
+
+def test_owner_deletes_their_message(client):
+    alice = make_user("alice")
+    message = make_message(alice)
+    login(client, "alice")
+    assert client.get(f"/delete/{message.id}/").status_code == 405
+    assert post(client, f"/delete/{message.id}/").status_code == 302
+    assert Message.select().count() == 0
+
+
+def test_missing_messages_are_404(client):
+    make_user("alice")
+    login(client, "alice")
+    assert client.get("/edit/999/").status_code == 404
+    assert post(client, "/delete/999/").status_code == 404
+
+
+# Following -----------------------------------------------------------------------------
+
+
+def test_follow_and_unfollow(client):
+    alice, bob = make_user("alice"), make_user("bob")
+    login(client, "alice")
+    assert ">Follow</button>" in text(client.get("/users/bob/"))
+    response = post(client, "/users/bob/follow/")
+    assert response.status_code == 302
+    assert alice.is_following(bob)
+    assert ">Unfollow</button>" in text(client.get("/users/bob/"))
+    post(client, "/users/bob/follow/")  # twice is harmless
+    assert Relationship.select().count() == 1
+    post(client, "/users/bob/unfollow/")
+    assert not alice.is_following(bob)
+
+
+def test_nobody_follows_themself(client):
+    alice = make_user("alice")
+    login(client, "alice")
+    response = post(client, "/users/alice/follow/", follow_redirects=True)
+    assert "You cannot follow yourself." in text(response)
+    assert not alice.is_following(alice)
+
+
+def test_follow_needs_login_and_post(client):
+    make_user("bob")
+    assert client.get("/users/bob/follow/").status_code == 405
+    response = post(client, "/users/bob/follow/")
+    assert response.status_code == 302 and "/accounts/login/" in response.headers["Location"]
+    assert Relationship.select().count() == 0
+
+
+def test_follow_unknown_user_is_404(client):
+    make_user("alice")
+    login(client, "alice")
+    assert post(client, "/users/nobody/follow/").status_code == 404
+
+
+# CSRF ----------------------------------------------------------------------------------
+
+
+def test_every_form_post_without_a_csrf_token_is_refused(client):
+    alice, bob = make_user("alice"), make_user("bob")
+    message = make_message(alice)
+    login(client, "alice")
+    paths = [
+        "/create/",
+        f"/edit/{message.id}/",
+        f"/delete/{message.id}/",
+        "/users/bob/follow/",
+        "/users/bob/unfollow/",
+        "/settings/",
+        "/settings/tokens/",
+        "/accounts/logout/",
+    ]
+    for path in paths:
+        assert client.post(path, data={"content": "x"}).status_code == 403, path
+    assert Message.select().count() == 1 and not alice.is_following(bob)
+    assert "Log out" in text(client.get("/"))
+
+
+def test_login_and_join_need_the_csrf_token(client):
+    make_user("alice")
+    response = client.post("/accounts/login/", data={"username": "alice", "password": PASSWORD})
+    assert response.status_code == 403
+    response = client.post(
+        "/join/",
+        data={
+            "username": "x",
+            "email": "x@example.com",
+            "password": "long-enough",
+            "confirm": "long-enough",
+        },
+    )
+    assert response.status_code == 403
+    assert User.select().count() == 1
+
+
+# Settings and tokens -------------------------------------------------------------------
+
+
+def test_settings_change_email_and_password(client):
+    alice = make_user("alice")
+    login(client, "alice")
+    response = post(
+        client,
+        "/settings/",
+        {
+            "email": "new@example.com",
+            "new_password": "brand-new-pw",
+            "confirm": "brand-new-pw",
+            "current_password": PASSWORD,
+        },
+        token_from="/settings/",
+    )
+    assert response.status_code == 302
+    alice = User.get_by_id(alice.id)
+    assert alice.email == "new@example.com" and alice.check_password("brand-new-pw")
+
+
+def test_settings_need_the_current_password(client):
+    make_user("alice")
+    login(client, "alice")
+    response = post(
+        client, "/settings/", {"email": "new@example.com", "current_password": "wrong-one"}
+    )
+    assert response.status_code == 422
+    assert "That is not your current password." in text(response)
+    assert User.get().email == "alice@example.com"
+
+
+def test_settings_require_login(client):
+    assert client.get("/settings/").status_code == 302
+
+
+def test_token_is_shown_once_and_stored_hashed(client):
+    alice = make_user("alice")
+    login(client, "alice")
+    response = post(client, "/settings/tokens/", {"name": "my phone"}, token_from="/settings/")
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    body = text(response)
+    token = body.split('<code class="token">')[1].split("</code>")[0]
+    row = ApiToken.get()
+    assert (row.user_id, row.name) == (alice.id, "my phone")
+    assert row.token_hash == ApiToken.hash_token(token) and token not in row.token_hash
+    assert token not in text(client.get("/settings/"))
+    assert "my phone" in text(client.get("/settings/"))
+
+
+def test_token_revoke_only_own(client):
+    alice, bob = make_user("alice"), make_user("bob")
+    bobs, _ = ApiToken.issue(bob, "bob's")
+    mine, _ = ApiToken.issue(alice, "mine")
+    login(client, "alice")
+    assert post(client, f"/settings/tokens/{bobs.id}/revoke/").status_code == 404
+    assert post(client, f"/settings/tokens/{mine.id}/revoke/").status_code == 302
+    assert [t.name for t in ApiToken.select()] == ["bob's"]
+
+
+# Admin access and health ---------------------------------------------------------------
+
+
+def test_admin_link_and_admin_only_for_admins(client):
+    make_user("alice")
+    make_user("root", admin=True)
+    login(client, "alice")
+    assert "/admin/" not in text(client.get("/"))
+    assert client.get("/admin/").status_code == 403
+    client.post("/accounts/logout/", data={"_csrf_token": csrf_token(client, "/")})
+    login(client, "root")
+    assert 'href="/admin/"' in text(client.get("/"))
+    assert client.get("/admin/").status_code == 200
+
+
+def test_healthz(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+def test_pages_link_the_stylesheet_and_no_cdn(client):
+    body = text(client.get("/"))
+    assert "/static/style.css" in body
+    assert "https://" not in body and "http://" not in body
+    with client.get("/static/style.css") as stylesheet:
+        assert stylesheet.status_code == 200
