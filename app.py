@@ -2,12 +2,25 @@
 
 Configuration comes from defaults overridden by the environment: ``SECRET_KEY``,
 ``DATABASE_URL`` and any ``FLASK_<NAME>`` variable (see DESIGN.md and README.md).
+
+Chirp faces the open internet, so this module also holds the app-wide defences: security
+headers on every response, refusal of malformed input (oversized bodies, NUL bytes,
+invalid UTF-8) before any view or extension reads it, and error pages that never show a
+stack trace. In production, behind HTTPS, set ``FLASK_SESSION_COOKIE_SECURE=true`` so the
+session and CSRF cookies are only ever sent over HTTPS.
 """
 
 import datetime
+import json
+import logging
 import os
+import uuid
+from urllib.parse import unquote_to_bytes
 
 from flask import Flask
+from flask import abort
+from flask import g
+from flask import has_request_context
 from flask import jsonify
 from flask import render_template
 from flask import request
@@ -16,8 +29,11 @@ from flask_limiter.util import get_remote_address
 from flask_peewee.db import Database
 from flask_seasurf import SeaSurf
 from markupsafe import Markup
+from markupsafe import escape
 from playhouse.db_url import connect
+from werkzeug.exceptions import BadRequest
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 app = Flask(__name__, instance_relative_config=True)
 os.makedirs(app.instance_path, exist_ok=True)
@@ -39,8 +55,53 @@ app.config.from_mapping(
     PAGE_SIZE=20,
     # flask-limiter storage: memory:// serves one host; use redis://HOST:6379 for several.
     RATELIMIT_STORAGE_URI="memory://",
+    # Failed logins allowed per username and per client address (auth.ChirpAuth).
+    LOGIN_RATE_LIMIT="10 per 15 minutes",
 )
 app.config.from_prefixed_env()
+# The CSRF cookie follows the session cookie: Secure behind HTTPS (SeaSurf reads it once).
+app.config.setdefault("CSRF_COOKIE_SECURE", app.config.get("SESSION_COOKIE_SECURE", False))
+
+# Only Chirp's own scripts, styles, fonts and images: no inline script or style, no
+# plugins, no <base> tricks, forms post only to Chirp, and no page may be framed
+# (clickjacking). data: images are the icons Bootstrap's CSS draws in the admin (select
+# arrows, check marks, close buttons); an image cannot run script.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    # For browsers that predate frame-ancestors.
+    "X-Frame-Options": "DENY",
+    # SeaSurf checks that HTTPS form posts carry a same-origin Referer, so it must not be
+    # "no-referrer"; other sites learn nothing.
+    "Referrer-Policy": "same-origin",
+}
+# SQLite integers are signed 64-bit; a larger id in a URL would raise OverflowError (a 500).
+MAX_ID = 2**63 - 1
+
+
+class IdConverter(IntegerConverter):
+    """The ``int`` URL converter, bounded to 1..MAX_ID so a huge id is a 404, not a 500."""
+
+    def __init__(self, map, fixed_digits=0, min=1, max=MAX_ID, signed=False):
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+
+
+# Before any route is declared: every <int:...> in Chirp (and its extensions) is bounded.
+app.url_map.converters["int"] = IdConverter
 
 
 def database_from_url(url, busy_timeout):
@@ -60,6 +121,87 @@ def database_from_url(url, busy_timeout):
 db = Database(app, database_from_url(app.config["DATABASE_URL"], app.config["SQLITE_BUSY_TIMEOUT"]))
 # The bare peewee database, for `pwmigrate` (.pwmigrate: database = app.database).
 database = db.database
+
+
+class RequestIdFilter(logging.Filter):
+    """Tags every log line written while handling a request with that request's id, the
+    one sent back in the ``X-Request-ID`` header and shown on the 500 page."""
+
+    def filter(self, record):
+        if has_request_context() and "request_id" in g:
+            record.msg = f"{record.msg} [request {g.request_id}]"
+        return True
+
+
+app.logger.addFilter(RequestIdFilter())
+
+
+# The request hooks below are registered before SeaSurf's and the limiter's, so they run
+# first: a malformed request is refused before anything parses it.
+@app.before_request
+def assign_request_id():
+    """Give the request an id for the logs, the ``X-Request-ID`` header and the 500 page."""
+    g.request_id = uuid.uuid4().hex
+
+
+@app.before_request
+def reject_malformed_input():
+    """Refuse a request whose body is over MAX_CONTENT_LENGTH (413), or whose path, query
+    string, form or JSON body holds a NUL byte or invalid UTF-8 (400).
+
+    Checked on the raw bytes: werkzeug would otherwise replace bad UTF-8 with U+FFFD,
+    leave it percent-encoded, drop the field, or raise a 500 while reading the query.
+    """
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    if limit is not None and (request.content_length or 0) > limit:
+        abort(413)
+    # WSGI passes the percent-decoded path as latin-1 code points, one per byte.
+    require_clean_text(request.environ.get("PATH_INFO", "").encode("latin-1", "replace"))
+    require_clean_text(unquote_to_bytes(request.query_string))
+    if request.mimetype == "application/x-www-form-urlencoded":
+        require_clean_text(unquote_to_bytes(request.get_data(cache=True)))
+    elif request.mimetype == "multipart/form-data":
+        # werkzeug has already replaced invalid UTF-8 in these fields with U+FFFD.
+        for key, value in request.form.items(multi=True):
+            if "\x00" in key + value or "\ufffd" in key + value:
+                abort(400, "The form holds a NUL byte or invalid UTF-8.")
+    elif request.is_json:
+        body = request.get_data(cache=True)
+        require_clean_text(body)
+        if body:
+            require_clean_json(body)
+
+
+def require_clean_text(raw):
+    """Abort with 400 unless ``raw`` (bytes) is valid UTF-8 without NUL bytes."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        abort(400, "The request is not valid UTF-8.")
+    if "\x00" in text:
+        abort(400, "The request holds a NUL byte.")
+
+
+def require_clean_json(raw):
+    """Abort with 400 if the JSON document ``raw`` nests too deeply to parse or holds a
+    NUL character (``\\u0000``) in any key or string. Invalid JSON is left to the view."""
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return
+    except RecursionError:
+        abort(400, "The JSON document nests too deeply.")
+    pending = [document]
+    while pending:  # iterative: a deep document must not exhaust the stack here either
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str) and "\x00" in item:
+            abort(400, "The JSON document holds a NUL character.")
+
 
 csrf = SeaSurf(app)
 # Limits are declared where they apply (login, API); none by default.
@@ -106,19 +248,54 @@ def csrf_field():
     return Markup('<input type="hidden" name="_csrf_token" value="%s">') % token
 
 
+@app.after_request
+def add_security_headers(response):
+    """Add SECURITY_HEADERS and ``X-Request-ID`` to every response, errors included."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if "request_id" in g:
+        response.headers["X-Request-ID"] = g.request_id
+    return response
+
+
 @app.errorhandler(HTTPException)
 def http_error(error):
     """Render an HTTP error as JSON ``{"error": ...}`` under /api/, else as a page.
 
     Headers the error carries (``Allow`` on a 405, ``Retry-After`` on a 429) are kept.
+    An unhandled exception arrives here as a 500 (outside debug) after Flask has logged
+    its traceback; the response names only the request id, never the exception.
     """
     if request.path.startswith("/api/"):
         response = jsonify(error=error.description)
     else:
-        context = {"code": error.code, "name": error.name, "description": error.description}
-        response = app.make_response(render_template("error.html", **context))
+        response = app.make_response(render_error_page(error))
     response.status_code = error.code
     for name, value in error.get_headers():
         if name.lower() != "content-type":
             response.headers[name] = value
     return response
+
+
+@app.errorhandler(OverflowError)
+def number_out_of_range(error):
+    """A number too large for the database (e.g. ``?user=99999999999999999999``) is the
+    client's mistake: answer 400, not 500."""
+    return http_error(BadRequest("A number in the request is out of range."))
+
+
+def render_error_page(error):
+    """Return the HTML error page for ``error``. If the page itself cannot be rendered
+    (say the database is down, and the page's navigation asks who is logged in), return
+    a bare page instead, so an error never turns into a second, unstyled traceback."""
+    context = {
+        "code": error.code,
+        "name": error.name,
+        "description": error.description,
+        "request_id": g.get("request_id"),
+    }
+    try:
+        return render_template("error.html", **context)
+    except Exception:  # any failure here must still produce an error page
+        app.logger.exception("Could not render the error page for a %s", error.code)
+        return escape(f"{error.code} {error.name}: {error.description}")

@@ -7,20 +7,30 @@ credentials (a deliberately slow scrypt check on every request).
 
 import datetime
 import functools
+import math
+import time
+from urllib.parse import urlsplit
 
+from flask import flash
 from flask import g
 from flask import redirect
+from flask import render_template
 from flask import request
 from flask import session
 from flask import url_for
+from flask_limiter.util import get_remote_address
 from flask_peewee.auth import Auth
 from flask_peewee.auth import LoginForm
 from flask_peewee.rest import Authentication
 from flask_peewee.utils import make_password
+from limits import parse
+from werkzeug.exceptions import TooManyRequests
 from wtforms.validators import Length
 
 from app import app
+from app import csrf
 from app import db
+from app import limiter
 from models import PASSWORD_MAX_LENGTH
 from models import USERNAME_MAX_LENGTH
 from models import ApiToken
@@ -39,11 +49,18 @@ class ChirpLoginForm(LoginForm):
 class ChirpAuth(Auth):
     """flask-peewee's Auth with the 4.0.1 holes closed (../shared/FLASK-PEEWEE-4.0.1.md):
 
-    - the session is cleared at login and logout (S6: session fixation, stale CSRF token);
-    - ``next`` keeps its query string (dc86e7e: 4.0.1 formats it as ``b'...'``);
+    - the session is cleared at login and logout (S6: session fixation), and the CSRF
+      token is replaced at login;
+    - ``next`` keeps its query string (dc86e7e: 4.0.1 formats it as ``b'...'``), and is
+      followed only to a path on this site (4.0.1's is_safe_url lets ``/\\evil.example``
+      through);
     - logout is POST only, so a cross-site ``<img>`` cannot log anyone out (N5);
     - usernames match case-insensitively, and an unknown username costs the same hash as a
-      wrong password, so response times do not reveal which usernames exist.
+      wrong password, so response times do not reveal which usernames exist;
+    - failed logins are rate limited per username and per client address
+      (``LOGIN_RATE_LIMIT``, 10 per 15 minutes): then every attempt, right or wrong, is a
+      429 until the window passes. This covers the login form and HTTP basic credentials
+      on the API alike, since both go through ``authenticate``.
     """
 
     # Hashed once, lazily: checked against when the username does not exist.
@@ -71,24 +88,108 @@ class ChirpAuth(Auth):
 
         return decorator
 
+    def login(self):
+        """Show the login form; on valid credentials log in and go to ``next`` if it is a
+        path on this site, else home. Raises a 429 while failed logins are throttled."""
+        form = self.get_login_form()(request.form)
+        values = request.form if request.method == "POST" else request.args
+        next_url = safe_next_url(values.get("next"))
+        if request.method == "POST" and form.validate():
+            user = self.authenticate(form.username.data, form.password.data)
+            if user:
+                self.login_user(user)
+                return redirect(next_url or self.default_next_url)
+            flash("Incorrect username or password", "danger")
+        login_url = url_for(f"{self.blueprint.name}.login")
+        return render_template("auth/login.html", form=form, login_url=login_url, next=next_url)
+
+    def logout(self):
+        """Log out (POST only, so CSRF-checked) and go to ``next`` if it is a path on this
+        site, else home."""
+        self.logout_user()
+        return redirect(safe_next_url(request.args.get("next")) or self.default_next_url)
+
     def authenticate(self, username, password):
-        """Return the active user with this username (any case) and password, else False."""
+        """Return the active user with this username (any case) and password, else False.
+
+        Raises TooManyRequests (429) while the username or the client address has used up
+        its failed logins; every failure counts against both.
+        """
+        counters = login_counters(username)
+        refuse_if_throttled(counters)
         user = User.by_username(username).where(User.active == True).first()  # noqa: E712
         if user is None:
             if ChirpAuth._dummy_hash is None:
                 ChirpAuth._dummy_hash = make_password("not-a-real-password")
             User(password=ChirpAuth._dummy_hash).check_password(password)
-            return False
-        return user if user.check_password(password) else False
+        elif user.check_password(password):
+            return user
+        record_failed_login(counters)
+        return False
 
     def login_user(self, user):
         session.clear()
         super().login_user(user)
+        # A token an attacker saw before login must not work after it.
+        csrf.generate_new_token()
 
 
 def current_path():
     """Return the request's path with its query string, for a ``next=`` parameter."""
     return request.full_path.rstrip("?")
+
+
+def safe_next_url(url):
+    """Return ``url`` if it is a path on this site (``/private/?page=2``), else None.
+
+    Refused: absolute and scheme-relative URLs (``https://evil.example``,
+    ``//evil.example``), and anything with a backslash or a control character, because
+    browsers read ``/\\evil.example`` and ``/<TAB>/evil.example`` as ``//evil.example``.
+    """
+    if not url or len(url) > 2048 or not url.startswith("/") or url.startswith("//"):
+        return None
+    if "\\" in url or any(ord(char) < 0x20 or ord(char) == 0x7F for char in url):
+        return None
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc:
+        return None
+    return url
+
+
+def login_counters(username):
+    """Return the rate-limit counters a failed login as ``username`` counts against: one
+    for the username (any case) and one for the client address."""
+    # Longer names cannot exist (USERNAME_MAX_LENGTH), so the prefix is a fine key.
+    return [
+        ("login-username", username.lower()[:64]),
+        ("login-address", get_remote_address() or "unknown"),
+    ]
+
+
+def refuse_if_throttled(counters):
+    """Raise TooManyRequests (429, with Retry-After) if any of ``counters`` has used up
+    ``LOGIN_RATE_LIMIT``. Does nothing while rate limiting is disabled."""
+    if not limiter.enabled:
+        return
+    limit = parse(app.config["LOGIN_RATE_LIMIT"])
+    for counter in counters:
+        if not limiter.limiter.test(limit, *counter):
+            reset_time = limiter.limiter.get_window_stats(limit, *counter).reset_time
+            seconds = max(1, math.ceil(reset_time - time.time()))
+            minutes = math.ceil(seconds / 60)
+            raise TooManyRequests(
+                "Too many failed login attempts for this account or from your address. "
+                f"Please wait {minutes} minute{'s' if minutes != 1 else ''} and try again.",
+                retry_after=seconds,
+            )
+
+
+def record_failed_login(counters):
+    """Count one failed login against each of ``counters``."""
+    if limiter.enabled:
+        limit = parse(app.config["LOGIN_RATE_LIMIT"])
+        for counter in counters:
+            limiter.limiter.hit(limit, *counter)
 
 
 auth = ChirpAuth(app, db, user_model=User, clear_session=True)
