@@ -1,26 +1,683 @@
-"""The admin at /admin/: flask-peewee's Admin with a ModelAdmin per model."""
+"""The admin at /admin/: flask-peewee's Admin, ModelAdmins and dashboard panels.
 
+Admins moderate the live site here: users (with bulk deactivate/reactivate and a
+write-only "new password"), messages, relationships, notes, API tokens and a read-only
+audit trail of every admin write. Each flask-peewee 4.0.1 hole this module closes is
+named after its entry in ../shared/FLASK-PEEWEE-4.0.1.md (S3, S4, S5, S10, N6, dc86e7e).
+"""
+
+import csv
+import datetime
+import functools
+import io
+import json
+
+from flask import Response
+from flask import abort
+from flask import flash
+from flask import g
+from flask import jsonify
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import url_for
+from flask_peewee.admin import Action
 from flask_peewee.admin import Admin
+from flask_peewee.admin import AdminPanel
 from flask_peewee.admin import ModelAdmin
+from flask_peewee.filters import FilterMapping
+from flask_peewee.serializer import Serializer
+from peewee import JOIN
+from peewee import ForeignKeyField
+from peewee import IntegrityError
+from peewee import fn
+from wtforms import PasswordField
+from wtforms import ValidationError
+from wtforms.validators import DataRequired
+from wtforms.validators import Length
+from wtforms.validators import Optional
 
 from app import app
+from app import db
 from auth import auth
+from auth import current_path
+from models import PASSWORD_MAX_LENGTH
+from models import PASSWORD_MIN_LENGTH
+from models import USERNAME_PATTERN
+from models import ApiToken
+from models import AuditEntry
 from models import Message
 from models import Note
 from models import Relationship
 from models import User
 
+# Columns that no admin page, export or audit entry may ever show.
+SECRET_FIELDS = frozenset({User.password, ApiToken.token_hash})
+# What an audit entry records instead of a secret's value.
+HIDDEN = "(hidden)"
+# The Site stats panel's window, in days, counting today.
+STATS_DAYS = 30
+# Inline SVG chart size in user units (the viewBox); CSS scales it to the panel.
+CHART_WIDTH = 300
+CHART_HEIGHT = 60
+NOTE_MAX_LENGTH = 1000
+NOTES_SHOWN = 10
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
-class UserAdmin(ModelAdmin):
-    """Users, without the password hash in any list, form or export."""
 
-    columns = ("username", "email", "join_date", "active", "admin")
+def parse_ids(values):
+    """Return ``values`` (strings from a form or query string) as a list of ints.
+
+    Raises ValueError if any value is not a positive decimal integer, so a forged id
+    is refused before it reaches the database.
+    """
+    if not all(value.isdigit() for value in values):
+        raise ValueError("Row ids must be whole numbers.")
+    return [int(value) for value in values]
+
+
+def snapshot(instance):
+    """Return ``{field name: value}`` for every column of ``instance`` (a model row)."""
+    return {name: instance.__data__.get(name) for name in instance._meta.sorted_field_names}
+
+
+def diff(model, before, after):
+    """Return ``{field: [old, new]}`` for the fields that differ between two snapshots.
+
+    Secret fields (SECRET_FIELDS) appear as ``[HIDDEN, HIDDEN]`` when they changed, so
+    the audit trail says a password was changed without storing either hash.
+    """
+    changes = {}
+    for name in model._meta.sorted_field_names:
+        old, new = before.get(name), after.get(name)
+        if old != new:
+            secret = model._meta.fields[name] in SECRET_FIELDS
+            changes[name] = [HIDDEN, HIDDEN] if secret else [old, new]
+    return changes
+
+
+def record_audit(action, model, object_ids, changes=None):
+    """Add an AuditEntry: the logged-in admin did ``action`` to rows ``object_ids``
+    (an id or a list of ids) of ``model``, changing ``changes`` ({field: [old, new]}).
+
+    Values that JSON cannot hold (dates) are stored as text. Call it inside the
+    transaction that makes the change, so the entry and the change commit together.
+    """
+    ids = object_ids if isinstance(object_ids, list | tuple) else [object_ids]
+    return AuditEntry.create(
+        actor=getattr(g, "user", None),
+        action=action,
+        model_name=model.__name__,
+        object_id=",".join(str(pk) for pk in ids),
+        changes=json.dumps(changes or {}, default=str, sort_keys=True),
+    )
+
+
+def export_value(value):
+    """Return ``value`` as flask-peewee's Serializer would put it in JSON (ISO dates)."""
+    return Serializer().convert_value(value)
+
+
+def csv_cell(value):
+    """Return ``value`` as a CSV cell: None is empty; text a spreadsheet would run as a
+    formula gets a leading apostrophe (OWASP's advice against CSV injection)."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+class ChirpFilterMapping(FilterMapping):
+    """Date filters that parse the browser's ``2026-11-01T10:00`` into a datetime.
+
+    flask-peewee compares the raw string, and on SQLite ``'…T10:00' > '… 23:00:00'``, so a
+    date range would be off at day boundaries. Its timestamp filters parse first.
+    """
+
+    datetime_date = FilterMapping.timestamp
+
+
+class ChirpModelAdmin(ModelAdmin):
+    """ModelAdmin with Chirp's defences, shared by every model in the admin.
+
+    - every create, edit and delete is written to the audit trail in the same
+      transaction as the change;
+    - ``can_add``/``can_edit``/``can_delete`` switch views off (403); without ``can_edit``
+      the row page is read-only;
+    - delete stays inside ``get_query()`` (S5) and refuses non-integer ids;
+    - a database constraint violation is a flashed error, not a 500;
+    - export never dumps every column when no field is chosen (S4), never includes
+      SECRET_FIELDS, builds JSON from a list (S10), and also offers CSV.
+    """
+
+    can_add = True
+    can_edit = True
+    can_delete = True
+    display_name = None
+    filter_mapping = ChirpFilterMapping
+    base_templates = {**ModelAdmin.base_templates, "detail": "admin/models/detail.html"}
+
+    def get_display_name(self):
+        return self.display_name or super().get_display_name()
+
+    def get_object(self, pk):
+        if not str(pk).isdigit():
+            raise self.model.DoesNotExist
+        return super().get_object(pk)
+
+    def save_model(self, instance, form, adding=False):
+        """Save ``instance`` from ``form`` and audit it, in one transaction."""
+        before = {} if adding else snapshot(instance)
+        with db.database.atomic():
+            form.populate_obj(instance)
+            self.before_save(instance, form, adding)
+            instance.save(force_insert=adding)
+            changes = diff(self.model, before, snapshot(instance))
+            record_audit("create" if adding else "edit", self.model, instance._pk, changes)
+        return instance
+
+    def before_save(self, instance, form, adding):
+        """Hook: adjust ``instance`` after the form filled it, before its one save."""
+
+    def refuse(self, exc):
+        """Turn a database constraint violation into a flashed error and a redirect."""
+        flash(f"Not saved: the database refused it ({exc}).", "danger")
+        return redirect(request.url)
+
+    def add(self):
+        if not self.can_add:
+            abort(403)
+        try:
+            return super().add()
+        except IntegrityError as exc:
+            return self.refuse(exc)
+
+    def edit(self, pk):
+        if not self.can_edit:
+            return self.detail(pk)
+        try:
+            return super().edit(pk)
+        except IntegrityError as exc:
+            return self.refuse(exc)
+
+    def detail(self, pk):
+        """Render one row read-only; a POST is refused (403)."""
+        if request.method == "POST":
+            abort(403)
+        try:
+            instance = self.get_object(pk)
+        except self.model.DoesNotExist:
+            abort(404)
+        return render_template(
+            self.templates["detail"],
+            admin=self.admin,
+            model_admin=self,
+            instance=instance,
+            rows=self.get_detail_rows(instance),
+            **self.get_extra_context(),
+        )
+
+    def get_detail_rows(self, instance):
+        """Return ``[(label, value)]`` for the read-only page: every non-secret column."""
+        return [
+            (self.admin.get_verbose_name(self.model, field.name), getattr(instance, field.name))
+            for field in self.model._meta.sorted_fields
+            if field not in SECRET_FIELDS
+        ]
+
+    def delete(self):
+        if not self.can_delete:
+            abort(403)
+        try:
+            ids = parse_ids(request.values.getlist("id"))
+        except ValueError as exc:
+            flash(str(exc), "danger")
+            return self._index_redirect()
+        if request.method == "POST":
+            return self.delete_rows(ids)
+        return super().delete()
+
+    def delete_rows(self, ids):
+        """Delete the rows ``ids`` that ``get_query()`` can see, auditing each one."""
+        rows = list(self.get_query().where(self.pk << ids))
+        with db.database.atomic():
+            for row in rows:
+                changes = diff(self.model, snapshot(row), {})
+                row.delete_instance(recursive=self.delete_recursive)
+                record_audit("delete", self.model, row._pk, changes)
+        flash(f"Deleted {len(rows)} {self.get_display_name()} row(s).", "success")
+        return self._index_redirect()
+
+    def ajax_list(self):
+        # 4.0.1 answers an unknown or missing ?field= with a 500 (dc86e7e).
+        if request.args.get("field") not in (self.foreign_key_lookups or {}):
+            return jsonify(error="Unknown lookup field."), 400
+        return super().ajax_list()
+
+    def get_export_fields(self, model=None):
+        model = model or self.model
+        names = super().get_export_fields(model)
+        return [name for name in names if model._meta.fields[name] not in SECRET_FIELDS]
+
+    def get_exportable_lookups(self, related):
+        # One level of relation only: 4.0.1 joins two FKs to one model once (cd32a7f),
+        # so each related path gets its own aliased join in export_query instead.
+        lookups = super().get_exportable_lookups(related)
+        return {lookup for lookup in lookups if lookup.count("__") <= 1}
+
+    def export(self):
+        if request.method == "POST":
+            return self.export_download()
+        return super().export()
+
+    def export_download(self):
+        """Answer an export POST with a JSON or CSV file of the chosen fields.
+
+        Honours the list's filters, search, ordering and ``id`` selection from the query
+        string. With no allowed field chosen it flashes an error and goes back (S4).
+        """
+        allowed = self.get_exportable_lookups(self.collect_related_fields(self.model, {}, []))
+        lookups = [name for name in request.form.getlist("fields") if name in allowed]
+        export_format = request.form.get("format", "json")
+        if not lookups or export_format not in ("json", "csv"):
+            flash("Choose at least one field, and JSON or CSV, to export.", "danger")
+            return redirect(request.full_path.rstrip("?"))
+        try:
+            query = self.export_query(lookups)
+        except ValueError as exc:
+            flash(str(exc), "danger")
+            return redirect(request.full_path.rstrip("?"))
+        rows = [[self.lookup_value(obj, name) for name in lookups] for obj in query]
+        name = f"export-{self.get_admin_name()}.{export_format}"
+        if export_format == "csv":
+            return self.csv_response(lookups, rows, name)
+        return self.json_response(lookups, rows, name)
+
+    def export_query(self, lookups):
+        """Return the list's query (filters, search, ordering, ids) with a LEFT JOIN per
+        related path in ``lookups``, each through its own alias.
+
+        Raises ValueError for a non-integer ``id``.
+        """
+        query = self.apply_ordering(self.model.select(), request.args.get("ordering") or "")
+        _, query, _, _ = self.process_filters(query)
+        query = self.apply_search(query, request.args.get("q") or "")
+        if request.args.getlist("id"):
+            query = query.where(self.pk << parse_ids(request.args.getlist("id")))
+        paths = sorted({name.split("__")[0] for name in lookups if "__" in name})
+        for path in paths:
+            fk = self.model._meta.fields[path]
+            alias = fk.rel_model.alias()
+            query = query.switch(self.model).join(alias, JOIN.LEFT_OUTER, on=fk)
+            query = query.select_extend(*[getattr(alias, n) for n in self.fields_of(path)])
+        return query.switch(self.model)
+
+    def fields_of(self, path):
+        """Return the related model's export fields for the FK ``path``, plus its pk."""
+        rel_model = self.model._meta.fields[path].rel_model
+        names = self.get_export_fields(rel_model)
+        return [rel_model._meta.primary_key.name, *names]
+
+    def lookup_value(self, obj, lookup):
+        """Return the export value of ``lookup`` (``content`` or ``user__username``)."""
+        if "__" not in lookup:
+            field = self.model._meta.fields[lookup]
+            raw = obj.__data__.get(lookup) if isinstance(field, ForeignKeyField) else None
+            return export_value(raw if raw is not None else getattr(obj, lookup))
+        path, name = lookup.split("__")
+        if obj.__data__.get(path) is None:
+            return None
+        return export_value(getattr(getattr(obj, path), name))
+
+    def json_response(self, lookups, rows, filename):
+        body = json.dumps([dict(zip(lookups, row, strict=True)) for row in rows], indent=1)
+        return self.download(body, "application/json", filename)
+
+    def csv_response(self, lookups, rows, filename):
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(lookups)
+        writer.writerows([[csv_cell(value) for value in row] for row in rows])
+        return self.download(buffer.getvalue(), "text/csv", filename)
+
+    def download(self, body, mimetype, filename):
+        response = Response(body, mimetype=mimetype)
+        response.headers["Content-Disposition"] = f"attachment; filename={filename}"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+class SetActiveAction(Action):
+    """Bulk action: deactivate (``active=False``) or reactivate many users at once.
+
+    A deactivated user cannot log in, and their messages disappear from every timeline
+    and the API (``Message.visible()``) until they are reactivated. Admins cannot
+    deactivate themselves. One transaction, one audit entry listing the ids.
+    """
+
+    def __init__(self, active):
+        name = "reactivate" if active else "deactivate"
+        super().__init__(name, f"{name.title()} selected users")
+        self.active = active
+
+    def callback(self, id_list):
+        try:
+            ids = parse_ids(id_list)
+        except ValueError as exc:
+            flash(str(exc), "danger")
+            return None
+        if not self.active and g.user.id in ids:
+            ids.remove(g.user.id)
+            flash("You cannot deactivate yourself.", "warning")
+        with db.database.atomic():
+            changed = [
+                user.id
+                for user in User.select(User.id).where(User.id << ids, User.active != self.active)
+            ]
+            User.update(active=self.active).where(User.id << changed).execute()
+            if changed:
+                changes = {"active": [not self.active, self.active]}
+                record_audit(self.name, User, changed, changes)
+        flash(f"{self.name.title()}d {len(changed)} user(s).", "success")
+        return None
+
+
+class UserAdmin(ChirpModelAdmin):
+    """Users. The password hash is never in a form, list, export or audit entry (S3):
+    a write-only "new password" field is hashed before the one save."""
+
+    columns = ("username", "email", "join_date", "active", "admin", "message_count")
     exclude = ("password",)
     export_exclude = ("password",)
+    search_fields = ("username", "email")
+    filter_fields = ["username", "email", "join_date", "active", "admin"]
+    actions = [SetActiveAction(False), SetActiveAction(True)]
+
+    def get_query(self):
+        # A correlated COUNT, so the list costs one query whatever its length (N6).
+        count = Message.select(fn.COUNT(Message.id)).where(Message.user == User.id)
+        return User.select(User, count.alias("message_count"))
+
+    def get_add_form(self):
+        return self.user_form(adding=True, user_id=None)
+
+    def get_edit_form(self, instance):
+        return self.user_form(adding=False, user_id=instance.id)
+
+    def user_form(self, adding, user_id):
+        """Return the user form class: the model's fields minus ``password``, plus
+        ``new_password`` (required when adding), a username pattern, and
+        case-insensitive uniqueness checks on username and e-mail."""
+        required = DataRequired() if adding else Optional()
+        length = Length(PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH)
+        others = User.select().where(User.id != (user_id or 0))
+
+        class UserForm(self.get_form(adding)):
+            new_password = PasswordField(
+                "New password",
+                validators=[required, length],
+                description="Leave empty to keep the current password.",
+            )
+
+            def validate_username(form, field):
+                if not USERNAME_PATTERN.fullmatch(field.data or ""):
+                    raise ValidationError("Use 1 to 30 letters, digits or underscores.")
+                if others.where(fn.LOWER(User.username) == field.data.lower()).exists():
+                    raise ValidationError("That username is taken.")
+
+            def validate_email(form, field):
+                if others.where(fn.LOWER(User.email) == field.data.lower()).exists():
+                    raise ValidationError("That e-mail address is in use.")
+
+        return UserForm
+
+    def before_save(self, instance, form, adding):
+        # populate_obj never sees "password" (excluded), so the row is saved once, with
+        # the hash: 4.0.1 saved the plaintext first and hashed it in a second UPDATE.
+        instance.email = instance.email.lower()
+        if form.new_password.data:
+            instance.set_password(form.new_password.data)
+
+    def delete_rows(self, ids):
+        if g.user.id in ids:
+            flash("You cannot delete yourself.", "warning")
+            ids = [pk for pk in ids if pk != g.user.id]
+        return super().delete_rows(ids)
 
 
-admin = Admin(app, auth, branding="Chirp")
+class MessageAdmin(ChirpModelAdmin):
+    """Messages, with their author picked and filtered by username."""
+
+    columns = ("excerpt", "user", "pub_date")
+    search_fields = ("content", "user__username")
+    filter_fields = ["user", "user__username", "pub_date", "content"]
+    foreign_key_lookups = {"user": "username"}
+
+    def get_query(self):
+        # The author is joined in: no query per row for the "user" column (N6).
+        return Message.select(Message, User).join(User)
+
+    def excerpt(self, message):
+        """The first 60 characters of ``message``'s content, with an ellipsis if cut."""
+        content = message.content
+        return content if len(content) <= 60 else content[:59] + "…"
+
+
+class RelationshipAdmin(ChirpModelAdmin):
+    """Follows. Both users are joined in through aliases: one query per page (N6)."""
+
+    columns = ("from_user", "to_user", "created_date")
+    filter_fields = ["from_user", "to_user", "created_date"]
+    foreign_key_lookups = {"from_user": "username", "to_user": "username"}
+
+    def get_query(self):
+        follower, followed = User.alias(), User.alias()
+        return (
+            Relationship.select(Relationship, follower, followed)
+            .join(follower, on=Relationship.from_user)
+            .switch(Relationship)
+            .join(followed, on=Relationship.to_user)
+            .switch(Relationship)
+        )
+
+
+class NoteAdmin(ChirpModelAdmin):
+    """Admins' notes (also posted from the dashboard's Notes panel)."""
+
+    columns = ("message", "user", "status", "created_date")
+    search_fields = ("message", "user__username")
+    filter_fields = ["user", "status", "created_date"]
+    foreign_key_lookups = {"user": "username"}
+
+    def get_query(self):
+        return Note.select(Note, User).join(User)
+
+
+class ApiTokenAdmin(ChirpModelAdmin):
+    """API tokens: list, view and revoke (delete); never the token hash, never created
+    here (a token is issued to its owner in their settings)."""
+
+    can_add = False
+    can_edit = False
+    display_name = "API token"
+    columns = ("name", "user", "created_date", "last_used")
+    exclude = ("token_hash",)
+    export_exclude = ("token_hash",)
+    search_fields = ("name", "user__username")
+    filter_fields = ["user", "user__username", "name", "created_date", "last_used"]
+    foreign_key_lookups = {"user": "username"}
+
+    def get_admin_name(self):
+        return "api_token"
+
+    def get_query(self):
+        return ApiToken.select(ApiToken, User).join(User)
+
+
+class AuditAdmin(ChirpModelAdmin):
+    """The audit trail: read-only (no add, edit or delete), newest first."""
+
+    can_add = False
+    can_edit = False
+    can_delete = False
+    display_name = "Audit trail"
+    columns = ("created_date", "actor", "action", "model_name", "object_id", "changed")
+    search_fields = ("action", "model_name", "object_id", "actor__username")
+    filter_fields = ["actor", "action", "model_name", "object_id", "created_date"]
+    foreign_key_lookups = {"actor": "username"}
+
+    def get_admin_name(self):
+        return "audit"
+
+    def get_query(self):
+        return (
+            AuditEntry.select(AuditEntry, User)
+            .join(User, JOIN.LEFT_OUTER)
+            .switch(AuditEntry)
+            .order_by(AuditEntry.created_date.desc(), AuditEntry.id.desc())
+        )
+
+    def changed(self, entry):
+        """The names of the fields ``entry`` changed, comma-separated."""
+        return ", ".join(json.loads(entry.changes))
+
+    def get_detail_rows(self, instance):
+        rows = [row for row in super().get_detail_rows(instance) if row[0] != "Changes"]
+        changes = json.loads(instance.changes)
+        return rows + [(f"{name}", f"{old} → {new}") for name, (old, new) in changes.items()]
+
+
+def daily_counts(date_field, days=STATS_DAYS, today=None):
+    """Return ``[(date, count)]`` of rows per day of ``date_field`` (a DateTimeField)
+    for the ``days`` days up to ``today``, oldest first, with 0 for empty days."""
+    today = today or datetime.date.today()
+    start = today - datetime.timedelta(days=days - 1)
+    day = fn.date(date_field)
+    query = (
+        date_field.model.select(day, fn.COUNT(date_field.model._meta.primary_key))
+        .where(date_field >= datetime.datetime.combine(start, datetime.time.min))
+        .group_by(day)
+        .tuples()
+    )
+    # SQLite hands back text or a datetime, PostgreSQL a date: compare ISO dates.
+    counts = {str(value)[:10]: count for value, count in query}
+    dates = [start + datetime.timedelta(days=offset) for offset in range(days)]
+    return [(date, counts.get(date.isoformat(), 0)) for date in dates]
+
+
+def bar_chart(series, width=CHART_WIDTH, height=CHART_HEIGHT):
+    """Return the bars of an SVG bar chart of ``series`` (``[(date, count)]``).
+
+    Each bar is a dict of ``x``, ``y``, ``width``, ``height`` (SVG user units in a
+    ``width`` × ``height`` viewBox, tallest bar = full height) and ``label``.
+    """
+    peak = max((count for _, count in series), default=0) or 1
+    slot = width / max(len(series), 1)
+    bars = []
+    for index, (date, count) in enumerate(series):
+        bar_height = round(count / peak * height, 2)
+        bars.append(
+            {
+                "x": round(index * slot + slot * 0.1, 2),
+                "y": round(height - bar_height, 2),
+                "width": round(slot * 0.8, 2),
+                "height": bar_height,
+                "label": f"{date.isoformat()}: {count}",
+            }
+        )
+    return bars
+
+
+class StatsPanel(AdminPanel):
+    """Dashboard panel: totals, and sign-ups and messages per day for STATS_DAYS days,
+    each drawn as an inline SVG bar chart (no script, no inline style)."""
+
+    template_name = "admin/panels/stats.html"
+
+    def get_context(self):
+        signups = daily_counts(User.join_date)
+        messages = daily_counts(Message.pub_date)
+        return {
+            "days": STATS_DAYS,
+            "chart_width": CHART_WIDTH,
+            "chart_height": CHART_HEIGHT,
+            "charts": [
+                ("Sign-ups", "signups", signups, bar_chart(signups)),
+                ("Messages", "messages", messages, bar_chart(messages)),
+            ],
+            "totals": [
+                ("Users", User.select().count()),
+                ("Active users", User.select().where(User.active == True).count()),  # noqa: E712
+                ("Messages", Message.select().count()),
+                ("Follows", Relationship.select().count()),
+            ],
+        }
+
+
+class NotesPanel(AdminPanel):
+    """Dashboard panel: post a note, and see the NOTES_SHOWN latest live notes."""
+
+    template_name = "admin/panels/notes.html"
+
+    def get_urls(self):
+        return (("/create/", self.create),)
+
+    def get_context(self):
+        notes = (
+            Note.select(Note, User)
+            .join(User)
+            .where(Note.status == Note.LIVE)
+            .order_by(Note.created_date.desc(), Note.id.desc())
+            .limit(NOTES_SHOWN)
+        )
+        return {"notes": notes, "note_max_length": NOTE_MAX_LENGTH}
+
+    def create(self):
+        """POST: save the note in ``message`` (1 to NOTE_MAX_LENGTH characters) and audit
+        it; either way, back to the dashboard. A GET just goes back."""
+        if request.method == "POST":
+            message = request.form.get("message", "").strip()
+            if not 1 <= len(message) <= NOTE_MAX_LENGTH:
+                flash(f"A note is 1 to {NOTE_MAX_LENGTH} characters long.", "danger")
+            else:
+                with db.database.atomic():
+                    note = Note.create(user=g.user, message=message)
+                    record_audit("create", Note, note.id, diff(Note, {}, snapshot(note)))
+                flash("Note posted.", "success")
+        return redirect(self.dashboard_url())
+
+
+class ChirpAdmin(Admin):
+    """flask-peewee's Admin for active admins only, whose login redirect keeps the full
+    path and query in ``next`` (4.0.1 formats it as ``b'...'``, dc86e7e)."""
+
+    def auth_required(self, func):
+        @functools.wraps(func)
+        def inner(*args, **kwargs):
+            user = self.auth.get_logged_in_user()
+            if not user:
+                login = f"{self.auth.blueprint.name}.login"
+                return redirect(url_for(login, next=current_path()))
+            if not self.check_user_permission(user):
+                abort(403)
+            return func(*args, **kwargs)
+
+        return inner
+
+    def check_user_permission(self, user):
+        return bool(user.active and user.admin)
+
+
+admin = ChirpAdmin(app, auth, branding="Chirp")
+# Not auth.register_admin(): 4.0.1 subclasses the admin class it is given and replaces
+# its save_model with one that stores the plaintext password first (S3).
 admin.register(User, UserAdmin)
-admin.register(Message)
-admin.register(Relationship)
-admin.register(Note)
+admin.register(Message, MessageAdmin)
+admin.register(Relationship, RelationshipAdmin)
+admin.register(Note, NoteAdmin)
+admin.register(ApiToken, ApiTokenAdmin)
+admin.register(AuditEntry, AuditAdmin)
+admin.register_panel("Notes", NotesPanel)
+admin.register_panel("Site stats", StatsPanel)
