@@ -1,7 +1,1181 @@
-"""The REST API at /api/: flask-peewee's RestAPI with one resource per model."""
+"""The REST API at /api/: flask-peewee's RestAPI and RestResource, with 4.0.1's holes closed.
 
+Clients authenticate with a personal token (``Authorization: Bearer <token>``, made at
+/settings/ or with ``python main.py create-token USERNAME``) or, slowly, with HTTP basic
+credentials. ``/api/openapi.json`` describes every route; ``/api/`` renders it for people.
+
+Defences against flask-peewee 4.0.1 (see ../shared/FLASK-PEEWEE-4.0.1.md, "§" below):
+- filters and ``ordering`` are an allow-list per resource, with typed values (§1d N1);
+- a body is a JSON object (never a form: CSRF, §3) holding only writable fields, so ``_pk``
+  and nested objects are a 400 (S2, N7); dates are server-set and read-only (S7);
+- POST to a detail URL obeys the owner check (S1); ``limit`` is capped (N4);
+- every error is JSON, and a 401 challenges with ``Bearer``, never ``Basic`` (S9, §3);
+- the API ignores the cookie session, which is why /api/ may skip SeaSurf (§3).
+"""
+
+import datetime
+import json
+import math
+import re
+import time
+
+from flask import Response
+from flask import abort
+from flask import g
+from flask import render_template
+from flask import request
+from flask import url_for
+from flask_limiter.util import get_remote_address
 from flask_peewee.rest import RestAPI
+from flask_peewee.rest import RestResource
+from flask_peewee.rest import RestrictOwnerResource
+from flask_peewee.serializer import Serializer
+from flask_peewee.utils import get_object_or_404
+from limits import parse as parse_limit
+from peewee import AutoField
+from peewee import BooleanField
+from peewee import DateTimeField
+from peewee import ForeignKeyField
+from peewee import IntegerField
+from peewee import IntegrityError
+from peewee import fn
 
 from app import app
+from app import csrf
+from app import limiter
+from auth import AdminApiCredentials
+from auth import ApiCredentials
+from models import EMAIL_MAX_LENGTH
+from models import MESSAGE_MAX_LENGTH
+from models import USERNAME_MAX_LENGTH
+from models import USERNAME_PATTERN
+from models import Message
+from models import Note
+from models import Relationship
+from models import User
 
-api = RestAPI(app)
+API_PREFIX = "/api"
+PAGE_SIZE = 20
+# The largest page a client may ask for (``limit``); larger values are lowered to it.
+MAX_PAGE_SIZE = 100
+# The largest ``page``: beyond it an OFFSET only makes the database skip rows for nothing.
+MAX_PAGE = 100_000
+# SQLite and PostgreSQL integers are 64-bit; a larger id would raise OverflowError (a 500).
+MAX_ID = 2**63 - 1
+# Longest string a query-string filter accepts (characters).
+MAX_FILTER_LENGTH = 254
+NOTE_MAX_LENGTH = 5000
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# Seconds between two writes of ApiToken.last_used is auth.py's business; this is the
+# header every API response carries so that clients learn which credentials are cheap.
+AUTH_HINT = (
+    "Send Authorization: Bearer <token> (create one at /settings/). A token costs one "
+    "SHA-256 lookup; HTTP basic credentials cost a deliberately slow password hash per request."
+)
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE"]
+
+# Per caller (the authenticated user, else the client address); FLASK_API_RATE_LIMIT overrides.
+app.config.setdefault("API_RATE_LIMIT", "300 per minute")
+# Failed authentications per client address before credentials are refused unchecked:
+# each basic-auth guess costs a slow hash, so guessing must stay slow too.
+app.config.setdefault("API_AUTH_FAILURE_LIMIT", "10 per minute")
+
+# The API never reads the cookie session (ApiCredentials resets g.user) and accepts only
+# JSON bodies, which a cross-site form cannot send: SeaSurf's token is not needed here.
+# exempt_urls() replaces the list, so keep any prefix exempted before us.
+csrf.exempt_urls((*getattr(csrf, "_exempt_urls", ()), API_PREFIX + "/"))
+
+
+class ApiError(Exception):
+    """An error to send as ``{"error": message}`` with HTTP ``status`` and extra ``headers``."""
+
+    def __init__(self, status, message, headers=None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+    def response(self):
+        """Return the JSON error response."""
+        return json_response({"error": self.message}, self.status, self.headers)
+
+
+def json_response(data, status=200, headers=None):
+    """Return ``data`` as an ``application/json`` Response."""
+    return Response(json.dumps(data), status, headers, mimetype="application/json")
+
+
+def short_list(names, limit=5):
+    """Return ``names`` as a short, readable text for an error message (never huge)."""
+    shown = [repr(str(name)[:40]) for name in sorted(names, key=str)[:limit]]
+    return ", ".join(shown) + (", ..." if len(names) > limit else "")
+
+
+# ---------------------------------------------------------------- dates and values
+
+
+def to_utc(value):
+    """Return a naive local ``datetime`` (as the models store them) as an aware UTC one."""
+    return value.astimezone(datetime.UTC)
+
+
+def parse_datetime(name, raw):
+    """Parse ISO 8601 text ``raw`` into the naive local time the database stores.
+
+    Text without an offset is UTC, like every date the API sends. Raises ApiError (400).
+    """
+    try:
+        value = datetime.datetime.fromisoformat(raw)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.UTC)
+        return value.astimezone().replace(tzinfo=None)
+    except (ValueError, OverflowError):
+        raise ApiError(
+            400, f"{name} must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z."
+        ) from None
+
+
+def parse_integer(name, raw, low=1, high=MAX_ID):
+    """Parse decimal text ``raw`` into an int from ``low`` to ``high``; else ApiError (400)."""
+    if not re.fullmatch(r"-?[0-9]{1,19}", raw) or not low <= int(raw) <= high:
+        raise ApiError(400, f"{name} must be a whole number from {low} to {high}.")
+    return int(raw)
+
+
+def parse_string(name, raw):
+    """Return ``raw`` if it is at most MAX_FILTER_LENGTH characters; else ApiError (400)."""
+    if len(raw) > MAX_FILTER_LENGTH:
+        raise ApiError(400, f"{name} must be at most {MAX_FILTER_LENGTH} characters.")
+    return raw
+
+
+def check_json_value(name, value, schema):
+    """Check a JSON body value against its field's OpenAPI ``schema`` (the same dict the
+    document publishes), so that the document and the server agree. Raises ApiError (400)."""
+    if schema["type"] == "integer":
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ApiError(400, f"{name} must be an integer.")
+        if not schema.get("minimum", -MAX_ID) <= value <= schema.get("maximum", MAX_ID):
+            raise ApiError(400, f"{name} is out of range.")
+    else:
+        if not isinstance(value, str):
+            raise ApiError(400, f"{name} must be a string.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800") is valid JSON, not UTF-8
+            raise ApiError(400, f"{name} is not valid Unicode text.") from None
+        if not schema.get("minLength", 0) <= len(value) <= schema["maxLength"]:
+            raise ApiError(
+                400,
+                f"{name} must be {schema.get('minLength', 0)} to "
+                f"{schema['maxLength']} characters long.",
+            )
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            raise ApiError(400, f"{name} is not in the expected format.")
+    if "enum" in schema and value not in schema["enum"]:
+        raise ApiError(400, f"{name} must be one of {schema['enum']}.")
+
+
+class ChirpSerializer(Serializer):
+    """flask-peewee's serializer, writing dates as RFC 3339 UTC (``2026-01-31T12:00:00Z``)."""
+
+    def convert_value(self, value):
+        if isinstance(value, datetime.datetime):
+            return to_utc(value).isoformat().replace("+00:00", "Z")
+        return super().convert_value(value)
+
+
+class QueryFilter:
+    """One allowed query-string filter: the OpenAPI ``schema`` of its value (``integer``,
+    ``string`` or ``string``/``date-time``), a ``description``, and ``build(value)``
+    returning the peewee expression that narrows the query."""
+
+    def __init__(self, schema, build, description):
+        self.schema = schema
+        self.build = build
+        self.description = description
+
+    def parse(self, name, raw):
+        """Return the query-string text ``raw`` as a typed value; ApiError (400) if invalid."""
+        if self.schema["type"] == "integer":
+            return parse_integer(name, raw, self.schema["minimum"], self.schema["maximum"])
+        if self.schema.get("format") == "date-time":
+            return parse_datetime(name, raw)
+        return parse_string(name, raw)
+
+
+ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+DATE_SCHEMA = {"type": "string", "format": "date-time"}
+COMPARISONS = {
+    "gt": (lambda f, v: f > v, "after"),
+    "gte": (lambda f, v: f >= v, "at or after"),
+    "lt": (lambda f, v: f < v, "before"),
+    "lte": (lambda f, v: f <= v, "at or before"),
+}
+
+
+def id_filter(name, field, what):
+    """Return ``{name: filter}`` matching rows whose ``field`` (an id) equals the value."""
+    return {
+        name: QueryFilter(ID_SCHEMA, lambda v: field == v, f"Only rows whose {what} has this id.")
+    }
+
+
+def username_filter(name, field, what):
+    """Return ``{name: filter}`` matching rows whose user ``field`` has this username (any case)."""
+    return {
+        name: QueryFilter(
+            {"type": "string", "maxLength": MAX_FILTER_LENGTH},
+            lambda v: field.in_(User.select(User.id).where(fn.LOWER(User.username) == v.lower())),
+            f"Only rows whose {what} has this username (any case).",
+        )
+    }
+
+
+def date_filters(name, field):
+    """Return ``{name__gt: filter, ...}``: ``field`` after/before an ISO 8601 date-time."""
+    return {
+        f"{name}__{op}": QueryFilter(
+            DATE_SCHEMA, lambda v, c=compare: c(field, v), f"Only rows with {name} {words} this."
+        )
+        for op, (compare, words) in COMPARISONS.items()
+    }
+
+
+# ---------------------------------------------------------------- resources
+
+
+class ChirpResource(RestResource):
+    """A RestResource with every 4.0.1 hole closed; subclasses declare what is allowed.
+
+    - ``query_filters``: ``{query key: QueryFilter}``, the only filters accepted;
+    - ``ordering_fields``: the only ``?ordering=[-]field`` values accepted;
+    - ``writable_fields``: ``{field: OpenAPI schema}``, the only keys a body may hold,
+      each checked against its schema and then by ``clean_<field>(value, instance)``;
+    - ``required_fields``: the writable fields a create must include;
+    - ``fields``: what is serialized; ``output_schema`` extends the generated schema.
+    """
+
+    paginate_by = PAGE_SIZE
+    max_paginate_by = MAX_PAGE_SIZE
+    nested_writes = False
+    query_filters = {}
+    ordering_fields = ("id",)
+    writable_fields = {}
+    required_fields = ()
+    output_schema = {}
+    summary = ""
+
+    def get_serializer(self):
+        return ChirpSerializer()
+
+    def get_urls(self):
+        """Return ``(url, view, methods)`` triples: flask-peewee's URLs, each with only the
+        methods it serves, so Flask answers others with a 405 and an ``Allow`` header."""
+        urls = (
+            ("/", self.api_list, ["GET", "POST"]),
+            ("/<int:pk>/", self.api_detail, ["GET", "POST", "PUT", "DELETE"]),
+            ("/<int:pk>/delete/", self.post_delete, ["POST", "DELETE"]),
+        )
+        return [
+            (url, view, [m for m in methods if m in self.allowed_methods])
+            for url, view, methods in urls
+        ]
+
+    def api_list(self):
+        """GET: one page of rows; POST: create one."""
+        if request.method == "POST":
+            if not self.check_post():
+                raise ApiError(403, "You may not create this.")
+            return self.create()
+        return self.object_list()
+
+    def api_detail(self, pk, method=None):
+        """GET one row, edit it (PUT, or POST as flask-peewee allows), or DELETE it.
+
+        A detail POST is an edit, so it must pass ``check_put`` like a PUT (4.0.1 checked
+        only ``check_post``, letting anyone edit anyone's row: S1).
+        """
+        method = method or request.method
+        if pk > MAX_ID:
+            abort(404)
+        obj = get_object_or_404(self.get_query(), self.pk == pk)
+        if method in ("GET", "HEAD"):
+            return self.object_detail(obj)
+        if method == "DELETE":
+            allowed = self.check_delete(obj)
+        else:
+            allowed = self.check_put(obj) and self.check_post(obj)
+        if not allowed:
+            raise ApiError(403, "You may only change your own rows.")
+        return self.delete(obj) if method == "DELETE" else self.edit(obj)
+
+    def object_list(self):
+        """A page of rows, after refusing (400) any query key not on the allow-list."""
+        allowed = set(self.query_filters) | {"ordering", "page", "limit"}
+        unknown = set(request.args) - allowed
+        if unknown:
+            raise ApiError(
+                400,
+                f"Unsupported query parameter(s): {short_list(unknown)}. "
+                f"Supported: {', '.join(sorted(allowed))}.",
+            )
+        repeated = [key for key in request.args if len(request.args.getlist(key)) > 1]
+        if repeated:
+            raise ApiError(400, f"Give each query parameter once: {short_list(repeated)}.")
+        parse_integer("page", request.args.get("page", "1"), 1, MAX_PAGE)
+        return super().object_list()
+
+    def process_query(self, query):
+        """Apply the allow-listed filters present in the query string."""
+        for key, query_filter in self.query_filters.items():
+            if key in request.args:
+                query = query.where(query_filter.build(query_filter.parse(key, request.args[key])))
+        return query
+
+    def apply_ordering(self, query):
+        """Order by ``?ordering=[-]field`` from ``ordering_fields`` (ties broken by id)."""
+        ordering = request.args.get("ordering")
+        if ordering is None:
+            return query
+        column = ordering.removeprefix("-")
+        if column not in self.ordering_fields:
+            raise ApiError(400, f"ordering must be one of {', '.join(self.ordering_options())}.")
+        field = self.model._meta.fields[column]
+        direction = (lambda f: f.desc()) if ordering.startswith("-") else (lambda f: f.asc())
+        return query.order_by(direction(field), direction(self.pk))
+
+    def ordering_options(self):
+        """Return every accepted ``ordering`` value, ascending and descending."""
+        return [prefix + name for name in self.ordering_fields for prefix in ("", "-")]
+
+    def get_paginate_by(self):
+        """Return ``?limit`` (1 or more, lowered to MAX_PAGE_SIZE), else PAGE_SIZE."""
+        if "limit" not in request.args:
+            return self.paginate_by
+        return min(parse_integer("limit", request.args["limit"]), self.max_paginate_by)
+
+    def read_request_data(self):
+        """Return the body as a dict. Only ``application/json`` is read (415 otherwise):
+        form bodies are what a cross-site page can send without a CORS preflight (§3)."""
+        if request.mimetype != "application/json":
+            raise ApiError(415, "Send the body as JSON, with Content-Type: application/json.")
+        try:
+            data = json.loads(request.get_data())
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeply
+            raise ApiError(400, "The body is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "The body must be a JSON object.")
+        return data
+
+    def deserialize_object(self, data, instance):
+        """Copy the writable, checked values of ``data`` onto ``instance``.
+
+        Returns ``(instance, [instance])`` as flask-peewee's deserializer does. Any key that
+        is not writable (read-only fields, ``_pk``, anything unknown) is a 400: 4.0.1's
+        deserializer would ``setattr`` it (S2).
+        """
+        not_writable = set(data) - set(self.writable_fields)
+        if not_writable:
+            raise ApiError(
+                400,
+                f"Not writable: {short_list(not_writable)}. Writable fields: "
+                f"{', '.join(self.writable_fields) or 'none'}.",
+            )
+        if instance.get_id() is None:
+            missing = [name for name in self.required_fields if name not in data]
+            if missing:
+                raise ApiError(400, f"Required: {', '.join(missing)}.")
+        for name, value in data.items():
+            check_json_value(name, value, self.writable_fields[name])
+            setattr(instance, name, getattr(self, f"clean_{name}")(value, instance))
+        return instance, [instance]
+
+    def save_changes(self, instance, data):
+        """Validate and save ``data`` onto ``instance`` in one transaction; return it."""
+        try:
+            return self.persist_object(instance, data)
+        except IntegrityError:  # a concurrent request won a uniqueness race
+            raise ApiError(400, "That conflicts with existing data.") from None
+
+    def create(self):
+        return self.response(
+            self.serialize_object(self.save_changes(self.model(), self.read_request_data()))
+        )
+
+    def edit(self, obj):
+        return self.response(
+            self.serialize_object(self.save_changes(obj, self.read_request_data()))
+        )
+
+    def delete(self, obj):
+        with self.model._meta.database.atomic():
+            return super().delete(obj)
+
+
+class OwnedResource(ChirpResource, RestrictOwnerResource):
+    """Rows owned by ``owner_field``: anyone reads, the caller creates rows owned by
+    themself, and only the owner edits or deletes (PUT, detail POST and DELETE alike)."""
+
+    def validate_owner(self, user, obj):
+        # Compare ids: following the foreign key would cost a query.
+        return user is not None and obj.__data__.get(self.owner_field) == user.id
+
+    def check_post(self, obj=None):
+        # 4.0.1's RestrictOwnerResource leaves check_post open; a detail POST edits (S1).
+        return obj is None or self.validate_owner(g.user, obj)
+
+
+def others(query, instance):
+    """Return ``query`` without ``instance``'s row (for uniqueness checks on edit)."""
+    if instance.get_id() is None:  # `id != NULL` would match nothing at all
+        return query
+    model = type(instance)
+    return query.where(model._meta.primary_key != instance.get_id())
+
+
+def caller_is_admin():
+    """Return True if the request's API credentials belong to an admin."""
+    return bool(g.get("user") and g.user.admin)
+
+
+class UserResource(ChirpResource):
+    """People. Public: id, username, join date; admins also see e-mail addresses.
+    Only admins write, and only ``username`` and ``email``; inactive users are hidden
+    from everyone else. A user created here has no usable password until one is set."""
+
+    summary = "Users"
+    fields = ("id", "username", "join_date")
+    output_schema = {"email": {"type": "string", "description": "Shown to admins only."}}
+    ordering_fields = ("id", "username", "join_date")
+    query_filters = {
+        **id_filter("id", User.id, "user"),
+        **username_filter("username", User.id, "user"),
+        **date_filters("join_date", User.join_date),
+    }
+    writable_fields = {
+        "username": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": USERNAME_MAX_LENGTH,
+            "pattern": f"^{USERNAME_PATTERN.pattern}$",
+        },
+        "email": {"type": "string", "maxLength": EMAIL_MAX_LENGTH, "pattern": EMAIL_PATTERN},
+    }
+    required_fields = ("username", "email")
+
+    def get_query(self):
+        query = User.select().order_by(User.id)
+        return query if caller_is_admin() else query.where(User.active == True)  # noqa: E712
+
+    def prepare_data(self, obj, data):
+        if caller_is_admin():
+            data["email"] = obj.email
+        return data
+
+    def clean_username(self, value, instance):
+        if not USERNAME_PATTERN.fullmatch(value):
+            raise ApiError(400, "username must be 1 to 30 letters, digits or underscores.")
+        if others(User.by_username(value), instance).exists():
+            raise ApiError(400, "That username is taken.")
+        return value
+
+    def clean_email(self, value, instance):
+        value = value.lower()
+        if not re.fullmatch(EMAIL_PATTERN, value):
+            raise ApiError(400, "email must be an e-mail address.")
+        if others(User.select().where(User.email == value), instance).exists():
+            raise ApiError(400, "That e-mail address is already registered.")
+        return value
+
+    def save_object(self, instance, raw_data):
+        if instance.password is None:
+            instance.password = "!"  # matches no password: werkzeug needs "method$salt$hash"
+        return super().save_object(instance, raw_data)
+
+
+class MessageResource(OwnedResource):
+    """Messages, each with its author as a nested user. Messages of inactive users are
+    hidden. Members post as themselves and edit or delete only their own."""
+
+    summary = "Messages"
+    fields = ("id", "user", "content", "pub_date")
+    include_resources = {"user": UserResource}
+    ordering_fields = ("id", "pub_date")
+    query_filters = {
+        **id_filter("user", Message.user, "author"),
+        **username_filter("user__username", Message.user, "author"),
+        **date_filters("pub_date", Message.pub_date),
+    }
+    writable_fields = {
+        "content": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MESSAGE_MAX_LENGTH,
+            "pattern": r"\S",
+            "description": "Surrounding white space is trimmed.",
+        }
+    }
+    required_fields = ("content",)
+
+    def get_query(self):
+        return Message.visible()
+
+    def apply_related_joins(self, query):
+        # Message.visible() already selects the author in the same query (no N+1).
+        return query
+
+    def clean_content(self, value, instance):
+        return value.strip()
+
+
+class RelationshipResource(OwnedResource):
+    """Follows: ``from_user`` follows ``to_user``. POST ``{"to_user": id}`` to follow,
+    DELETE to unfollow. Follows involving an inactive user are hidden."""
+
+    summary = "Relationships (follows)"
+    owner_field = "from_user"
+    fields = ("id", "from_user", "to_user", "created_date")
+    ordering_fields = ("id", "created_date")
+    query_filters = {
+        **id_filter("from_user", Relationship.from_user, "follower"),
+        **id_filter("to_user", Relationship.to_user, "followed user"),
+        **username_filter("from_user__username", Relationship.from_user, "follower"),
+        **username_filter("to_user__username", Relationship.to_user, "followed user"),
+        **date_filters("created_date", Relationship.created_date),
+    }
+    writable_fields = {"to_user": {**ID_SCHEMA, "description": "The id of the user to follow."}}
+    required_fields = ("to_user",)
+
+    def get_query(self):
+        active = User.select(User.id).where(User.active == True)  # noqa: E712
+        return (
+            Relationship.select()
+            .where(Relationship.from_user.in_(active), Relationship.to_user.in_(active))
+            .order_by(Relationship.id)
+        )
+
+    def clean_to_user(self, value, instance):
+        if value == g.user.id:
+            raise ApiError(400, "You cannot follow yourself.")
+        if not User.select().where(User.id == value, User.active == True).exists():  # noqa: E712
+            raise ApiError(400, "to_user is not an active user.")
+        already = Relationship.select().where(
+            Relationship.from_user == g.user, Relationship.to_user == value
+        )
+        if others(already, instance).exists():
+            raise ApiError(400, "You already follow that user.")
+        return value
+
+
+class NoteResource(ChirpResource):
+    """Admins' notes. Everyone reads live notes; admins read all and write them, and a
+    new note's author is the admin who posts it."""
+
+    summary = "Admin notes"
+    fields = ("id", "user", "message", "status", "created_date")
+    output_schema = {
+        "status": {
+            "type": "integer",
+            "enum": [Note.LIVE, Note.DELETED],
+            "description": "1 live, 2 deleted.",
+        }
+    }
+    ordering_fields = ("id", "created_date")
+    query_filters = {
+        **id_filter("user", Note.user, "author"),
+        "status": QueryFilter(
+            {"type": "integer", "minimum": Note.LIVE, "maximum": Note.DELETED},
+            lambda v: Note.status == v,
+            "Only notes with this status: 1 live, 2 deleted.",
+        ),
+        **date_filters("created_date", Note.created_date),
+    }
+    writable_fields = {
+        "message": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": NOTE_MAX_LENGTH,
+            "pattern": r"\S",
+        },
+        "status": {"type": "integer", "enum": [Note.LIVE, Note.DELETED]},
+    }
+    required_fields = ("message",)
+
+    def get_query(self):
+        query = Note.select().order_by(Note.id)
+        return query if caller_is_admin() else query.where(Note.status == Note.LIVE)
+
+    def clean_message(self, value, instance):
+        return value.strip()
+
+    def clean_status(self, value, instance):
+        return value
+
+    def save_object(self, instance, raw_data):
+        if instance.user_id is None:
+            instance.user = g.user
+        return super().save_object(instance, raw_data)
+
+
+# ---------------------------------------------------------------- rate limits
+
+
+def limit_item(config_key):
+    """Return the ``limits`` item for the rate limit text in ``app.config[config_key]``."""
+    return parse_limit(app.config[config_key])
+
+
+def retry_after(item, key):
+    """Return the whole seconds until the window of ``item`` for ``key`` resets (>= 1)."""
+    reset_at, _ = limiter.limiter.get_window_stats(item, "chirp-api", key)
+    return max(1, math.ceil(reset_at - time.time()))
+
+
+def enforce_limit(config_key, key, count=True):
+    """Raise ApiError (429, with Retry-After) if ``key`` has used up the rate limit in
+    ``app.config[config_key]``; ``count`` the request against it unless told not to."""
+    if not limiter.enabled:
+        return
+    item = limit_item(config_key)
+    ok = (
+        limiter.limiter.hit(item, "chirp-api", key)
+        if count
+        else limiter.limiter.test(item, "chirp-api", key)
+    )
+    if not ok:
+        raise ApiError(
+            429,
+            f"Too many requests: the limit is {item}. Try again later.",
+            {"Retry-After": str(retry_after(item, key))},
+        )
+
+
+def count_auth_failure():
+    """Count one failed authentication against the client address."""
+    if limiter.enabled:
+        limiter.limiter.hit(
+            limit_item("API_AUTH_FAILURE_LIMIT"),
+            "chirp-api",
+            "auth-failure:" + get_remote_address(),
+        )
+
+
+# ---------------------------------------------------------------- the API
+
+
+class ChirpAPI(RestAPI):
+    """flask-peewee's RestAPI with JSON errors, a Bearer (never Basic) challenge, rate
+    limits, timelines, ``/me/``, and a generated OpenAPI document."""
+
+    def __init__(self, flask_app, **kwargs):
+        super().__init__(flask_app, **kwargs)
+        self.optional_credentials = ApiCredentials()
+        self.required_credentials = ApiCredentials(protected_methods=ALL_METHODS)
+        self._document = None
+
+    def response_auth_failed(self):
+        """401 JSON with a ``Bearer`` challenge: browsers prompt for, cache and replay
+        ``Basic`` credentials (a CSRF risk, §3), never Bearer ones."""
+        sent = request.headers.get("Authorization", "")
+        challenge = 'Bearer realm="chirp"'
+        if sent:
+            challenge += ', error="invalid_token"'
+            message = "Invalid credentials."
+        else:
+            message = "Authentication required."
+        message += (
+            " Send Authorization: Bearer <token> (make one at /settings/),"
+            " or HTTP basic credentials."
+        )
+        return json_response({"error": message}, 401, {"WWW-Authenticate": challenge})
+
+    def routes(self):
+        """Yield ``(url, endpoint, view, methods, credentials)`` for every API route."""
+        yield "/", "index", self.index, ["GET"], self.optional_credentials
+        yield "/openapi.json", "openapi", self.openapi, ["GET"], self.optional_credentials
+        yield "/me/", "me", self.me, ["GET"], self.required_credentials
+        yield (
+            "/timeline/home/",
+            "timeline_home",
+            self.timeline_home,
+            ["GET"],
+            self.required_credentials,
+        )
+        yield (
+            "/timeline/public/",
+            "timeline_public",
+            self.timeline_public,
+            ["GET"],
+            self.optional_credentials,
+        )
+        for resource in self._registry.values():
+            name = resource.get_api_name()
+            for url, view, methods in resource.get_urls():
+                yield (
+                    f"/{name}{url}",
+                    f"{name}_{view.__name__}",
+                    view,
+                    methods,
+                    resource.authentication,
+                )
+
+    def configure_routes(self):
+        for url, endpoint, view, methods, credentials in self.routes():
+            self.blueprint.add_url_rule(
+                url, endpoint, self.guard(view, credentials), methods=methods
+            )
+
+    def guard(self, view, credentials):
+        """Wrap ``view``: rate limits, then ``credentials``, then the view; ApiErrors
+        become JSON responses."""
+
+        def guarded(**kwargs):
+            try:
+                return self.authorize_then(view, credentials, kwargs)
+            except ApiError as error:
+                return error.response()
+
+        return guarded
+
+    def authorize_then(self, view, credentials, kwargs):
+        """Run ``view(**kwargs)`` if ``credentials`` allow it: 401 when they are missing or
+        wrong, 403 when they are right but not enough, 429 when a limit is used up."""
+        sent = bool(request.headers.get("Authorization"))
+        if sent:  # refuse before the slow check, not after it
+            enforce_limit(
+                "API_AUTH_FAILURE_LIMIT", "auth-failure:" + get_remote_address(), count=False
+            )
+        if not credentials.authorize():
+            if g.get("user") is not None:
+                raise ApiError(403, "Your account may not do this (admins only).")
+            if sent:
+                count_auth_failure()
+            return self.response_auth_failed()
+        caller = f"user:{g.user.id}" if g.get("user") else "address:" + get_remote_address()
+        enforce_limit("API_RATE_LIMIT", caller)
+        return view(**kwargs)
+
+    def message_resource(self):
+        return self._registry[Message]
+
+    def me(self):
+        """The caller's own profile, with their e-mail address; never cached."""
+        user = g.user
+        data = {
+            "id": user.id,
+            "username": user.username,
+            "email": user.email,
+            "join_date": user.join_date,
+            "admin": user.admin,
+        }
+        response = json_response(ChirpSerializer().clean_data(data))
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def timeline_home(self):
+        """The caller's home timeline: their messages and those of everyone they follow."""
+        return self.timeline(g.user.home_timeline(), "timeline_home")
+
+    def timeline_public(self):
+        """Every visible message."""
+        return self.timeline(Message.public_timeline(), "timeline_public")
+
+    def timeline(self, query, endpoint):
+        """One page of ``query``, newest (highest id) first, with keyset paging:
+        ``?before=<message id>`` continues below that id, so every page costs the same
+        however far a client scrolls. ``meta.next`` is the next page's URL, or null."""
+        unknown = set(request.args) - {"before", "limit"}
+        if unknown:
+            raise ApiError(
+                400,
+                f"Unsupported query parameter(s): {short_list(unknown)}. Supported: before, limit.",
+            )
+        limit = min(
+            parse_integer("limit", request.args.get("limit", str(PAGE_SIZE))), MAX_PAGE_SIZE
+        )
+        before = request.args.get("before")
+        query = query.order_by(Message.id.desc())
+        if before is not None:
+            query = query.where(Message.id < parse_integer("before", before))
+        rows = list(query.limit(limit + 1))
+        next_url = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_url = url_for(f"{self.blueprint.name}.{endpoint}", before=rows[-1].id, limit=limit)
+        resource = self.message_resource()
+        return json_response(
+            {
+                "meta": {
+                    "limit": limit,
+                    "before": int(before) if before else None,
+                    "next": next_url,
+                },
+                "objects": [resource.serialize_object(message) for message in rows],
+            }
+        )
+
+    def document(self):
+        """Return the OpenAPI 3.1 document (built once: the routes never change)."""
+        if self._document is None:
+            self._document = openapi_document(self)
+        return self._document
+
+    def openapi(self):
+        """The OpenAPI 3.1 document, as JSON."""
+        return json_response(self.document())
+
+    def index(self):
+        """The OpenAPI document, rendered for people."""
+        return render_template(
+            "api_index.html", doc=self.document(), operations=operations(self.document())
+        )
+
+
+# ---------------------------------------------------------------- OpenAPI
+
+
+def field_schema(field):
+    """Return the OpenAPI schema of a peewee ``field`` as the API serializes it."""
+    if isinstance(field, (AutoField, IntegerField, ForeignKeyField)):
+        return {"type": "integer"}
+    if isinstance(field, BooleanField):
+        return {"type": "boolean"}
+    if isinstance(field, DateTimeField):
+        return {"type": "string", "format": "date-time"}
+    schema = {"type": "string"}
+    if getattr(field, "max_length", None):
+        schema["maxLength"] = field.max_length
+    return schema
+
+
+def resource_schema(resource):
+    """Return the OpenAPI schema of one serialized row of ``resource``."""
+    properties = {}
+    for name in resource.fields:
+        if name in (resource.include_resources or {}):
+            model_name = resource._resources[name].model.__name__
+            properties[name] = {"$ref": f"#/components/schemas/{model_name}"}
+        else:
+            properties[name] = field_schema(resource.model._meta.fields[name])
+    properties.update(resource.output_schema)
+    return {"type": "object", "properties": properties, "required": list(resource.fields)}
+
+
+def body_schema(resource, creating):
+    """Return the OpenAPI schema of a create (``creating``) or edit body for ``resource``."""
+    schema = {
+        "type": "object",
+        "properties": resource.writable_fields,
+        "additionalProperties": False,
+    }
+    if creating:
+        schema["required"] = list(resource.required_fields)
+    return schema
+
+
+ERROR_STATUSES = {
+    "400": "Bad request: malformed JSON, a wrong type, an unknown field or query parameter.",
+    "401": "Credentials are missing or wrong.",
+    "403": "The caller may not do this.",
+    "404": "No such row (or it is hidden).",
+    "405": "Method not allowed.",
+    "413": "The body is larger than 1 MB.",
+    "415": "The body is not application/json.",
+    "429": "Too many requests; see Retry-After.",
+}
+
+
+def json_content(schema):
+    return {"application/json": {"schema": schema}}
+
+
+def ok(schema, description="OK"):
+    return {
+        "description": description,
+        "headers": {"X-Chirp-Auth-Hint": {"$ref": "#/components/headers/AuthHint"}},
+        "content": json_content(schema),
+    }
+
+
+def operation(summary, response_schema, auth_required, parameters=(), body=None, errors=()):
+    """Return one OpenAPI operation object."""
+    security = [{"bearerAuth": []}, {"basicAuth": []}]
+    op = {
+        "summary": summary,
+        "security": security if auth_required else [{}, *security],
+        "parameters": list(parameters),
+        "responses": {"200": ok(response_schema)},
+    }
+    for status in ("400", "401", "429", *errors):
+        op["responses"][status] = {"$ref": f"#/components/responses/{status}"}
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": json_content(body)}
+        for status in ("403", "413", "415"):
+            op["responses"][status] = {"$ref": f"#/components/responses/{status}"}
+    return op
+
+
+def query_parameter(name, schema, description):
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def list_parameters(resource):
+    """Return the query parameters of ``resource``'s list: its filters, ordering, paging."""
+    params = [
+        query_parameter(k, f.schema, f.description) for k, f in resource.query_filters.items()
+    ]
+    params.append(
+        query_parameter(
+            "ordering",
+            {"type": "string", "enum": resource.ordering_options()},
+            "Sort by this field; a leading '-' sorts descending.",
+        )
+    )
+    params.append(
+        query_parameter(
+            "page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "Page number."
+        )
+    )
+    params.append(
+        query_parameter(
+            "limit",
+            {"type": "integer", "minimum": 1},
+            f"Rows per page (default {PAGE_SIZE}; above {MAX_PAGE_SIZE} "
+            f"counts as {MAX_PAGE_SIZE}).",
+        )
+    )
+    return params
+
+
+def page_schema(item_ref):
+    meta = {
+        "type": "object",
+        "properties": {
+            "model": {"type": "string"},
+            "page": {"type": "integer"},
+            "page_count": {"type": "integer"},
+            "object_count": {"type": "integer"},
+            "previous": {"type": "string", "description": "URL of the previous page, or empty."},
+            "next": {"type": "string", "description": "URL of the next page, or empty."},
+        },
+    }
+    return {
+        "type": "object",
+        "required": ["meta", "objects"],
+        "properties": {"meta": meta, "objects": {"type": "array", "items": item_ref}},
+    }
+
+
+def resource_paths(resource):
+    """Return the OpenAPI path items of one registered resource."""
+    name, title = resource.get_api_name(), resource.model.__name__
+    ref = {"$ref": f"#/components/schemas/{title}"}
+    protected = resource.authentication.protected_methods
+    pk = {"name": "pk", "in": "path", "required": True, "schema": ID_SCHEMA}
+    deleted = {
+        "type": "object",
+        "properties": {"deleted": {"type": "integer"}},
+        "required": ["deleted"],
+    }
+
+    def write(summary, creating):
+        return operation(
+            summary, ref, True, [] if creating else [pk], body_schema(resource, creating), ["404"]
+        )
+
+    detail_delete = operation(f"Delete one {title}", deleted, True, [pk], errors=["403", "404"])
+    items = {
+        f"/{name}/": {
+            "get": operation(
+                f"List {resource.summary.lower()}",
+                page_schema(ref),
+                "GET" in protected,
+                list_parameters(resource),
+            ),
+            "post": write(f"Create a {title}", True),
+        },
+        f"/{name}/{{pk}}/": {
+            "get": operation(f"One {title}", ref, "GET" in protected, [pk], errors=["404"]),
+            "put": write(f"Edit a {title} (only the given fields change)", False),
+            "post": write(f"Edit a {title}, like PUT", False),
+            "delete": detail_delete,
+        },
+        f"/{name}/{{pk}}/delete/": {"post": detail_delete, "delete": detail_delete},
+    }
+    items[f"/{name}/"]["post"]["responses"].pop("404")
+    return items
+
+
+def timeline_schema():
+    meta = {
+        "type": "object",
+        "properties": {
+            "limit": {"type": "integer"},
+            "before": {"type": ["integer", "null"]},
+            "next": {
+                "type": ["string", "null"],
+                "description": "URL of the next (older) page, or null.",
+            },
+        },
+    }
+    return {
+        "type": "object",
+        "required": ["meta", "objects"],
+        "properties": {
+            "meta": meta,
+            "objects": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
+        },
+    }
+
+
+def openapi_document(api):
+    """Build the OpenAPI 3.1 document of ``api`` from its registered resources."""
+    schemas = {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {"type": "string"}},
+        }
+    }
+    paths = {}
+    for resource in api._registry.values():
+        schemas[resource.model.__name__] = resource_schema(resource)
+        paths.update(resource_paths(resource))
+    schemas["Me"] = {
+        "type": "object",
+        "required": ["id", "username", "email", "join_date", "admin"],
+        "properties": {
+            **schemas["User"]["properties"],
+            "email": {"type": "string"},
+            "admin": {"type": "boolean"},
+        },
+    }
+    timeline_params = [
+        query_parameter(
+            "before", ID_SCHEMA, "Only messages with a smaller id (the next page's cursor)."
+        ),
+        query_parameter(
+            "limit",
+            {"type": "integer", "minimum": 1},
+            f"Messages per page (at most {MAX_PAGE_SIZE}).",
+        ),
+    ]
+    paths["/me/"] = {
+        "get": operation(
+            "Your own profile, with your e-mail address", {"$ref": "#/components/schemas/Me"}, True
+        )
+    }
+    paths["/timeline/home/"] = {
+        "get": operation(
+            "Your home timeline, newest first", timeline_schema(), True, timeline_params
+        )
+    }
+    paths["/timeline/public/"] = {
+        "get": operation(
+            "The public timeline, newest first", timeline_schema(), False, timeline_params
+        )
+    }
+    paths["/openapi.json"] = {"get": operation("This document", {"type": "object"}, False)}
+    error = {
+        "description": "",
+        "headers": {"X-Chirp-Auth-Hint": {"$ref": "#/components/headers/AuthHint"}},
+        "content": json_content({"$ref": "#/components/schemas/Error"}),
+    }
+    responses = {status: {**error, "description": text} for status, text in ERROR_STATUSES.items()}
+    responses["401"]["headers"] = {
+        **error["headers"],
+        "WWW-Authenticate": {"schema": {"type": "string"}, "description": 'Bearer realm="chirp"'},
+    }
+    responses["429"]["headers"] = {
+        **error["headers"],
+        "Retry-After": {"schema": {"type": "string"}, "description": "Seconds to wait."},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Chirp API",
+            "version": "1.0.0",
+            "description": (
+                "The REST API of Chirp, a small microblog. " + AUTH_HINT + " Errors are JSON "
+                '{"error": "..."}. Lists take filters, ordering, page and limit; timelines page '
+                "with ?before=<message id>. Dates are RFC 3339, in UTC."
+            ),
+        },
+        "servers": [{"url": API_PREFIX}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "responses": responses,
+            "headers": {
+                "AuthHint": {
+                    "description": "Which credentials are cheap.",
+                    "schema": {"type": "string"},
+                }
+            },
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A personal API token from /settings/. Fast.",
+                },
+                "basicAuth": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "Username and password. Slow: a scrypt hash per request.",
+                },
+            },
+        },
+    }
+
+
+def operations(document):
+    """Flatten ``document`` into rows for the index page: path, method, summary, auth,
+    parameters, body fields and the response schema's name."""
+    rows = []
+    for path, item in document["paths"].items():
+        for method, op in item.items():
+            body = (
+                op.get("requestBody", {})
+                .get("content", {})
+                .get("application/json", {})
+                .get("schema", {})
+            )
+            rows.append(
+                {
+                    "path": API_PREFIX + path,
+                    "method": method.upper(),
+                    "summary": op["summary"],
+                    "auth": "required" if {} not in op["security"] else "optional",
+                    "parameters": [p for p in op["parameters"] if p["in"] == "query"],
+                    "body": body.get("properties", {}),
+                    "required": body.get("required", []),
+                }
+            )
+    return rows
+
+
+@app.after_request
+def add_api_headers(response):
+    """On every /api/ response: the auth hint, links to the document, Vary on credentials."""
+    if request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"):
+        response.headers.setdefault("X-Chirp-Auth-Hint", AUTH_HINT)
+        response.headers.setdefault(
+            "Link",
+            f'<{API_PREFIX}/openapi.json>; rel="service-desc", <{API_PREFIX}/>; rel="service-doc"',
+        )
+        response.vary.add("Authorization")
+    return response
+
+
+api = ChirpAPI(app, prefix=API_PREFIX)
+api.register(User, UserResource, auth=AdminApiCredentials())
+api.register(Message, MessageResource, auth=ApiCredentials())
+api.register(Relationship, RelationshipResource, auth=ApiCredentials())
+api.register(Note, NoteResource, auth=AdminApiCredentials())
