@@ -211,21 +211,37 @@ class ApiCredentials(Authentication):
         g.user = self.user_from_request()
         return g.user is not None
 
+    # ``last_used`` is written at most this often per token, so a busy client does not turn
+    # every read into a database write (seconds).
+    LAST_USED_PRECISION = 60
+
     def user_from_request(self):
-        """Return the active user named by the request's credentials, or None."""
+        """Return the active user named by the request's credentials, or None.
+
+        Over-long basic credentials fail without being hashed: they cannot be valid, and
+        hashing them would only cost time.
+        """
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             api_token = ApiToken.lookup(token.strip())
             if api_token is None:
                 return None
-            ApiToken.update(last_used=datetime.datetime.now()).where(
-                ApiToken.id == api_token.id
-            ).execute()
+            self.touch(api_token)
             return api_token.user
         basic = request.authorization
-        if basic is not None and basic.type == "basic" and basic.username:
-            return auth.authenticate(basic.username, basic.password or "") or None
-        return None
+        if basic is None or basic.type != "basic" or not basic.username:
+            return None
+        password = basic.password or ""
+        if len(basic.username) > USERNAME_MAX_LENGTH or len(password) > PASSWORD_MAX_LENGTH:
+            return None
+        return auth.authenticate(basic.username, password) or None
+
+    def touch(self, api_token):
+        """Record that ``api_token`` was used now, unless that was recorded recently."""
+        now = datetime.datetime.now()
+        recent = now - datetime.timedelta(seconds=self.LAST_USED_PRECISION)
+        if api_token.last_used is None or api_token.last_used < recent:
+            ApiToken.update(last_used=now).where(ApiToken.id == api_token.id).execute()
 
 
 class AdminApiCredentials(ApiCredentials):
