@@ -37,6 +37,7 @@ from wtforms.validators import DataRequired
 from wtforms.validators import Length
 from wtforms.validators import Optional
 
+from app import MAX_ID
 from app import app
 from app import db
 from auth import auth
@@ -69,12 +70,17 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 def parse_ids(values):
     """Return ``values`` (strings from a form or query string) as a list of ints.
 
-    Raises ValueError if any value is not a positive decimal integer, so a forged id
-    is refused before it reaches the database.
+    Raises ValueError unless every value is a decimal integer from 1 to MAX_ID (a
+    database integer), so a forged id is refused before it reaches the database.
     """
-    if not all(value.isdigit() for value in values):
+    if not all(is_row_id(value) for value in values):
         raise ValueError("Row ids must be whole numbers.")
     return [int(value) for value in values]
+
+
+def is_row_id(value):
+    """Return True if ``value`` (a str) is a decimal integer from 1 to MAX_ID."""
+    return value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_ID
 
 
 def snapshot(instance):
@@ -163,7 +169,7 @@ class ChirpModelAdmin(ModelAdmin):
         return self.display_name or super().get_display_name()
 
     def get_object(self, pk):
-        if not str(pk).isdigit():
+        if not is_row_id(str(pk)):
             raise self.model.DoesNotExist
         return super().get_object(pk)
 
@@ -509,9 +515,6 @@ class ApiTokenAdmin(ChirpModelAdmin):
     filter_fields = ["user", "user__username", "name", "created_date", "last_used"]
     foreign_key_lookups = {"user": "username"}
 
-    def get_admin_name(self):
-        return "api_token"
-
     def get_query(self):
         return ApiToken.select(ApiToken, User).join(User)
 
@@ -527,9 +530,6 @@ class AuditAdmin(ChirpModelAdmin):
     search_fields = ("action", "model_name", "object_id", "actor__username")
     filter_fields = ["actor", "action", "model_name", "object_id", "created_date"]
     foreign_key_lookups = {"actor": "username"}
-
-    def get_admin_name(self):
-        return "audit"
 
     def get_query(self):
         return (

@@ -115,7 +115,7 @@ def test_deactivated_admin_is_refused(client, root):
 
 
 def test_admin_sees_every_list_page(as_admin):
-    for admin_name in ("user", "message", "relationship", "note", "api_token", "audit"):
+    for admin_name in ("user", "message", "relationship", "note", "apitoken", "auditentry"):
         page(as_admin, f"/admin/{admin_name}/")
         page(as_admin, f"/admin/{admin_name}/export/")
 
@@ -190,7 +190,7 @@ def test_admin_cannot_deactivate_themself(as_admin, root):
 
 
 def test_bulk_action_refuses_non_integer_ids(as_admin):
-    response = send(as_admin, "/admin/user/", {"action": "deactivate", "id": ["1", "x"]})
+    response = send(as_admin, "/admin/user/", {"action": "deactivate", "id": ["1", "x", "9" * 30]})
     assert response.status_code == 302
     assert User.select().where(User.active == False).count() == 0  # noqa: E712
 
@@ -286,6 +286,7 @@ def test_user_form_refuses_taken_username_any_case(as_admin):
 def test_bad_user_pk_is_404(as_admin):
     assert as_admin.get("/admin/user/abc/").status_code == 404
     assert as_admin.get("/admin/user/999/").status_code == 404
+    assert as_admin.get("/admin/user/" + "9" * 30 + "/").status_code == 404  # not OverflowError
 
 
 def test_admin_cannot_delete_themself(as_admin, root):
@@ -425,13 +426,13 @@ def test_notes_list_filter_and_edit(as_admin, root):
 
 def test_api_tokens_never_show_the_hash_and_cannot_be_added(as_admin):
     token, _ = ApiToken.issue(make_user("alice"), "laptop")
-    for path in ("/admin/api_token/", f"/admin/api_token/{token.id}/", "/admin/api_token/export/"):
+    for path in ("/admin/apitoken/", f"/admin/apitoken/{token.id}/", "/admin/apitoken/export/"):
         html = page(as_admin, path)
         assert "laptop" in html or "token_hash" not in html
         assert token.token_hash not in html and "token_hash" not in html
-    assert as_admin.get("/admin/api_token/add/").status_code == 403
-    assert send(as_admin, f"/admin/api_token/{token.id}/", {"name": "x"}).status_code == 403
-    assert send(as_admin, "/admin/api_token/delete/", {"id": str(token.id)}).status_code == 302
+    assert as_admin.get("/admin/apitoken/add/").status_code == 403
+    assert send(as_admin, f"/admin/apitoken/{token.id}/", {"name": "x"}).status_code == 403
+    assert send(as_admin, "/admin/apitoken/delete/", {"id": str(token.id)}).status_code == 302
     assert ApiToken.select().count() == 0
     assert token.token_hash not in audits("delete")[0].changes
 
@@ -447,7 +448,7 @@ def list_queries(client, path):
 
 @pytest.mark.parametrize(
     "path", ["/admin/user/", "/admin/message/", "/admin/relationship/", "/admin/note/",
-             "/admin/api_token/", "/admin/audit/"]
+             "/admin/apitoken/", "/admin/auditentry/"]
 )  # fmt: skip
 def test_list_pages_do_not_query_per_row(as_admin, root, path):
     def add_rows(start, count):
@@ -535,7 +536,7 @@ def test_export_never_includes_password_or_token_hashes(as_admin, export_format)
     body = export(as_admin, "/admin/message/export/", fields, export_format).get_data(True)
     assert "alice" in body and alice.password not in body and "password" not in body
     fields = ["name", "token_hash", "user__username", "user__password"]
-    body = export(as_admin, "/admin/api_token/export/", fields, export_format).get_data(True)
+    body = export(as_admin, "/admin/apitoken/export/", fields, export_format).get_data(True)
     assert "laptop" in body and token.token_hash not in body and alice.password not in body
     assert "password" not in page(as_admin, "/admin/message/export/")
 
@@ -614,19 +615,19 @@ def test_audit_trail_is_listed_and_read_only(as_admin, root):
     alice = make_user("alice")
     send(as_admin, "/admin/user/", {"action": "deactivate", "id": str(alice.id)})
     entry = audits()[0]
-    html = page(as_admin, "/admin/audit/")
+    html = page(as_admin, "/admin/auditentry/")
     assert "<td>deactivate</td>" in html and "<td>root</td>" in html
-    detail = page(as_admin, f"/admin/audit/{entry.id}/")
+    detail = page(as_admin, f"/admin/auditentry/{entry.id}/")
     assert "True → False" in detail and "deactivate" in detail
-    assert as_admin.get("/admin/audit/add/").status_code == 403
-    assert send(as_admin, f"/admin/audit/{entry.id}/", {"action": "forged"}).status_code == 403
-    assert send(as_admin, "/admin/audit/delete/", {"id": str(entry.id)}).status_code == 403
+    assert as_admin.get("/admin/auditentry/add/").status_code == 403
+    assert send(as_admin, f"/admin/auditentry/{entry.id}/", {"action": "forged"}).status_code == 403
+    assert send(as_admin, "/admin/auditentry/delete/", {"id": str(entry.id)}).status_code == 403
     assert AuditEntry.get_by_id(entry.id).action == "deactivate"
     assert "Add new" not in html and 'value="delete"' not in html
 
 
 def test_audit_trail_is_not_for_non_admins(as_user):
-    assert as_user.get("/admin/audit/").status_code == 403
+    assert as_user.get("/admin/auditentry/").status_code == 403
 
 
 # --- Strict Content-Security-Policy: no inline script, style or handlers ------------
@@ -638,9 +639,9 @@ def test_admin_pages_need_no_inline_script_or_style(as_admin, root):
     Note.create(user=root, message="n")
     paths = ["/admin/", f"/admin/user/{alice.id}/", "/admin/user/add/", "/admin/message/add/",
              f"/admin/message/{message.id}/", f"/admin/message/delete/?id={message.id}",
-             "/admin/audit/1/"]  # fmt: skip
+             "/admin/auditentry/1/"]  # fmt: skip
     send(as_admin, f"/admin/note/{Note.get().id}/", {"message": "x", "user": str(root.id)})
-    for name in ("user", "message", "relationship", "note", "api_token", "audit"):
+    for name in ("user", "message", "relationship", "note", "apitoken", "auditentry"):
         paths += [f"/admin/{name}/?fo_id=eq&fv_id=1", f"/admin/{name}/export/"]
     for path in paths:
         html = page(as_admin, path)
