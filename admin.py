@@ -168,6 +168,11 @@ class ChirpModelAdmin(ModelAdmin):
     def get_display_name(self):
         return self.display_name or super().get_display_name()
 
+    def column_is_sortable(self, col):
+        # Sorting by a hash would leak its order (?ordering=password): secrets never sort.
+        field = self.model._meta.fields.get(col)
+        return field is not None and field not in SECRET_FIELDS
+
     def get_object(self, pk):
         if not is_row_id(str(pk)):
             raise self.model.DoesNotExist
@@ -338,10 +343,12 @@ class ChirpModelAdmin(ModelAdmin):
         return export_value(getattr(getattr(obj, path), name))
 
     def json_response(self, lookups, rows, filename):
+        """Return ``rows`` as a JSON list of ``{lookup: value}`` objects, to download."""
         body = json.dumps([dict(zip(lookups, row, strict=True)) for row in rows], indent=1)
         return self.download(body, "application/json", filename)
 
     def csv_response(self, lookups, rows, filename):
+        """Return ``rows`` as CSV with a header row of ``lookups``, to download."""
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(lookups)
@@ -349,6 +356,7 @@ class ChirpModelAdmin(ModelAdmin):
         return self.download(buffer.getvalue(), "text/csv", filename)
 
     def download(self, body, mimetype, filename):
+        """Return ``body`` as an uncached attachment called ``filename``."""
         response = Response(body, mimetype=mimetype)
         response.headers["Content-Disposition"] = f"attachment; filename={filename}"
         response.headers["Cache-Control"] = "no-store"

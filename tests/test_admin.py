@@ -154,6 +154,13 @@ def test_user_filters_active_admin_and_join_date(as_admin):
     assert ">old</a>" in html and ">root</a>" not in html
 
 
+def api_contents():
+    """The contents of the messages an anonymous API client sees at /api/message/."""
+    response = flask_app.test_client().get("/api/message/")
+    assert response.status_code == 200
+    return [message["content"] for message in response.get_json()["objects"]]
+
+
 def test_bulk_deactivate_hides_messages_and_reactivate_shows_them(as_admin, root):
     alice, carol = make_user("alice"), make_user("carol")
     make_message(alice, "alice speaks")
@@ -165,6 +172,7 @@ def test_bulk_deactivate_hides_messages_and_reactivate_shows_them(as_admin, root
     assert Message.visible().count() == 0
     public = as_admin.get("/public/").get_data(as_text=True)
     assert "alice speaks" not in public and "carol speaks" not in public
+    assert api_contents() == []
     entry = audits("deactivate")[0]
     assert entry.actor.id == root.id and entry.model_name == "User"
     assert entry.object_id == f"{alice.id},{carol.id}"
@@ -173,6 +181,7 @@ def test_bulk_deactivate_hides_messages_and_reactivate_shows_them(as_admin, root
     send(as_admin, "/admin/user/", {"action": "reactivate", "id": ids})
     assert Message.visible().count() == 2
     assert "alice speaks" in as_admin.get("/public/").get_data(as_text=True)
+    assert sorted(api_contents()) == ["alice speaks", "carol speaks"]
     assert len(audits("reactivate")) == 1
 
 
@@ -287,6 +296,36 @@ def test_bad_user_pk_is_404(as_admin):
     assert as_admin.get("/admin/user/abc/").status_code == 404
     assert as_admin.get("/admin/user/999/").status_code == 404
     assert as_admin.get("/admin/user/" + "9" * 30 + "/").status_code == 404  # not OverflowError
+
+
+def test_delete_user_with_messages_keeps_the_audit_trail(as_admin):
+    alice = make_user("alice")
+    make_message(alice)
+    alice.follow(make_user("carol"))
+    ApiToken.issue(alice, "laptop")
+    entry = AuditEntry.create(actor=alice, action="edit", model_name="User")
+    assert send(as_admin, "/admin/user/delete/", {"id": str(alice.id)}).status_code == 302
+    assert not User.get_or_none(User.id == alice.id) and Message.select().count() == 0
+    assert AuditEntry.get_by_id(entry.id).actor is None
+    deleted = json.loads(audits("delete")[-1].changes)
+    assert deleted["username"] == ["alice", None] and deleted["password"] == ["(hidden)"] * 2
+
+
+def test_lists_cannot_filter_or_sort_on_password_hashes(as_admin):
+    # flask-peewee offers every column of every related model as a filter by default (N1).
+    alice, carol = make_user("alice"), make_user("carol")
+    make_message(alice, "first")
+    make_message(carol, "second")
+    prefix = min(alice.password, carol.password)[:30]
+    query = f"fr_user-fo_password=startswith&fr_user-fv_password={prefix}"
+    html = page(as_admin, f"/admin/message/?{query}")
+    assert "first" in html and "second" in html
+    html = page(as_admin, f"/admin/user/?fo_password=startswith&fv_password={prefix}")
+    assert ">alice</a>" in html and ">carol</a>" in html
+    by_hash = page(as_admin, "/admin/user/?ordering=password")
+    by_hash_desc = page(as_admin, "/admin/user/?ordering=-password")
+    assert by_hash.index(">alice</a>") < by_hash.index(">carol</a>")
+    assert by_hash_desc.index(">alice</a>") < by_hash_desc.index(">carol</a>")
 
 
 def test_admin_cannot_delete_themself(as_admin, root):
