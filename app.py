@@ -33,6 +33,7 @@ from markupsafe import escape
 from playhouse.db_url import connect
 from werkzeug.exceptions import BadRequest
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 app = Flask(__name__, instance_relative_config=True)
@@ -57,8 +58,17 @@ app.config.from_mapping(
     RATELIMIT_STORAGE_URI="memory://",
     # Failed logins allowed per username and per client address (auth.ChirpAuth).
     LOGIN_RATE_LIMIT="10 per 15 minutes",
+    # How many reverse proxies (nginx, a load balancer) sit in front of Chirp and set
+    # X-Forwarded-For and X-Forwarded-Proto. 0: clients connect directly.
+    TRUSTED_PROXIES=0,
 )
 app.config.from_prefixed_env()
+if app.config["TRUSTED_PROXIES"]:
+    # The client's address (login rate limit) and https (Secure cookies, SeaSurf's Referer
+    # check) then come from the proxies' headers. Never set it without a proxy in front:
+    # clients could claim any address and dodge the rate limit.
+    hops = int(app.config["TRUSTED_PROXIES"])
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 # The CSRF cookie follows the session cookie: Secure behind HTTPS (SeaSurf reads it once).
 app.config.setdefault("CSRF_COOKIE_SECURE", app.config.get("SESSION_COOKIE_SECURE", False))
 

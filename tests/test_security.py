@@ -1,0 +1,923 @@
+"""Issue 5, security: each defence of app.py and auth.ChirpAuth, proved by attacking it.
+
+Accounts (hashing, rate limit, session, ``next``, deactivation), CSRF, cookies, response
+headers, output escaping, input limits, error pages and logging. The browser-level proof
+that every page works under the Content-Security-Policy is in test_browser.py.
+"""
+
+import inspect
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import PASSWORD
+from conftest import csrf_token
+from conftest import login
+from conftest import make_message
+from conftest import make_user
+from conftest import post
+from werkzeug.security import generate_password_hash
+
+from app import CONTENT_SECURITY_POLICY
+from app import limiter
+from auth import auth
+from auth import safe_next_url
+from models import ApiToken
+from models import Message
+from models import Note
+from models import User
+
+ROOT = Path(__file__).resolve().parent.parent
+ONE_MB = 1024 * 1024
+XSS_SCRIPT = "<script>alert('xss')</script>"
+XSS_IMG = '"><img src=x onerror=alert(1)>'
+XSS_LINK = "javascript:alert(document.cookie)"
+
+
+def text(response):
+    return response.get_data(as_text=True)
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits(app):
+    """Clear every rate-limit counter before and after each test here, so login-limit
+    tests neither inherit failures from other tests nor leave any behind."""
+    limiter.reset()
+    yield
+    limiter.reset()
+
+
+def fail_logins(client, count, username="alice", address="127.0.0.1"):
+    """POST ``count`` wrong passwords for ``username`` from ``address``; return the last
+    response."""
+    response = None
+    for _ in range(count):
+        response = login_from(client, username, "wrong-password", address)
+    return response
+
+
+def login_from(client, username, password, address):
+    """Log in through the form from client address ``address``."""
+    token = csrf_token(client)
+    return client.post(
+        "/accounts/login/",
+        data={"username": username, "password": password, "_csrf_token": token},
+        environ_base={"REMOTE_ADDR": address},
+    )
+
+
+def admin_client(client):
+    """Log ``client`` in as a new admin, ``root``; return the user."""
+    root = make_user("root", admin=True)
+    assert login(client, "root").status_code == 302
+    return root
+
+
+# Accounts: hashing ---------------------------------------------------------------------
+
+
+def test_production_settings_from_the_environment(tmp_path):
+    """A fresh process configured only by the environment, as in production: passwords
+    get werkzeug's default hash (scrypt), FLASK_SESSION_COOKIE_SECURE=true makes both
+    cookies Secure, and FLASK_TRUSTED_PROXIES=1 takes the client address from the proxy."""
+    script = """
+import json
+import main
+from flask import request
+from models import User
+from werkzeug.security import generate_password_hash
+
+user = User(username="alice")
+user.set_password("correct-horse")
+client = main.app.test_client()
+with client:
+    response = client.get(
+        "/accounts/login/", base_url="https://localhost", headers={"X-Forwarded-For": "203.0.113.9"}
+    )
+    address = request.remote_addr
+print(json.dumps({
+    "hash": user.password,
+    "werkzeug_default": generate_password_hash("x"),
+    "checks": user.check_password("correct-horse") and not user.check_password("wrong"),
+    "cookies": response.headers.getlist("Set-Cookie"),
+    "address": address,
+    "debug": main.app.debug,
+}))
+"""
+    env = dict(
+        os.environ,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'chirp.db'}",
+        SECRET_KEY="production-like",
+        FLASK_SESSION_COOKIE_SECURE="true",
+        FLASK_TRUSTED_PROXIES="1",
+    )
+    env.pop("FLASK_DEBUG", None)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["hash"].startswith("scrypt:32768:8:1$")
+    assert seen["hash"].split("$")[0] == seen["werkzeug_default"].split("$")[0]
+    assert seen["checks"]
+    cookies = {cookie.split("=")[0]: cookie for cookie in seen["cookies"]}
+    assert set(cookies) == {"session", "_csrf_token"}
+    for cookie in cookies.values():
+        assert "; Secure" in cookie and "; HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert seen["address"] == "203.0.113.9"
+    assert seen["debug"] is False
+
+
+def test_scrypt_is_werkzeugs_default():
+    default = inspect.signature(generate_password_hash).parameters["method"].default
+    assert default == "scrypt"
+
+
+def test_passwords_shorter_than_8_are_refused(client):
+    response = post(
+        client,
+        "/join/",
+        {
+            "username": "alice",
+            "email": "a@example.com",
+            "password": "7chars!",
+            "confirm": "7chars!",
+        },
+    )
+    assert response.status_code == 422
+    assert User.select().count() == 0
+    make_user("bob")
+    login(client, "bob")
+    response = post(
+        client,
+        "/settings/",
+        {
+            "email": "bob@example.com",
+            "new_password": "short",
+            "confirm": "short",
+            "current_password": PASSWORD,
+        },
+    )
+    assert response.status_code == 422
+    assert User.get(User.username == "bob").check_password(PASSWORD)
+
+
+def test_passwords_are_compared_in_constant_time(client, monkeypatch):
+    """Known and unknown usernames alike end in hmac.compare_digest on a real hash."""
+    compared = []
+    real = __import__("hmac").compare_digest
+
+    def spy(a, b):
+        # Only the password checks; sessions and CSRF tokens use compare_digest too.
+        if sys._getframe(1).f_globals["__name__"] == "werkzeug.security":
+            compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr("werkzeug.security.hmac.compare_digest", spy)
+    make_user("alice")
+    login(client, "alice", "wrong-password")
+    login(client, "nobody", "wrong-password")
+    assert len(compared) == 2
+
+
+# Accounts: login rate limit ------------------------------------------------------------
+
+
+def test_ten_failed_logins_then_429_even_with_the_right_password(client):
+    make_user("alice")
+    response = fail_logins(client, 10)
+    assert response.status_code == 200
+    assert "Incorrect username or password" in text(response)
+    response = login(client, "alice")
+    assert response.status_code == 429
+    assert "Too many failed login attempts" in text(response)
+    assert "Please wait 15 minutes" in text(response)
+    assert 0 < int(response.headers["Retry-After"]) <= 15 * 60
+    assert "Log out" not in text(client.get("/"))
+
+
+def test_login_limit_is_per_username_from_any_address(client):
+    make_user("alice")
+    for number in range(10):
+        login_from(client, "alice", "wrong-password", f"198.51.100.{number}")
+    assert login_from(client, "ALICE", PASSWORD, "203.0.113.1").status_code == 429
+    make_user("bob")
+    assert login_from(client, "bob", PASSWORD, "203.0.113.1").status_code == 302
+
+
+def test_login_limit_is_per_address_for_any_username(client):
+    make_user("alice")
+    for number in range(10):
+        login_from(client, f"guess{number}", "wrong-password", "198.51.100.7")
+    assert login_from(client, "alice", PASSWORD, "198.51.100.7").status_code == 429
+    assert login_from(client, "alice", PASSWORD, "198.51.100.8").status_code == 302
+
+
+def test_successful_logins_do_not_count(client):
+    make_user("alice")
+    for _ in range(15):
+        assert login(client, "alice").status_code == 302
+    fail_logins(client, 9)
+    assert login(client, "alice").status_code == 302
+
+
+def test_login_limit_passes_with_its_window(client, app, monkeypatch):
+    monkeypatch.setitem(app.config, "LOGIN_RATE_LIMIT", "2 per 1 second")
+    make_user("alice")
+    fail_logins(client, 2)
+    assert login(client, "alice").status_code == 429
+    time.sleep(1.1)
+    assert login(client, "alice").status_code == 302
+
+
+def test_basic_credentials_share_the_login_limit(app):
+    """HTTP basic credentials on the API go through the same ``authenticate``: ten
+    failures lock the account out there too, with a 429, not a 401 to retry forever."""
+    make_user("alice")
+    with app.test_request_context("/api/message/", environ_base={"REMOTE_ADDR": "10.0.0.1"}):
+        for _ in range(10):
+            assert auth.authenticate("alice", "wrong-password") is False
+        with pytest.raises(Exception) as raised:
+            auth.authenticate("alice", PASSWORD)
+    assert getattr(raised.value, "code", None) == 429
+
+
+# Accounts: session, next, deactivation -------------------------------------------------
+
+
+def test_login_clears_the_session_and_rotates_the_csrf_token(client):
+    make_user("alice")
+    with client.session_transaction() as session:
+        session["planted"] = "by-attacker"
+    old_token = csrf_token(client)
+    client.post(
+        "/accounts/login/",
+        data={"username": "alice", "password": PASSWORD, "_csrf_token": old_token},
+    )
+    with client.session_transaction() as session:
+        assert "planted" not in session
+        assert session.get("_csrf_token") not in (None, old_token)
+    # A token known before login (say, planted by an attacker) no longer works...
+    response = client.post("/create/", data={"content": "forged", "_csrf_token": old_token})
+    assert response.status_code == 403
+    # ...and the pages carry the new one, which does.
+    assert post(client, "/create/", {"content": "mine"}).status_code == 302
+    assert [m.content for m in Message.select()] == ["mine"]
+
+
+def test_logout_clears_the_session(client):
+    make_user("alice")
+    login(client, "alice")
+    with client.session_transaction() as session:
+        session["planted"] = "leftover"
+    assert post(client, "/accounts/logout/").status_code == 302
+    with client.session_transaction() as session:
+        assert "planted" not in session and "user_pk" not in session
+
+
+EVIL_NEXT = [
+    "//evil.example",
+    "https://evil.example",
+    "http:evil.example",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "/\t/evil.example",
+    "/\n/evil.example",
+    "javascript:alert(1)",
+    "evil.example",
+    "//evil.example/%2F..",
+]
+
+
+@pytest.mark.parametrize("next_url", EVIL_NEXT)
+def test_login_never_redirects_off_site(client, next_url):
+    make_user("alice")
+    token = csrf_token(client)
+    response = client.post(
+        "/accounts/login/",
+        data={"username": "alice", "password": PASSWORD, "next": next_url, "_csrf_token": token},
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("next_url", EVIL_NEXT)
+def test_logout_never_redirects_off_site(client, next_url):
+    make_user("alice")
+    login(client, "alice")
+    response = post(client, "/accounts/logout/", query_string={"next": next_url})
+    assert response.headers["Location"] == "/"
+
+
+def test_login_form_does_not_carry_an_off_site_next(client):
+    body = text(client.get("/accounts/login/", query_string={"next": "//evil.example"}))
+    assert "evil.example" not in body
+    body = text(client.get("/accounts/login/", query_string={"next": "/private/?page=2"}))
+    assert 'name="next" value="/private/?page=2"' in body
+
+
+def test_safe_next_url_accepts_paths_on_this_site():
+    assert safe_next_url("/users/alice/?page=2") == "/users/alice/?page=2"
+    assert safe_next_url("/") == "/"
+    assert safe_next_url("") is None and safe_next_url(None) is None
+    assert safe_next_url("/" + "a" * 3000) is None
+
+
+def test_deactivated_users_cannot_log_in(client):
+    make_user("alice", active=False)
+    response = login(client, "alice")
+    assert response.status_code == 200
+    assert "Incorrect username or password" in text(response)
+    assert "Log out" not in text(client.get("/"))
+
+
+def test_deactivation_ends_a_running_session(client):
+    alice = make_user("alice")
+    login(client, "alice")
+    assert client.get("/private/").status_code == 200
+    User.update(active=False).where(User.id == alice.id).execute()
+    response = client.get("/private/")
+    assert response.status_code == 302
+    assert "/accounts/login/" in response.headers["Location"]
+    assert post(client, "/create/", {"content": "still here?"}).status_code == 302
+    assert Message.select().count() == 0
+
+
+def test_deactivated_users_cannot_use_tokens_or_basic_credentials(app):
+    alice = make_user("alice")
+    _, token = ApiToken.issue(alice, "phone")
+    assert ApiToken.lookup(token) is not None
+    User.update(active=False).where(User.id == alice.id).execute()
+    assert ApiToken.lookup(token) is None
+    with app.test_request_context("/api/message/"):
+        assert auth.authenticate("alice", PASSWORD) is False
+
+
+# CSRF ----------------------------------------------------------------------------------
+
+
+def test_logout_needs_post_and_the_csrf_token(client):
+    make_user("alice")
+    login(client, "alice")
+    assert client.get("/accounts/logout/").status_code == 405
+    assert client.post("/accounts/logout/").status_code == 403
+    forged = client.post("/accounts/logout/", data={"_csrf_token": "guessed"})
+    assert forged.status_code == 403
+    assert "Log out" in text(client.get("/"))
+
+
+def admin_form_urls(app, user, message):
+    """Every state-changing admin URL, for one existing user and message."""
+    urls = [
+        "/admin/message/add/",
+        f"/admin/message/{message.id}/",
+        f"/admin/message/delete/?id={message.id}",
+        f"/admin/user/{user.id}/",
+        "/admin/user/add/",
+        f"/admin/user/delete/?id={user.id}",
+        "/admin/user/export/",
+        "/admin/note/add/",
+    ]
+    # Dashboard panels post to /admin/<panel>/<action>/.
+    panel_urls = [
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/admin/")
+        and "POST" in rule.methods
+        and "<" not in rule.rule
+        and rule.rule not in urls
+        and not rule.rule.endswith(("/_ajax/", "/admin/"))
+    ]
+    return urls + panel_urls
+
+
+def test_every_admin_form_needs_the_csrf_token(client, app):
+    root = admin_client(client)
+    alice = make_user("alice")
+    message = make_message(alice, "keep me")
+    for url in admin_form_urls(app, alice, message):
+        data = {
+            "content": "changed",
+            "user": str(root.id),
+            "username": "renamed",
+            "email": "x@example.com",
+            "message": "note",
+            "id": str(message.id),
+            "new_password": "new-password-1",
+        }
+        response = client.post(url, data=data)
+        assert response.status_code == 403, url
+    assert Message.get_by_id(message.id).content == "keep me"
+    assert User.get_by_id(alice.id).username == "alice"
+    assert User.select().count() == 2 and Note.select().count() == 0
+
+
+def test_the_api_never_accepts_a_cookie_session_without_csrf(client):
+    """A logged-in browser (cookie session, no Authorization header) cannot write through
+    the API from another site: no CSRF token, no write."""
+    make_user("alice")
+    login(client, "alice")
+    for body in (
+        {"json": {"content": "cross-site"}},
+        {"data": {"content": "cross-site"}},
+        {"data": '{"content": "cross-site"}', "content_type": "text/plain"},
+    ):
+        response = client.post("/api/message/", **body)
+        assert not 200 <= response.status_code < 300, body
+    assert Message.select().count() == 0
+
+
+# Cookies -------------------------------------------------------------------------------
+
+
+def session_cookie(response):
+    return next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("session="))
+
+
+def test_session_cookie_is_httponly_and_samesite_lax(client):
+    make_user("alice")
+    cookie = session_cookie(login(client, "alice"))
+    assert "; HttpOnly" in cookie and "; SameSite=Lax" in cookie
+    assert "; Secure" not in cookie  # plain HTTP in development
+
+
+def test_session_cookie_is_secure_when_configured(client, app, monkeypatch):
+    monkeypatch.setitem(app.config, "SESSION_COOKIE_SECURE", True)
+    make_user("alice")
+    cookie = session_cookie(client.get("/accounts/login/", base_url="https://localhost"))
+    assert "; Secure" in cookie and "; HttpOnly" in cookie
+
+
+# Headers -------------------------------------------------------------------------------
+
+
+def assert_security_headers(response):
+    headers = response.headers
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["Referrer-Policy"] == "same-origin"
+    assert re.fullmatch(r"[0-9a-f]{32}", headers["X-Request-ID"])
+
+
+def test_security_headers_on_every_kind_of_response(client):
+    make_user("alice")
+    responses = [
+        client.get("/"),
+        client.get("/static/style.css"),
+        client.get("/healthz"),
+        client.get("/users/nobody/"),
+        client.get("/accounts/logout/"),
+        client.post("/create/"),
+        client.get("/public/?page=abc"),
+        client.get("/public/?q=%00"),
+        client.post("/join/", data="x" * (ONE_MB + 1)),
+        client.get("/api/message/"),
+        client.get("/api/no-such-thing/"),
+    ]
+    login(client, "alice")
+    responses.append(client.get("/private/"))
+    for response in responses:
+        assert_security_headers(response)
+        response.close()
+
+
+def test_csp_allows_only_own_scripts_and_styles_and_no_framing():
+    directives = dict(d.split(" ", 1) for d in CONTENT_SECURITY_POLICY.split("; "))
+    assert directives["script-src"] == "'self'"
+    assert directives["style-src"] == "'self'"
+    assert directives["default-src"] == "'self'"
+    assert directives["frame-ancestors"] == "'none'"
+    assert directives["object-src"] == "'none'"
+    assert "unsafe" not in CONTENT_SECURITY_POLICY and "*" not in CONTENT_SECURITY_POLICY
+
+
+INLINE_CODE = re.compile(
+    r"<script(?![^>]*\bsrc=)[^>]*>|\sstyle\s*=|\son[a-z]+\s*=|href=\"javascript:", re.I
+)
+
+
+def test_no_page_has_inline_script_style_or_handlers(client, app):
+    """What the CSP would block, found in the HTML itself (the browser test then proves
+    every page works under the CSP)."""
+    alice = make_user("alice")
+    message = make_message(alice, "hello")
+    make_user("bob")
+    Note.create(user=alice, message="a note")
+    pages = ["/", "/public/", "/users/", "/users/alice/", "/join/", "/accounts/login/"]
+    pages += ["/users/alice/followers/", "/users/nobody/"]
+    root = admin_client(client)
+    _, _ = ApiToken.issue(root, "root's token")
+    pages += ["/", "/private/", "/create/", "/settings/", "/users/bob/"]
+    pages += ["/admin/"] + [
+        f"/admin/{name}/" for name in ("user", "message", "relationship", "note", "apitoken")
+    ]
+    pages += [
+        f"/admin/user/{alice.id}/",
+        "/admin/user/add/",
+        f"/admin/message/{message.id}/",
+        "/admin/message/add/",
+        f"/admin/message/delete/?id={message.id}",
+        "/admin/user/export/",
+    ]
+    for page in pages:
+        response = client.get(page)
+        assert response.status_code in (200, 404), page
+        found = INLINE_CODE.findall(text(response))
+        assert not found, f"{page}: {found}"
+
+
+# Output escaping -----------------------------------------------------------------------
+
+
+def assert_escaped(body, where):
+    assert "<script>alert" not in body, where
+    assert "<img src=x" not in body, where
+    assert 'href="javascript:' not in body and "href='javascript:" not in body, where
+
+
+def test_user_content_is_escaped_everywhere(client):
+    root = admin_client(client)
+    make_user("alice")
+    for content in (XSS_SCRIPT, XSS_IMG, XSS_LINK):
+        assert post(client, "/create/", {"content": content}).status_code == 302
+    message = Message.get(Message.content == XSS_SCRIPT)
+    Note.create(user=root, message=XSS_IMG)
+    pages = [
+        "/",
+        "/public/",
+        "/private/",
+        "/users/root/",
+        f"/edit/{message.id}/",
+        "/admin/",
+        "/admin/message/",
+        f"/admin/message/{message.id}/",
+        "/admin/note/",
+    ]
+    for page in pages:
+        response = client.get(page)
+        assert response.status_code == 200, page
+        assert_escaped(text(response), page)
+    public = text(client.get("/public/"))
+    assert "&lt;script&gt;alert(&#39;xss&#39;)&lt;/script&gt;" in public
+    assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in public
+    assert "javascript:alert(document.cookie)" in public  # as text, not as a link
+
+
+def test_flash_messages_and_form_values_are_escaped(client):
+    make_user("alice")
+    login(client, "alice")
+    post(client, "/settings/tokens/", {"name": XSS_IMG})
+    token = ApiToken.get()
+    response = post(
+        client,
+        f"/settings/tokens/{token.id}/revoke/",
+        token_from="/settings/",
+        follow_redirects=True,
+    )
+    body = text(response)
+    assert "has been revoked" in body
+    assert_escaped(body, "flash")
+    response = post(client, "/create/", {"content": XSS_SCRIPT + "x" * 300}, token_from="/create/")
+    assert response.status_code == 422
+    assert_escaped(text(response), "re-rendered form")
+    response = post(
+        client,
+        "/join/",
+        {"username": XSS_IMG, "email": XSS_SCRIPT, "password": "x", "confirm": "y"},
+    )
+    assert_escaped(text(response), "join form")
+
+
+def test_json_is_json(client):
+    alice = make_user("alice")
+    make_message(alice, XSS_SCRIPT)
+    for path in ("/api/message/", "/api/no-such-thing/", "/healthz"):
+        response = client.get(path)
+        assert response.mimetype == "application/json", path
+        json.loads(text(response))
+    response = client.get("/api/message/")
+    if response.status_code == 200:
+        contents = [m["content"] for m in response.get_json()["objects"]]
+        assert contents == [XSS_SCRIPT]
+
+
+# Input limits --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path, data",
+    [
+        ("/join/", {"username": "a" * 31, "email": "a@example.com"}),
+        ("/join/", {"username": "alice", "email": "a" * 250 + "@example.com"}),
+        ("/join/", {"username": "alice", "email": "a@example.com", "password": "p" * 257}),
+        ("/create/", {"content": "x" * 281}),
+        ("/settings/tokens/", {"name": "t" * 51}),
+        ("/settings/", {"email": "e" * 250 + "@example.com", "current_password": PASSWORD}),
+    ],
+)
+def test_every_form_field_has_a_length_limit(client, path, data):
+    make_user("bob")
+    login(client, "bob")
+    if path == "/join/":
+        post(client, "/accounts/logout/")
+        data = {"password": "long-enough", "confirm": data.get("password", "long-enough"), **data}
+    response = post(client, path, data)
+    assert response.status_code == 422, text(response)
+    assert User.select().count() == 1 and Message.select().count() == 0
+    assert ApiToken.select().count() == 0
+    assert User.get().email == "bob@example.com"
+
+
+def test_an_over_long_login_is_refused_without_a_lookup(client):
+    token = csrf_token(client)
+    response = client.post(
+        "/accounts/login/",
+        data={"username": "a" * 31, "password": "p" * 257, "_csrf_token": token},
+    )
+    assert response.status_code == 200
+    assert "Log out" not in text(client.get("/"))
+
+
+@pytest.mark.parametrize("path", ["/create/", "/join/", "/accounts/login/", "/api/message/"])
+def test_bodies_over_1_mb_are_413(client, path):
+    make_user("alice")
+    login(client, "alice")
+    token = csrf_token(client, "/create/")
+    content = "x" * ONE_MB
+    response = client.post(path, data={"content": content, "_csrf_token": token})
+    assert response.status_code == 413
+    if path.startswith("/api/"):
+        assert "error" in response.get_json()
+    else:
+        assert "Request Entity Too Large" in text(response)
+    assert Message.select().count() == 0
+
+
+def test_a_body_just_under_1_mb_is_read(client):
+    make_user("alice")
+    login(client, "alice")
+    token = csrf_token(client, "/create/")
+    response = client.post("/create/", data={"content": "x" * 900_000, "_csrf_token": token})
+    assert response.status_code == 422  # read, parsed and refused as too long a message
+
+
+@pytest.mark.parametrize("page", ["-1", "0", "abc", "1.5", "10" * 20, "", "%20"])
+@pytest.mark.parametrize("path", ["/", "/public/", "/users/", "/users/alice/"])
+def test_bad_page_numbers_are_400(client, path, page):
+    make_user("alice")
+    response = client.get(f"{path}?page={page}")
+    assert response.status_code == 400
+    assert "page number" in text(response)
+
+
+@pytest.mark.parametrize(
+    "query", ["page=-1", "page=abc", "limit=-5", "limit=abc", "limit=" + "9" * 30]
+)
+def test_bad_api_paging_is_a_clean_4xx_or_clamped(client, query):
+    alice = make_user("alice")
+    make_message(alice)
+    response = client.get(f"/api/message/?{query}")
+    assert response.status_code in (200, 400, 404), text(response)
+    assert response.mimetype == "application/json"
+    if response.status_code == 200:
+        assert len(response.get_json()["objects"]) <= 100
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/users/nobody/",
+        "/users/nobody/followers/",
+        "/users/nobody/following/",
+        "/edit/999/",
+        "/edit/" + "9" * 30 + "/",
+        "/edit/-1/",
+        "/edit/abc/",
+        "/admin/message/999/",
+        "/admin/message/" + "9" * 30 + "/",
+        "/admin/user/" + "9" * 30 + "/",
+        "/api/message/999/",
+        "/api/message/" + "9" * 30 + "/",
+        "/api/user/" + "9" * 30 + "/",
+    ],
+)
+def test_unknown_usernames_and_ids_are_404(client, path):
+    admin_client(client)
+    response = client.get(path)
+    assert response.status_code == 404, text(response)
+
+
+def test_huge_ids_in_posts_are_404(client):
+    make_user("alice")
+    login(client, "alice")
+    for path in ("/delete/" + "9" * 30 + "/", "/settings/tokens/" + "9" * 30 + "/revoke/"):
+        assert post(client, path).status_code == 404, path
+    assert post(client, "/users/nobody/follow/").status_code == 404
+
+
+def test_a_number_too_large_for_the_database_is_400(client, monkeypatch):
+    def overflow(*args, **kwargs):
+        raise OverflowError("Python int too large to convert to SQLite INTEGER")
+
+    monkeypatch.setattr(Message, "public_timeline", classmethod(overflow))
+    response = client.get("/public/")
+    assert response.status_code == 400
+    assert "out of range" in text(response)
+    assert "SQLite" not in text(response)
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["page=%00", "page=1%00", "x=%FF", "x=%C3%28", "%00=1", "x=%ED%A0%80"],
+)
+def test_nul_and_invalid_utf8_in_query_strings_are_400(client, query):
+    response = client.get(f"/public/?{query}")
+    assert response.status_code == 400
+
+
+def test_raw_invalid_utf8_in_the_path_and_query_is_400(client):
+    assert client.get("/public/", environ_overrides={"QUERY_STRING": "q=\xff"}).status_code == 400
+    assert client.get("/", environ_overrides={"PATH_INFO": "/users/\xff/"}).status_code == 400
+    assert client.get("/users/%00/").status_code == 400
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"content=a%00b", b"content=%FF", b"content=\xff\xfe", b"content=ok&x%00=1"],
+)
+def test_nul_and_invalid_utf8_in_forms_are_400(client, body):
+    make_user("alice")
+    login(client, "alice")
+    token = csrf_token(client, "/create/")
+    response = client.post(
+        "/create/",
+        data=body + b"&_csrf_token=" + token.encode(),
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 400
+    assert Message.select().count() == 0
+
+
+def test_nul_and_invalid_utf8_in_multipart_forms_are_400(client):
+    make_user("alice")
+    login(client, "alice")
+    token = csrf_token(client, "/create/")
+    for value in ("a\x00b", "\ufffd"):
+        response = client.post(
+            "/create/",
+            data={"content": value, "_csrf_token": token},
+            content_type="multipart/form-data",
+        )
+        assert response.status_code == 400
+    response = client.post(
+        "/create/",
+        data={"content": "fine", "_csrf_token": token},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 302
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"content": "a\\u0000b"}',
+        b'{"con\\u0000tent": "x"}',
+        b'{"content": ["\\u0000"]}',
+        b'{"content": "\xff"}',
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+)
+def test_nul_invalid_utf8_and_bombs_in_json_are_400(client, body):
+    alice = make_user("alice")
+    _, token = ApiToken.issue(alice, "test")
+    response = client.post(
+        "/api/message/",
+        data=body,
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 400
+    assert "error" in response.get_json()
+    assert Message.select().count() == 0
+
+
+def test_clean_non_ascii_input_is_accepted(client):
+    make_user("alice")
+    login(client, "alice")
+    assert post(client, "/create/", {"content": "Grüße, 你好 🐦"}).status_code == 302
+    assert Message.get().content == "Grüße, 你好 🐦"
+    assert client.get("/public/?q=%C3%A9").status_code == 200
+
+
+# Errors --------------------------------------------------------------------------------
+
+
+def test_web_errors_are_chirp_pages(client):
+    make_user("alice")
+    fail_logins(client, 10)
+    responses = {
+        400: client.get("/public/?page=abc"),
+        403: client.post("/join/", data={}),
+        404: client.get("/users/nobody/"),
+        405: client.get("/accounts/logout/"),
+        413: client.post("/join/", data="x" * (ONE_MB + 1)),
+        429: login(client, "alice"),
+    }
+    for code, response in responses.items():
+        body = text(response)
+        assert response.status_code == code
+        assert response.mimetype == "text/html"
+        assert f"<title>{code} " in body and "/static/style.css" in body, code
+        assert "Back to Chirp" in body
+        assert "Traceback" not in body
+
+
+def test_api_errors_are_json(client):
+    responses = {
+        400: client.get("/api/message/?x=%00"),
+        404: client.get("/api/no-such-thing/"),
+        413: client.post("/api/message/", data="x" * (ONE_MB + 1)),
+    }
+    for code, response in responses.items():
+        assert response.status_code == code
+        assert response.mimetype == "application/json"
+        assert isinstance(response.get_json()["error"], str)
+
+
+@pytest.fixture
+def crashing_public_timeline(app, monkeypatch):
+    """Make /public/ raise as a bug would, with an SQL-ish message that must not leak,
+    and let Flask handle it as in production (no exception propagation)."""
+    monkeypatch.setitem(app.config, "PROPAGATE_EXCEPTIONS", False)
+
+    def crash(cls):
+        raise RuntimeError('no such column: "password" in SELECT * FROM user')
+
+    monkeypatch.setattr(Message, "public_timeline", classmethod(crash))
+
+
+def test_500_is_a_page_without_trace_and_is_logged_with_its_request_id(
+    client, crashing_public_timeline, caplog
+):
+    with caplog.at_level(logging.ERROR):
+        response = client.get("/public/")
+    body = text(response)
+    assert response.status_code == 500
+    assert "Internal Server Error" in body and "/static/style.css" in body
+    for leak in ("Traceback", "RuntimeError", "SELECT", "password", "views.py"):
+        assert leak not in body, leak
+    request_id = response.headers["X-Request-ID"]
+    assert request_id in body
+    logged = [r for r in caplog.records if request_id in r.getMessage()]
+    assert logged and logged[0].exc_info and logged[0].exc_info[0] is RuntimeError
+    assert "/public/" in logged[0].getMessage()
+
+
+def test_500_under_the_api_is_json(app, monkeypatch):
+    monkeypatch.setitem(app.config, "PROPAGATE_EXCEPTIONS", False)
+    with app.test_request_context("/api/message/"):
+        response = app.handle_exception(RuntimeError("SELECT secret"))
+    assert response.status_code == 500
+    assert response.mimetype == "application/json"
+    assert "SELECT" not in response.get_data(as_text=True)
+
+
+def test_an_error_page_that_cannot_render_is_still_a_bare_error(
+    client, crashing_public_timeline, monkeypatch
+):
+    """If the error page itself fails (the database is down, say), the answer is still
+    a short 500, not a second traceback."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database is locked: SELECT ...")
+
+    monkeypatch.setattr(auth, "get_logged_in_user", broken)
+    response = client.get("/public/")
+    assert response.status_code == 500
+    assert "500 Internal Server Error" in text(response)
+    assert "SELECT" not in text(response)
+
+
+def test_not_in_debug_by_default(app):
+    assert app.debug is False
+
+
+# Dependencies --------------------------------------------------------------------------
+
+
+def test_requirements_are_pinned_so_pip_audit_checks_exact_versions():
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    requirements = [line.split("#")[0].strip() for line in lines]
+    requirements = [line for line in requirements if line]
+    assert requirements
+    for requirement in requirements:
+        assert re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[0-9][0-9A-Za-z.\-+]*", requirement), (
+            requirement
+        )
