@@ -279,6 +279,11 @@ class ChirpModelAdmin(ModelAdmin):
         return {lookup for lookup in lookups if lookup.count("__") <= 1}
 
     def export(self):
+        try:
+            parse_ids(request.args.getlist("id"))
+        except ValueError as exc:
+            flash(str(exc), "danger")
+            return self._index_redirect()
         if request.method == "POST":
             return self.export_download()
         return super().export()
@@ -295,11 +300,7 @@ class ChirpModelAdmin(ModelAdmin):
         if not lookups or export_format not in ("json", "csv"):
             flash("Choose at least one field, and JSON or CSV, to export.", "danger")
             return redirect(request.full_path.rstrip("?"))
-        try:
-            query = self.export_query(lookups)
-        except ValueError as exc:
-            flash(str(exc), "danger")
-            return redirect(request.full_path.rstrip("?"))
+        query = self.export_query(lookups)
         rows = [[self.lookup_value(obj, name) for name in lookups] for obj in query]
         name = f"export-{self.get_admin_name()}.{export_format}"
         if export_format == "csv":
@@ -310,7 +311,7 @@ class ChirpModelAdmin(ModelAdmin):
         """Return the list's query (filters, search, ordering, ids) with a LEFT JOIN per
         related path in ``lookups``, each through its own alias.
 
-        Raises ValueError for a non-integer ``id``.
+        Raises ValueError for an ``id`` that is not a row id (export() checks first).
         """
         query = self.apply_ordering(self.model.select(), request.args.get("ordering") or "")
         _, query, _, _ = self.process_filters(query)
@@ -383,7 +384,7 @@ class SetActiveAction(Action):
             flash(str(exc), "danger")
             return None
         if not self.active and g.user.id in ids:
-            ids.remove(g.user.id)
+            ids = [pk for pk in ids if pk != g.user.id]
             flash("You cannot deactivate yourself.", "warning")
         with db.database.atomic():
             changed = [
@@ -432,7 +433,8 @@ class UserAdmin(ChirpModelAdmin):
             new_password = PasswordField(
                 "New password",
                 validators=[required, length],
-                description="Leave empty to keep the current password.",
+                description=None if adding else "Leave empty to keep the current password.",
+                render_kw={"autocomplete": "new-password"},
             )
 
             def validate_username(form, field):
@@ -500,13 +502,17 @@ class RelationshipAdmin(ChirpModelAdmin):
 class NoteAdmin(ChirpModelAdmin):
     """Admins' notes (also posted from the dashboard's Notes panel)."""
 
-    columns = ("message", "user", "status", "created_date")
+    columns = ("message", "user", "state", "created_date")
     search_fields = ("message", "user__username")
     filter_fields = ["user", "status", "created_date"]
     foreign_key_lookups = {"user": "username"}
 
     def get_query(self):
         return Note.select(Note, User).join(User)
+
+    def state(self, note):
+        """The name of ``note``'s status: "live" or "deleted"."""
+        return dict(Note.STATUS_CHOICES).get(note.status, note.status)
 
 
 class ApiTokenAdmin(ChirpModelAdmin):
