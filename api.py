@@ -40,6 +40,7 @@ from peewee import IntegerField
 from peewee import IntegrityError
 from peewee import fn
 
+from app import MAX_ID
 from app import app
 from app import csrf
 from app import limiter
@@ -60,12 +61,14 @@ PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 # The largest ``page``: beyond it an OFFSET only makes the database skip rows for nothing.
 MAX_PAGE = 100_000
-# SQLite and PostgreSQL integers are 64-bit; a larger id would raise OverflowError (a 500).
-MAX_ID = 2**63 - 1
 # Longest string a query-string filter accepts (characters).
 MAX_FILTER_LENGTH = 254
 NOTE_MAX_LENGTH = 5000
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# Patterns exclude NUL: app.reject_malformed_input refuses it anywhere in a request.
+EMAIL_PATTERN = r"^[^@\s\u0000]+@[^@\s\u0000]+\.[^@\s\u0000]+$"
+# Some text that is not only white space.
+TEXT_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+NO_NUL_PATTERN = r"^[^\u0000]*$"
 # Seconds between two writes of ApiToken.last_used is auth.py's business; this is the
 # header every API response carries so that clients learn which credentials are cheap.
 AUTH_HINT = (
@@ -76,9 +79,6 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE"]
 
 # Per caller (the authenticated user, else the client address); FLASK_API_RATE_LIMIT overrides.
 app.config.setdefault("API_RATE_LIMIT", "300 per minute")
-# Failed authentications per client address before credentials are refused unchecked:
-# each basic-auth guess costs a slow hash, so guessing must stay slow too.
-app.config.setdefault("API_AUTH_FAILURE_LIMIT", "10 per minute")
 
 # The API never reads the cookie session (ApiCredentials resets g.user) and accepts only
 # JSON bodies, which a cross-site form cannot send: SeaSurf's token is not needed here.
@@ -143,16 +143,20 @@ def parse_integer(name, raw, low=1, high=MAX_ID):
 
 
 def parse_string(name, raw):
-    """Return ``raw`` if it is at most MAX_FILTER_LENGTH characters; else ApiError (400)."""
-    if len(raw) > MAX_FILTER_LENGTH:
-        raise ApiError(400, f"{name} must be at most {MAX_FILTER_LENGTH} characters.")
+    """Return ``raw`` if it is at most MAX_FILTER_LENGTH characters without NUL; else
+    ApiError (400)."""
+    if len(raw) > MAX_FILTER_LENGTH or "\x00" in raw:
+        raise ApiError(400, f"{name} must be at most {MAX_FILTER_LENGTH} characters, no NUL.")
     return raw
 
 
 def check_json_value(name, value, schema):
     """Check a JSON body value against its field's OpenAPI ``schema`` (the same dict the
-    document publishes), so that the document and the server agree. Raises ApiError (400)."""
+    document publishes), so that the document and the server agree. Returns the value
+    (2.0 becomes 2); raises ApiError (400)."""
     if schema["type"] == "integer":
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON Schema counts 2.0 as an integer, so we do too
         if not isinstance(value, int) or isinstance(value, bool):
             raise ApiError(400, f"{name} must be an integer.")
         if not schema.get("minimum", -MAX_ID) <= value <= schema.get("maximum", MAX_ID):
@@ -174,6 +178,7 @@ def check_json_value(name, value, schema):
             raise ApiError(400, f"{name} is not in the expected format.")
     if "enum" in schema and value not in schema["enum"]:
         raise ApiError(400, f"{name} must be one of {schema['enum']}.")
+    return value
 
 
 class ChirpSerializer(Serializer):
@@ -225,7 +230,7 @@ def username_filter(name, field, what):
     """Return ``{name: filter}`` matching rows whose user ``field`` has this username (any case)."""
     return {
         name: QueryFilter(
-            {"type": "string", "maxLength": MAX_FILTER_LENGTH},
+            {"type": "string", "maxLength": MAX_FILTER_LENGTH, "pattern": NO_NUL_PATTERN},
             lambda v: field.in_(User.select(User.id).where(fn.LOWER(User.username) == v.lower())),
             f"Only rows whose {what} has this username (any case).",
         )
@@ -387,7 +392,7 @@ class ChirpResource(RestResource):
             if missing:
                 raise ApiError(400, f"Required: {', '.join(missing)}.")
         for name, value in data.items():
-            check_json_value(name, value, self.writable_fields[name])
+            value = check_json_value(name, value, self.writable_fields[name])
             setattr(instance, name, getattr(self, f"clean_{name}")(value, instance))
         return instance, [instance]
 
@@ -396,7 +401,7 @@ class ChirpResource(RestResource):
         try:
             return self.persist_object(instance, data)
         except IntegrityError:  # a concurrent request won a uniqueness race
-            raise ApiError(400, "That conflicts with existing data.") from None
+            raise ApiError(409, "That conflicts with existing data.") from None
 
     def create(self):
         return self.response(
@@ -477,7 +482,7 @@ class UserResource(ChirpResource):
         if not USERNAME_PATTERN.fullmatch(value):
             raise ApiError(400, "username must be 1 to 30 letters, digits or underscores.")
         if others(User.by_username(value), instance).exists():
-            raise ApiError(400, "That username is taken.")
+            raise ApiError(409, "That username is taken.")
         return value
 
     def clean_email(self, value, instance):
@@ -485,7 +490,7 @@ class UserResource(ChirpResource):
         if not re.fullmatch(EMAIL_PATTERN, value):
             raise ApiError(400, "email must be an e-mail address.")
         if others(User.select().where(User.email == value), instance).exists():
-            raise ApiError(400, "That e-mail address is already registered.")
+            raise ApiError(409, "That e-mail address is already registered.")
         return value
 
     def save_object(self, instance, raw_data):
@@ -512,7 +517,7 @@ class MessageResource(OwnedResource):
             "type": "string",
             "minLength": 1,
             "maxLength": MESSAGE_MAX_LENGTH,
-            "pattern": r"\S",
+            "pattern": TEXT_PATTERN,
             "description": "Surrounding white space is trimmed.",
         }
     }
@@ -557,14 +562,14 @@ class RelationshipResource(OwnedResource):
 
     def clean_to_user(self, value, instance):
         if value == g.user.id:
-            raise ApiError(400, "You cannot follow yourself.")
+            raise ApiError(422, "You cannot follow yourself.")
         if not User.select().where(User.id == value, User.active == True).exists():  # noqa: E712
-            raise ApiError(400, "to_user is not an active user.")
+            raise ApiError(422, "to_user is not an active user.")
         already = Relationship.select().where(
             Relationship.from_user == g.user, Relationship.to_user == value
         )
         if others(already, instance).exists():
-            raise ApiError(400, "You already follow that user.")
+            raise ApiError(409, "You already follow that user.")
         return value
 
 
@@ -596,7 +601,7 @@ class NoteResource(ChirpResource):
             "type": "string",
             "minLength": 1,
             "maxLength": NOTE_MAX_LENGTH,
-            "pattern": r"\S",
+            "pattern": TEXT_PATTERN,
         },
         "status": {"type": "integer", "enum": [Note.LIVE, Note.DELETED]},
     }
@@ -632,32 +637,17 @@ def retry_after(item, key):
     return max(1, math.ceil(reset_at - time.time()))
 
 
-def enforce_limit(config_key, key, count=True):
-    """Raise ApiError (429, with Retry-After) if ``key`` has used up the rate limit in
-    ``app.config[config_key]``; ``count`` the request against it unless told not to."""
+def enforce_limit(config_key, key):
+    """Count this request against the rate limit in ``app.config[config_key]`` for ``key``;
+    raise ApiError (429, with Retry-After) once it is used up."""
     if not limiter.enabled:
         return
     item = limit_item(config_key)
-    ok = (
-        limiter.limiter.hit(item, "chirp-api", key)
-        if count
-        else limiter.limiter.test(item, "chirp-api", key)
-    )
-    if not ok:
+    if not limiter.limiter.hit(item, "chirp-api", key):
         raise ApiError(
             429,
             f"Too many requests: the limit is {item}. Try again later.",
             {"Retry-After": str(retry_after(item, key))},
-        )
-
-
-def count_auth_failure():
-    """Count one failed authentication against the client address."""
-    if limiter.enabled:
-        limiter.limiter.hit(
-            limit_item("API_AUTH_FAILURE_LIMIT"),
-            "chirp-api",
-            "auth-failure:" + get_remote_address(),
         )
 
 
@@ -740,17 +730,12 @@ class ChirpAPI(RestAPI):
 
     def authorize_then(self, view, credentials, kwargs):
         """Run ``view(**kwargs)`` if ``credentials`` allow it: 401 when they are missing or
-        wrong, 403 when they are right but not enough, 429 when a limit is used up."""
-        sent = bool(request.headers.get("Authorization"))
-        if sent:  # refuse before the slow check, not after it
-            enforce_limit(
-                "API_AUTH_FAILURE_LIMIT", "auth-failure:" + get_remote_address(), count=False
-            )
+        wrong, 403 when they are right but not enough, 429 when the caller (the user, else
+        the client address) has used up API_RATE_LIMIT. Guessing basic credentials is
+        throttled by ChirpAuth.authenticate (a 429 too)."""
         if not credentials.authorize():
             if g.get("user") is not None:
                 raise ApiError(403, "Your account may not do this (admins only).")
-            if sent:
-                count_auth_failure()
             return self.response_auth_failed()
         caller = f"user:{g.user.id}" if g.get("user") else "address:" + get_remote_address()
         enforce_limit("API_RATE_LIMIT", caller)
@@ -880,8 +865,10 @@ ERROR_STATUSES = {
     "403": "The caller may not do this.",
     "404": "No such row (or it is hidden).",
     "405": "Method not allowed.",
+    "409": "The change conflicts with existing data (a taken username, a follow that exists).",
     "413": "The body is larger than 1 MB.",
     "415": "The body is not application/json.",
+    "422": "Well-formed but impossible (following yourself, or a user who does not exist).",
     "429": "Too many requests; see Retry-After.",
 }
 
@@ -911,7 +898,7 @@ def operation(summary, response_schema, auth_required, parameters=(), body=None,
         op["responses"][status] = {"$ref": f"#/components/responses/{status}"}
     if body is not None:
         op["requestBody"] = {"required": True, "content": json_content(body)}
-        for status in ("403", "413", "415"):
+        for status in ("403", "409", "413", "415", "422"):
             op["responses"][status] = {"$ref": f"#/components/responses/{status}"}
     return op
 
@@ -946,7 +933,7 @@ def list_parameters(resource):
     params.append(
         query_parameter(
             "limit",
-            {"type": "integer", "minimum": 1},
+            {"type": "integer", "minimum": 1, "maximum": MAX_ID},
             f"Rows per page (default {PAGE_SIZE}; above {MAX_PAGE_SIZE} "
             f"counts as {MAX_PAGE_SIZE}).",
         )
@@ -1063,7 +1050,7 @@ def openapi_document(api):
         ),
         query_parameter(
             "limit",
-            {"type": "integer", "minimum": 1},
+            {"type": "integer", "minimum": 1, "maximum": MAX_ID},
             f"Messages per page (at most {MAX_PAGE_SIZE}).",
         ),
     ]

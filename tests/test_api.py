@@ -546,31 +546,29 @@ def test_follow_and_unfollow(client, alice, bob):
 
 
 @pytest.mark.parametrize(
-    "body",
+    "body, status",
     [
-        {"to_user": "bob"},
-        {"to_user": 999},
-        {"to_user": True},
-        {"from_user": 2, "to_user": 2},  # following on someone else's behalf
-        {"to_user": 1},  # themself (alice is 1)
+        ({"to_user": "bob"}, 400),
+        ({"to_user": True}, 400),
+        ({"from_user": 2, "to_user": 2}, 400),  # following on someone else's behalf
+        ({"to_user": 999}, 422),  # nobody
+        ({"to_user": 1}, 422),  # themself (alice is 1)
     ],
 )
-def test_bad_follows_are_400(client, alice, bob, body):
+def test_bad_follows_are_refused(client, alice, bob, body, status):
     response = client.post("/api/relationship/", json=body, headers=bearer(alice))
-    assert_json_error(response, 400)
+    assert_json_error(response, status)
     assert not Relationship.select().exists()
 
 
-def test_following_twice_or_an_inactive_user_is_400(client, alice, bob, root):
+def test_following_twice_is_409_and_following_an_inactive_user_422(client, alice, bob, root):
     alice.follow(bob)
     User.update(active=False).where(User.id == root.id).execute()
     headers = bearer(alice)
-    assert_json_error(
-        client.post("/api/relationship/", json={"to_user": bob.id}, headers=headers), 400
-    )
-    assert_json_error(
-        client.post("/api/relationship/", json={"to_user": root.id}, headers=headers), 400
-    )
+    response = client.post("/api/relationship/", json={"to_user": bob.id}, headers=headers)
+    assert_json_error(response, 409)
+    response = client.post("/api/relationship/", json={"to_user": root.id}, headers=headers)
+    assert_json_error(response, 422)
     assert Relationship.select().count() == 1
 
 
@@ -607,22 +605,24 @@ def test_only_admins_write_users(client, alice, root):
 
 
 @pytest.mark.parametrize(
-    "body",
+    "body, status",
     [
-        {"admin": True},
-        {"active": False},
-        {"password": "new-password"},
-        {"join_date": "2020-01-01T00:00:00Z"},
-        {"username": "ALICE"},  # taken, case-insensitively
-        {"username": "bad name"},
-        {"email": "alice@example.com"},  # taken by alice
-        {"email": "not-an-address"},
+        ({"admin": True}, 400),
+        ({"active": False}, 400),
+        ({"password": "new-password"}, 400),
+        ({"join_date": "2020-01-01T00:00:00Z"}, 400),
+        ({"username": "bad name"}, 400),
+        ({"email": "not-an-address"}, 400),
+        ({"username": "ALICE"}, 409),  # taken, case-insensitively
+        ({"email": "alice@example.com"}, 409),  # taken by alice
     ],
 )
-def test_read_only_or_invalid_user_fields_are_400_even_for_admins(client, alice, root, body):
+def test_read_only_invalid_or_taken_user_fields_are_refused_even_for_admins(
+    client, alice, root, body, status
+):
     before = User.select().where(User.id == root.id).dicts().get()
     response = client.put(f"/api/user/{root.id}/", json=body, headers=bearer(root))
-    assert_json_error(response, 400)
+    assert_json_error(response, status)
     assert User.select().where(User.id == root.id).dicts().get() == before
 
 
