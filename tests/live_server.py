@@ -1,0 +1,171 @@
+"""A real gunicorn serving Chirp on 127.0.0.1, for tests that need a live server.
+
+    with running_gunicorn(tmp_path, workers=4) as server:
+        requests.get(server.url + "/healthz")
+        worker_pids(server.pid)
+
+Each server gets its own SQLite file in ``tmp_path`` and a free port, and is always
+stopped (the whole process group) when the block ends, however it ends.
+"""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+# Generous: a cold start imports Flask, peewee, Faker... in every worker on a busy CI box.
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+class LiveServer(NamedTuple):
+    """A running gunicorn: its base URL, its master's pid, its database file and log file."""
+
+    url: str
+    pid: int
+    database: Path
+    log: Path
+
+    def read_log(self):
+        """Return everything gunicorn and its workers have written to stdout and stderr."""
+        return self.log.read_text(errors="replace")
+
+
+def free_port():
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def worker_pids(master_pid):
+    """Return the set of pids whose parent is ``master_pid`` (gunicorn's workers), from /proc."""
+    return {
+        pid for pid, fields in _proc_stats() if int(fields[1]) == master_pid and fields[0] != "Z"
+    }
+
+
+def _proc_stats():
+    """Yield ``(pid, fields)`` for every process, where ``fields`` are /proc/PID/stat's
+    fields from the state on: state, parent pid, process group, ..."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # the process ended while we looked
+            continue
+        # The command name (field 2) may contain spaces and parentheses: split after
+        # its last closing parenthesis.
+        yield int(entry.name), stat[stat.rindex(")") + 2 :].split()
+
+
+def wait_for(predicate, timeout, interval=0.05):
+    """Call ``predicate`` until it returns a truthy value and return that value; return
+    None if ``timeout`` seconds pass first. For waiting on servers, not for assertions."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result or time.monotonic() >= deadline:
+            return result or None
+        time.sleep(interval)
+
+
+def _healthy(url):
+    """Return True if ``url``/healthz answers 200. The master listens before its workers
+    have imported the app, so a refused or slow connection just means "not yet"."""
+    try:
+        with requests.get(url + "/healthz", timeout=5) as response:
+            return response.status_code == 200
+    except (requests.ConnectionError, requests.Timeout):
+        return False
+
+
+@contextlib.contextmanager
+def running_gunicorn(tmp_path, workers=4, env=None, args=()):
+    """Run ``gunicorn -w workers main:app`` on a free 127.0.0.1 port; yield a LiveServer.
+
+    The server uses its own database ``tmp_path/chirp.db`` (``DATABASE_URL``) and a test
+    ``SECRET_KEY``; ``env`` adds or overrides environment variables and ``args`` adds
+    gunicorn options. Returns once ``/healthz`` answers 200; raises RuntimeError, with
+    gunicorn's log, if it does not within START_TIMEOUT seconds. On exit the whole process
+    group gets SIGTERM, then SIGKILL if it has not stopped within STOP_TIMEOUT seconds.
+    """
+    tmp_path = Path(tmp_path)
+    database = tmp_path / "chirp.db"
+    log_path = tmp_path / "gunicorn.log"
+    full_env = dict(os.environ)
+    full_env.update(
+        DATABASE_URL=f"sqlite:///{database}",
+        SECRET_KEY="live-server-test-key",
+        PYTHONUNBUFFERED="1",
+    )
+    full_env.update(env or {})
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        f"--workers={workers}",
+        f"--bind=127.0.0.1:{port}",
+        # gunicorn 27 opens a control socket in ~/.gunicorn by default; two test servers
+        # (or a developer's own gunicorn) would fight over it.
+        "--no-control-socket",
+        # Idle sync workers stop at once; don't let a stuck one hold a test for 30 s.
+        "--graceful-timeout=5",
+        *args,
+        "main:app",
+    ]
+    with open(log_path, "wb") as log:
+        # A new session makes the master a process-group leader, so stopping the group
+        # also stops workers that outlive a dead master.
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        server = LiveServer(f"http://127.0.0.1:{port}", process.pid, database, log_path)
+        if not wait_for(lambda: process.poll() is not None or _healthy(server.url), START_TIMEOUT):
+            raise RuntimeError(f"gunicorn did not answer /healthz:\n{server.read_log()}")
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"gunicorn exited with {process.returncode} at start:\n{server.read_log()}"
+            )
+        yield server
+    finally:
+        _stop(process)
+
+
+def _stop(process):
+    """Stop ``process``'s whole process group: SIGTERM, then SIGKILL; reap the master."""
+    for sig, timeout in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, STOP_TIMEOUT)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            continue
+        # The master is gone; make sure no worker of its group lingers. The group id
+        # cannot be reused while a member is alive, so this only reaches our processes.
+        if _group_members(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        return
+
+
+def _group_members(pgid):
+    """Return the pids of live processes in process group ``pgid``, from /proc."""
+    return {pid for pid, fields in _proc_stats() if int(fields[2]) == pgid and fields[0] != "Z"}

@@ -1,0 +1,295 @@
+"""Random sequences of join / post / edit / delete / follow / unfollow through the web pages.
+
+A hypothesis state machine drives the real forms (with CSRF tokens) through Flask's test
+client, keeps a plain-Python model of what should exist, and after every step checks the
+database and the timelines against it: the same users, messages and follows, nobody
+following themself, and every timeline showing exactly the messages it should, newest first.
+"""
+
+import html
+import itertools
+import re
+
+from conftest import PASSWORD
+from conftest import post
+from hypothesis import HealthCheck
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine
+from hypothesis.stateful import initialize
+from hypothesis.stateful import invariant
+from hypothesis.stateful import precondition
+from hypothesis.stateful import rule
+from hypothesis.stateful import run_state_machine_as_test
+
+from models import MESSAGE_MAX_LENGTH
+from models import MODELS
+from models import Message
+from models import Relationship
+from models import User
+
+# "Ann" and "ANN" are the same user as "ann", so joining as them is refused.
+NAMES = ["ann", "Ann", "ANN", "bob", "cy"]
+# Never joins: following, unfollowing and visiting them are 404s.
+STRANGER = "zed"
+# Drawn often on purpose: the edges of the 1..280 rule, after white space is trimmed.
+EDGE_CONTENTS = [
+    "",
+    " \t\r\n ",
+    "x" * MESSAGE_MAX_LENGTH,
+    "x" * (MESSAGE_MAX_LENGTH + 1),
+    " " + "y" * MESSAGE_MAX_LENGTH + "\n",
+    "<b>&amp; 'quoted' \"html\"</b>",
+    "\x00",
+    "\x00 leading NUL",
+]
+CONTENTS = st.one_of(st.sampled_from(EDGE_CONTENTS), st.text(max_size=MESSAGE_MAX_LENGTH + 5))
+MESSAGE_PATTERN = re.compile(
+    r'<article class="message">.*?<a class="author" href="[^"]*">@([^<]*)</a>'
+    r'.*?<p class="content">(.*?)</p>',
+    re.DOTALL,
+)
+PAGE_SIZE = 20
+SETTINGS = settings(
+    max_examples=40,
+    stateful_step_count=25,
+    # Each step makes several real requests; a whole example takes tens of milliseconds.
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def expected_status(content, success=302):
+    """The status a message form answers for ``content``: 400 if it holds a NUL byte (refused
+    before any view runs: SQLite's length() stops at NUL), 422 unless it has 1 to 280
+    characters once trimmed, else ``success``."""
+    if "\x00" in content:
+        return 400
+    return success if 1 <= len(content.strip()) <= MESSAGE_MAX_LENGTH else 422
+
+
+def shown_messages(page):
+    """Return the ``(author, content)`` pairs of the messages on an HTML page, in order."""
+    return [(html.unescape(a), html.unescape(c)) for a, c in MESSAGE_PATTERN.findall(page)]
+
+
+class ChirpWebMachine(RuleBasedStateMachine):
+    """Users join, post, edit, delete, follow and unfollow through the web; the model is:
+
+    - ``users``: lower-case username -> the username as joined;
+    - ``clients``: lower-case username -> a test client logged in as that user;
+    - ``messages``: id -> (lower-case author, content as stored);
+    - ``follows``: set of (lower-case follower, lower-case followed).
+
+    ``flask_app`` is set by the test (the conftest ``app`` fixture).
+    """
+
+    flask_app = None
+
+    def __init__(self):
+        super().__init__()
+        # A fresh database for every example: the fixture's file is reused, so empty it,
+        # children first.
+        for model in reversed(MODELS):
+            model.delete().execute()
+        self.users = {}
+        self.clients = {}
+        self.messages = {}
+        self.follows = set()
+        self.emails = itertools.count()
+        self.anonymous = self.flask_app.test_client()
+
+    # Steps ----------------------------------------------------------------------------
+
+    @initialize()
+    def first_users(self):
+        """Every run starts with two members, so there is someone to act as and to follow."""
+        self.join("ann")
+        self.join("bob")
+
+    @rule(name=st.sampled_from(NAMES))
+    def join(self, name):
+        client = self.flask_app.test_client()
+        data = {
+            "username": name,
+            "email": f"person{next(self.emails)}@example.com",
+            "password": PASSWORD,
+            "confirm": PASSWORD,
+        }
+        response = post(client, "/join/", data)
+        if name.lower() in self.users:
+            assert response.status_code == 422, "a username differing only in case was taken"
+            return
+        assert response.status_code == 302, response.get_data(as_text=True)
+        self.users[name.lower()] = name
+        self.clients[name.lower()] = client
+
+    @precondition(lambda self: self.users)
+    @rule(data=st.data(), content=CONTENTS)
+    def create(self, data, content):
+        author = data.draw(st.sampled_from(sorted(self.users)), label="author")
+        response = post(self.clients[author], "/create/", {"content": content})
+        assert response.status_code == expected_status(content)
+        if response.status_code != 302:
+            return
+        # The one new row (the invariants then check its author and content).
+        (new_id,) = {message.id for message in Message.select()} - set(self.messages)
+        self.messages[new_id] = (author, content.strip())
+
+    @precondition(lambda self: self.users)
+    @rule(data=st.data(), content=CONTENTS)
+    def edit(self, data, content):
+        editor = data.draw(st.sampled_from(sorted(self.users)), label="editor")
+        message_id = data.draw(self.message_ids(), label="message_id")
+        response = post(self.clients[editor], f"/edit/{message_id}/", {"content": content})
+        if "\x00" in content:
+            assert response.status_code == 400
+        elif message_id not in self.messages:
+            assert response.status_code == 404
+        elif self.messages[message_id][0] != editor:
+            assert response.status_code == 403
+        else:
+            assert response.status_code == expected_status(content)
+            if response.status_code == 302:
+                self.messages[message_id] = (editor, content.strip())
+
+    @precondition(lambda self: self.users)
+    @rule(data=st.data())
+    def delete(self, data):
+        user = data.draw(st.sampled_from(sorted(self.users)), label="user")
+        message_id = data.draw(self.message_ids(), label="message_id")
+        response = post(self.clients[user], f"/delete/{message_id}/")
+        if message_id not in self.messages:
+            assert response.status_code == 404
+        elif self.messages[message_id][0] != user:
+            assert response.status_code == 403
+        else:
+            assert response.status_code == 302
+            del self.messages[message_id]
+
+    @precondition(lambda self: self.users)
+    @rule(data=st.data())
+    def follow(self, data):
+        user = data.draw(st.sampled_from(sorted(self.users)), label="user")
+        other = data.draw(self.someone(), label="other")
+        response = post(self.clients[user], f"/users/{other}/follow/")
+        if other.lower() not in self.users:
+            assert response.status_code == 404
+            return
+        assert response.status_code == 302
+        if other.lower() != user:  # following yourself is refused with a message
+            self.follows.add((user, other.lower()))
+
+    @precondition(lambda self: self.users)
+    @rule(data=st.data())
+    def unfollow(self, data):
+        user = data.draw(st.sampled_from(sorted(self.users)), label="user")
+        other = data.draw(self.someone(), label="other")
+        response = post(self.clients[user], f"/users/{other}/unfollow/")
+        if other.lower() not in self.users:
+            assert response.status_code == 404
+            return
+        assert response.status_code == 302
+        self.follows.discard((user, other.lower()))
+
+    @precondition(lambda self: self.users)
+    @rule(data=st.data())
+    def view_home_timeline(self, data):
+        """The home page shows the first page of the user's and their followees' messages."""
+        user = data.draw(st.sampled_from(sorted(self.users)), label="user")
+        response = self.clients[user].get("/")
+        assert response.status_code == 200
+        expected = self.shown(self.home_timeline(user)[:PAGE_SIZE])
+        assert shown_messages(response.get_data(as_text=True)) == expected
+
+    @rule()
+    def view_public_timeline(self):
+        response = self.anonymous.get("/public/")
+        assert response.status_code == 200
+        expected = self.shown(sorted(self.messages, reverse=True)[:PAGE_SIZE])
+        assert shown_messages(response.get_data(as_text=True)) == expected
+
+    @rule(data=st.data())
+    def view_user(self, data):
+        """A user's page shows their messages and their follower and following counts."""
+        name = data.draw(self.someone(), label="name")
+        response = self.anonymous.get(f"/users/{name}/")
+        if name.lower() not in self.users:
+            assert response.status_code == 404
+            return
+        assert response.status_code == 200
+        page = response.get_data(as_text=True)
+        expected = self.shown(self.user_timeline(name.lower())[:PAGE_SIZE])
+        assert shown_messages(page) == expected
+        followers = sum(1 for _, to in self.follows if to == name.lower())
+        following = sum(1 for frm, _ in self.follows if frm == name.lower())
+        assert f"<strong>{followers}</strong> followers" in page
+        assert f"<strong>{following}</strong> following" in page
+
+    # Invariants, checked after every step ---------------------------------------------
+
+    @invariant()
+    def database_matches_model(self):
+        users = {user.username.lower(): user.username for user in User.select()}
+        assert users == self.users
+        assert User.select().count() == len(self.users)
+        messages = {m.id: (m.user.username.lower(), m.content) for m in Message.select()}
+        assert messages == self.messages
+        assert Message.select().count() == len(self.messages)
+        assert all(content for _, content in messages.values())
+        assert self.relationships() == self.follows
+        assert Relationship.select().count() == len(self.follows)
+
+    @invariant()
+    def nobody_follows_themself(self):
+        assert not Relationship.select().where(Relationship.from_user == Relationship.to_user)
+        assert all(a != b for a, b in self.follows)
+
+    @invariant()
+    def timelines_are_exact(self):
+        assert [m.id for m in Message.public_timeline()] == sorted(self.messages, reverse=True)
+        for user in User.select():
+            name = user.username.lower()
+            assert [m.id for m in user.timeline()] == self.user_timeline(name)
+            assert [m.id for m in user.home_timeline()] == self.home_timeline(name)
+            following = {u.username.lower() for u in user.following()}
+            followers = {u.username.lower() for u in user.followers()}
+            assert following == {b for a, b in self.follows if a == name}
+            assert followers == {a for a, b in self.follows if b == name}
+
+    # Model helpers --------------------------------------------------------------------
+
+    def someone(self):
+        """Names to follow or visit: members as joined or upper-cased, or a stranger."""
+        members = [name for lower in sorted(self.users) for name in (lower, lower.upper())]
+        return st.sampled_from([*members, STRANGER])
+
+    def message_ids(self):
+        """Ids to act on: live messages, and one that does not exist (for the 404s)."""
+        return st.sampled_from([*sorted(self.messages), max(self.messages, default=0) + 1])
+
+    def user_timeline(self, name):
+        """Ids of ``name``'s messages, newest first (ids grow with pub_date here)."""
+        return sorted((i for i, (a, _) in self.messages.items() if a == name), reverse=True)
+
+    def home_timeline(self, name):
+        """Ids of the messages of ``name`` and everyone ``name`` follows, newest first."""
+        authors = {name} | {b for a, b in self.follows if a == name}
+        return sorted((i for i, (a, _) in self.messages.items() if a in authors), reverse=True)
+
+    def shown(self, ids):
+        """The ``(username, content)`` pairs a page shows for messages ``ids``."""
+        return [(self.users[self.messages[i][0]], self.messages[i][1]) for i in ids]
+
+    @staticmethod
+    def relationships():
+        """The follows in the database as (lower-case follower, lower-case followed)."""
+        query = Relationship.select(Relationship.from_user, Relationship.to_user)
+        names = {user.id: user.username.lower() for user in User.select()}
+        return {(names[a], names[b]) for a, b in query.tuples()}
+
+
+def test_random_web_sessions_keep_the_invariants(app):
+    """Any sequence of web actions keeps database, model and timelines in agreement."""
+    machine = type("ChirpWebMachine", (ChirpWebMachine,), {"flask_app": app})
+    run_state_machine_as_test(machine, settings=SETTINGS)
