@@ -64,10 +64,13 @@ MAX_PAGE = 100_000
 # Longest string a query-string filter accepts (characters).
 MAX_FILTER_LENGTH = 254
 NOTE_MAX_LENGTH = 5000
-# Patterns exclude NUL: app.reject_malformed_input refuses it anywhere in a request.
-EMAIL_PATTERN = r"^[^@\s\u0000]+@[^@\s\u0000]+\.[^@\s\u0000]+$"
-# Some text that is not only white space.
-TEXT_PATTERN = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+# Patterns use explicit character classes: ``\s`` differs between Python (the server, the
+# jsonschema library) and ECMA-262 (OpenAPI clients, schemathesis), e.g. for U+001C. They
+# all exclude NUL, which app.reject_malformed_input refuses anywhere in a request.
+BLANK = r"\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+EMAIL_PATTERN = rf"^[^@{BLANK}]+@[^@{BLANK}]+\.[^@{BLANK}]+$"
+# Some text that is not only white space (everything str.strip() removes is in BLANK).
+TEXT_PATTERN = rf"^[^\u0000]*[^{BLANK}][^\u0000]*$"
 NO_NUL_PATTERN = r"^[^\u0000]*$"
 # Seconds between two writes of ApiToken.last_used is auth.py's business; this is the
 # header every API response carries so that clients learn which credentials are cheap.
@@ -439,6 +442,12 @@ def others(query, instance):
     return query.where(model._meta.primary_key != instance.get_id())
 
 
+def without_final_newline(value):
+    """Return ``value`` without the one final newline that a pattern ending in ``$`` lets
+    through (``$`` also matches before it), so that it is never stored."""
+    return value.removesuffix("\n")
+
+
 def caller_is_admin():
     """Return True if the request's API credentials belong to an admin."""
     return bool(g.get("user") and g.user.admin)
@@ -479,6 +488,7 @@ class UserResource(ChirpResource):
         return data
 
     def clean_username(self, value, instance):
+        value = without_final_newline(value)
         if not USERNAME_PATTERN.fullmatch(value):
             raise ApiError(400, "username must be 1 to 30 letters, digits or underscores.")
         if others(User.by_username(value), instance).exists():
@@ -486,9 +496,7 @@ class UserResource(ChirpResource):
         return value
 
     def clean_email(self, value, instance):
-        value = value.lower()
-        if not re.fullmatch(EMAIL_PATTERN, value):
-            raise ApiError(400, "email must be an e-mail address.")
+        value = without_final_newline(value).lower()
         if others(User.select().where(User.email == value), instance).exists():
             raise ApiError(409, "That e-mail address is already registered.")
         return value
