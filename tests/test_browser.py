@@ -160,6 +160,7 @@ def test_every_page_works_under_the_csp(browser):
         browser.visit(path)
     for path in ["/users/alice/following/", "/join/", "/accounts/login/?next=/private/"]:
         browser.visit(path)
+    browser.visit("/api/")
     browser.visit("/users/nobody/", status=404)
     browser.visit("/public/?page=abc", status=400)
 
@@ -184,7 +185,9 @@ def test_every_page_works_under_the_csp(browser):
     browser.submit("form.card", {"#username": "root", "#password": PASSWORD})
     assert page.url.endswith("/admin/")
     browser.check("/admin/")
-    models = ["user", "message", "relationship", "note", "apitoken"]
+    browser.submit("form[action$='/notes/create/']", {"[name=message]": "posted in Chromium"})
+    assert Note.select().where(Note.message == "posted in Chromium").exists()
+    models = ["user", "message", "relationship", "note", "apitoken", "auditentry"]
     for name in models:
         browser.visit(f"/admin/{name}/")
         browser.visit(f"/admin/{name}/?ordering=-id")

@@ -28,9 +28,12 @@ from app import CONTENT_SECURITY_POLICY
 from app import limiter
 from auth import auth
 from auth import safe_next_url
+from models import MODELS
 from models import ApiToken
+from models import AuditEntry
 from models import Message
 from models import Note
+from models import Relationship
 from models import User
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -372,50 +375,52 @@ def test_logout_needs_post_and_the_csrf_token(client):
     assert "Log out" in text(client.get("/"))
 
 
-def admin_form_urls(app, user, message):
-    """Every state-changing admin URL, for one existing user and message."""
-    urls = [
-        "/admin/message/add/",
-        f"/admin/message/{message.id}/",
-        f"/admin/message/delete/?id={message.id}",
-        f"/admin/user/{user.id}/",
-        "/admin/user/add/",
-        f"/admin/user/delete/?id={user.id}",
-        "/admin/user/export/",
-        "/admin/note/add/",
-    ]
-    # Dashboard panels post to /admin/<panel>/<action>/.
-    panel_urls = [
-        rule.rule
-        for rule in app.url_map.iter_rules()
-        if rule.rule.startswith("/admin/")
-        and "POST" in rule.methods
-        and "<" not in rule.rule
-        and rule.rule not in urls
-        and not rule.rule.endswith(("/_ajax/", "/admin/"))
-    ]
-    return urls + panel_urls
+def admin_post_urls(app, ids):
+    """Every admin URL that accepts a POST, with ``<pk>`` filled in from ``ids``
+    ({model slug: row id}) and ``?id=`` added to bulk deletes."""
+    urls = []
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/admin/") or "POST" not in rule.methods:
+            continue
+        model = rule.rule.split("/")[2]
+        url = rule.rule.replace("<pk>", str(ids.get(model, 1)))
+        if url.endswith("/delete/"):
+            url += f"?id={ids.get(model, 1)}"
+        urls.append(url)
+    return urls
 
 
 def test_every_admin_form_needs_the_csrf_token(client, app):
     root = admin_client(client)
     alice = make_user("alice")
     message = make_message(alice, "keep me")
-    for url in admin_form_urls(app, alice, message):
+    ids = {
+        "user": alice.id,
+        "message": message.id,
+        "relationship": Relationship.create(from_user=alice, to_user=root).id,
+        "note": Note.create(user=root, message="keep me too").id,
+        "apitoken": ApiToken.issue(alice, "phone")[0].id,
+        "auditentry": AuditEntry.create(actor=root, action="test", model_name="user").id,
+    }
+    before = {model: list(model.select().tuples()) for model in MODELS}
+    urls = admin_post_urls(app, ids)
+    assert len(urls) >= 6 * 5 + 1, urls  # index, add, edit, delete, export per model; panels
+    for url in urls:
         data = {
+            "action": "deactivate",
+            "id": [str(alice.id), str(message.id)],
             "content": "changed",
             "user": str(root.id),
             "username": "renamed",
             "email": "x@example.com",
+            "active": "",
             "message": "note",
-            "id": str(message.id),
             "new_password": "new-password-1",
+            "fields": "password",
         }
         response = client.post(url, data=data)
         assert response.status_code == 403, url
-    assert Message.get_by_id(message.id).content == "keep me"
-    assert User.get_by_id(alice.id).username == "alice"
-    assert User.select().count() == 2 and Note.select().count() == 0
+    assert {model: list(model.select().tuples()) for model in MODELS} == before
 
 
 def test_the_api_never_accepts_a_cookie_session_without_csrf(client):
@@ -515,8 +520,9 @@ def test_no_page_has_inline_script_style_or_handlers(client, app):
     root = admin_client(client)
     _, _ = ApiToken.issue(root, "root's token")
     pages += ["/", "/private/", "/create/", "/settings/", "/users/bob/"]
-    pages += ["/admin/"] + [
-        f"/admin/{name}/" for name in ("user", "message", "relationship", "note", "apitoken")
+    pages += ["/api/", "/admin/"] + [
+        f"/admin/{name}/"
+        for name in ("user", "message", "relationship", "note", "apitoken", "auditentry")
     ]
     pages += [
         f"/admin/user/{alice.id}/",
