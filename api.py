@@ -11,6 +11,10 @@ Defences against flask-peewee 4.0.1 (see ../shared/FLASK-PEEWEE-4.0.1.md, "§" b
 - POST to a detail URL obeys the owner check (S1); ``limit`` is capped (N4);
 - every error is JSON, and a 401 challenges with ``Bearer``, never ``Basic`` (S9, §3);
 - the API ignores the cookie session, which is why /api/ may skip SeaSurf (§3).
+
+Statuses: 400 malformed or schema-invalid input, 401 missing/wrong credentials, 403 not
+allowed, 404, 405, 409 conflict (taken username, existing follow), 413, 415 not JSON,
+422 impossible but well-formed (following yourself), 429 over API_RATE_LIMIT per caller.
 """
 
 import datetime
@@ -72,12 +76,13 @@ EMAIL_PATTERN = rf"^[^@{BLANK}]+@[^@{BLANK}]+\.[^@{BLANK}]+$"
 # Some text that is not only white space (everything str.strip() removes is in BLANK).
 TEXT_PATTERN = rf"^[^\u0000]*[^{BLANK}][^\u0000]*$"
 NO_NUL_PATTERN = r"^[^\u0000]*$"
-# Seconds between two writes of ApiToken.last_used is auth.py's business; this is the
-# header every API response carries so that clients learn which credentials are cheap.
+# Sent as X-Chirp-Auth-Hint on every /api/ response, so clients learn which credentials
+# are cheap.
 AUTH_HINT = (
     "Send Authorization: Bearer <token> (create one at /settings/). A token costs one "
     "SHA-256 lookup; HTTP basic credentials cost a deliberately slow password hash per request."
 )
+# flask-peewee's ALL_METHODS lacks HEAD, which would let a HEAD through unauthenticated.
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE"]
 
 # Per caller (the authenticated user, else the client address); FLASK_API_RATE_LIMIT overrides.
