@@ -667,3 +667,9 @@ def test_index_page_lists_every_route_without_inline_script_or_style(client):
         assert path in html
     assert "Authorization: Bearer" in html
     assert "<script" not in html and "style=" not in html and "<style" not in html
+
+
+def test_head_is_a_read_and_needs_the_same_credentials(client, alice):
+    assert client.head("/api/message/").status_code == 200
+    assert client.head("/api/me/").status_code == 401
+    assert client.head("/api/me/", headers=bearer(alice)).status_code == 200
