@@ -1,9 +1,11 @@
-"""Random sequences of join / post / edit / delete / follow / unfollow through the web pages.
+"""Random sequences of join / post / edit / delete / follow / unfollow through the web pages
+and the API.
 
-A hypothesis state machine drives the real forms (with CSRF tokens) through Flask's test
-client, keeps a plain-Python model of what should exist, and after every step checks the
-database and the timelines against it: the same users, messages and follows, nobody
-following themself, and every timeline showing exactly the messages it should, newest first.
+A hypothesis state machine drives the real forms (with CSRF tokens) and the REST API (with
+personal tokens) through Flask's test client and keeps a plain-Python model of what should
+exist. After every step it checks the database and the timelines against the model: the
+same users, messages and follows, nobody following themself, and every timeline showing
+exactly the messages it should, newest first.
 """
 
 import html
@@ -22,8 +24,10 @@ from hypothesis.stateful import precondition
 from hypothesis.stateful import rule
 from hypothesis.stateful import run_state_machine_as_test
 
+from app import limiter
 from models import MESSAGE_MAX_LENGTH
 from models import MODELS
+from models import ApiToken
 from models import Message
 from models import Relationship
 from models import User
@@ -39,6 +43,7 @@ EDGE_CONTENTS = [
     "x" * MESSAGE_MAX_LENGTH,
     "x" * (MESSAGE_MAX_LENGTH + 1),
     " " + "y" * MESSAGE_MAX_LENGTH + "\n",
+    "  padded on both sides \n",
     "<b>&amp; 'quoted' \"html\"</b>",
     "\x00",
     "\x00 leading NUL",
@@ -50,6 +55,8 @@ MESSAGE_PATTERN = re.compile(
     re.DOTALL,
 )
 PAGE_SIZE = 20
+# Content the API must accept: it has a letter and nothing unusual.
+PLAIN = re.compile(r"[A-Za-z0-9 ]*[A-Za-z][A-Za-z0-9 ]*")
 SETTINGS = settings(
     max_examples=40,
     stateful_step_count=25,
@@ -92,8 +99,11 @@ class ChirpWebMachine(RuleBasedStateMachine):
         # children first.
         for model in reversed(MODELS):
             model.delete().execute()
+        # API rate-limit counters live in memory for the whole run: start at zero.
+        limiter.reset()
         self.users = {}
         self.clients = {}
+        self.tokens = {}
         self.messages = {}
         self.follows = set()
         self.emails = itertools.count()
@@ -123,6 +133,8 @@ class ChirpWebMachine(RuleBasedStateMachine):
         assert response.status_code == 302, response.get_data(as_text=True)
         self.users[name.lower()] = name
         self.clients[name.lower()] = client
+        user = User.get(User.username == name)
+        self.tokens[name.lower()] = {"Authorization": f"Bearer {ApiToken.issue(user, 'p')[1]}"}
 
     @precondition(lambda self: self.users)
     @rule(data=st.data(), content=CONTENTS)
@@ -192,6 +204,84 @@ class ChirpWebMachine(RuleBasedStateMachine):
         assert response.status_code == 302
         self.follows.discard((user, other.lower()))
 
+    # The API: the same actions as JSON, with a token --------------------------------------
+
+    @precondition(lambda self: self.users)
+    @rule(data=st.data(), content=CONTENTS)
+    def api_create(self, data, content):
+        author = data.draw(st.sampled_from(sorted(self.users)), label="author")
+        response = self.api(author, "post", "/api/message/", {"content": content})
+        if self.api_refused(response, content):
+            return
+        message = response.get_json()
+        assert message["content"] == content.strip()
+        assert message["user"]["username"] == self.users[author]
+        self.messages[message["id"]] = (author, content.strip())
+
+    @precondition(lambda self: self.users)
+    @rule(data=st.data(), content=CONTENTS)
+    def api_edit(self, data, content):
+        editor = data.draw(st.sampled_from(sorted(self.users)), label="editor")
+        message_id = data.draw(self.message_ids(), label="message_id")
+        response = self.api(editor, "put", f"/api/message/{message_id}/", {"content": content})
+        if "\x00" in content:
+            assert response.status_code == 400
+        elif message_id not in self.messages:
+            assert response.status_code == 404
+        elif self.messages[message_id][0] != editor:
+            assert response.status_code == 403
+        elif not self.api_refused(response, content):
+            assert response.get_json()["content"] == content.strip()
+            self.messages[message_id] = (editor, content.strip())
+
+    @precondition(lambda self: self.users)
+    @rule(data=st.data())
+    def api_delete(self, data):
+        user = data.draw(st.sampled_from(sorted(self.users)), label="user")
+        message_id = data.draw(self.message_ids(), label="message_id")
+        response = self.api(user, "delete", f"/api/message/{message_id}/")
+        if message_id not in self.messages:
+            assert response.status_code == 404
+        elif self.messages[message_id][0] != user:
+            assert response.status_code == 403
+        else:
+            assert response.status_code == 200
+            del self.messages[message_id]
+
+    @precondition(lambda self: self.users)
+    @rule(data=st.data())
+    def api_follow(self, data):
+        user = data.draw(st.sampled_from(sorted(self.users)), label="user")
+        other = data.draw(self.someone(), label="other").lower()
+        target = User.get_or_none(User.username == self.users.get(other))
+        body = {"to_user": target.id if target else 999_999}
+        response = self.api(user, "post", "/api/relationship/", body)
+        if other == user or other not in self.users:
+            assert response.status_code == 422  # yourself, or nobody
+        elif (user, other) in self.follows:
+            assert response.status_code == 409
+        else:
+            assert response.status_code == 200
+            assert response.get_json()["to_user"] == target.id
+            self.follows.add((user, other))
+
+    @precondition(lambda self: self.follows)
+    @rule(data=st.data())
+    def api_unfollow(self, data):
+        """DELETE a follow: the caller's own is removed, anyone else's is a 403."""
+        user = data.draw(st.sampled_from(sorted(self.users)), label="user")
+        follower, followed = data.draw(st.sampled_from(sorted(self.follows)), label="follow")
+        relationship = Relationship.get(
+            Relationship.from_user == User.get(User.username == self.users[follower]),
+            Relationship.to_user == User.get(User.username == self.users[followed]),
+        )
+        response = self.api(user, "delete", f"/api/relationship/{relationship.id}/")
+        if follower != user:
+            assert response.status_code == 403
+        else:
+            assert response.status_code == 200
+            self.follows.discard((follower, followed))
+
     @precondition(lambda self: self.users)
     @rule(data=st.data())
     def view_home_timeline(self, data):
@@ -236,7 +326,11 @@ class ChirpWebMachine(RuleBasedStateMachine):
         messages = {m.id: (m.user.username.lower(), m.content) for m in Message.select()}
         assert messages == self.messages
         assert Message.select().count() == len(self.messages)
-        assert all(content for _, content in messages.values())
+        # Stored content is trimmed and 1 to 280 characters, whichever way it came in.
+        assert all(
+            content == content.strip() and 1 <= len(content) <= MESSAGE_MAX_LENGTH
+            for _, content in messages.values()
+        )
         assert self.relationships() == self.follows
         assert Relationship.select().count() == len(self.follows)
 
@@ -258,6 +352,25 @@ class ChirpWebMachine(RuleBasedStateMachine):
             assert followers == {a for a, b in self.follows if b == name}
 
     # Model helpers --------------------------------------------------------------------
+
+    def api(self, user, method, path, body=None):
+        """Call the API as ``user`` with their token; a JSON ``body`` if given."""
+        client = self.flask_app.test_client()
+        return getattr(client, method)(path, json=body, headers=self.tokens[user])
+
+    @staticmethod
+    def api_refused(response, content):
+        """Return False if the API accepted ``content`` (200), True if it refused it (400).
+        Plain text must be accepted; NUL, empty, blank or over-long text must be refused.
+        (The API's exact rule for odd characters is tested in test_api.py.)"""
+        stripped = content.strip()
+        if "\x00" in content or not 1 <= len(stripped) <= MESSAGE_MAX_LENGTH:
+            assert response.status_code == 400
+        elif PLAIN.fullmatch(content) and len(content) <= MESSAGE_MAX_LENGTH:
+            assert response.status_code == 200, response.get_data(as_text=True)
+        else:
+            assert response.status_code in (200, 400), response.get_data(as_text=True)
+        return response.status_code != 200
 
     def someone(self):
         """Names to follow or visit: members as joined or upper-cased, or a stranger."""
