@@ -12,6 +12,7 @@ os.environ["SECRET_KEY"] = "test-secret-key"
 
 import main  # noqa: E402  the one import: wires every module
 from app import db  # noqa: E402
+from app import limiter  # noqa: E402
 from models import MODELS  # noqa: E402
 from models import Message  # noqa: E402
 from models import User  # noqa: E402
@@ -27,6 +28,8 @@ def app(tmp_path, monkeypatch):
     db.database.init(str(tmp_path / "test.db"))
     db.database.create_tables(MODELS)
     main.app.config.update(TESTING=True)
+    # Every test client is 127.0.0.1: failed logins of one test must not throttle the next.
+    limiter.reset()
     yield main.app
     db.database.close()
 
