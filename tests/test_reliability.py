@@ -97,6 +97,7 @@ class Progress:
         self.marks = [(int(total * f), threading.Event()) for f in fractions]
 
     def tick(self):
+        """Count one acknowledged write."""
         with self.lock:
             self.count += 1
             for mark, event in self.marks:
@@ -126,6 +127,10 @@ class LoadClient:
     @property
     def username(self):
         return self.ledger.username
+
+    @property
+    def my_page(self):
+        return f"/users/{self.username}/"
 
     def run(self):
         with self.session:
@@ -163,41 +168,46 @@ class LoadClient:
     # Writes through the web ------------------------------------------------------------
 
     def web_create(self):
+        """Post a message with the form, then find its id on our page, as a person would."""
         content = self.new_content()
-        if self.form("/create/", {"content": content}) is not None:
+        if self.form("/create/", {"content": content}, "/private/") is not None:
             self.record_created(self.find_on_my_page(content), content)
         else:
             self.resolve_create(content)
 
     def web_edit(self):
+        """Edit one of our messages with the form (post one if we have none)."""
         message_id = self.pick_message()
         if message_id is None:
             return self.web_create()
         content = self.new_content()
-        if self.form(f"/edit/{message_id}/", {"content": content}) is not None:
+        if self.form(f"/edit/{message_id}/", {"content": content}, self.my_page) is not None:
             self.ledger.messages[message_id] = content
         else:
             self.resolve_message(message_id, {self.ledger.messages[message_id], content})
 
     def web_delete(self):
+        """Delete one of our messages with the form's button (post one if we have none)."""
         message_id = self.pick_message()
         if message_id is None:
             return self.web_create()
-        if self.form(f"/delete/{message_id}/", {}) is not None:
+        if self.form(f"/delete/{message_id}/", {}, self.my_page) is not None:
             del self.ledger.messages[message_id]
         else:
             self.resolve_message(message_id, {self.ledger.messages[message_id], None})
 
     def web_follow(self):
+        """Press Follow on another client's page (even if we follow them already)."""
         other = self.pick_other()
-        if self.form(f"/users/{other}/follow/", {}) is not None:
+        if self.form(f"/users/{other}/follow/", {}, f"/users/{other}/") is not None:
             self.ledger.follows.add(other)
         else:
             self.resolve_follow(other)
 
     def web_unfollow(self):
+        """Press Unfollow on another client's page (even if we do not follow them)."""
         other = self.pick_other()
-        if self.form(f"/users/{other}/unfollow/", {}) is not None:
+        if self.form(f"/users/{other}/unfollow/", {}, f"/users/{other}/") is not None:
             self.ledger.follows.discard(other)
         else:
             self.resolve_follow(other)
@@ -205,6 +215,7 @@ class LoadClient:
     # Writes through the API ------------------------------------------------------------
 
     def api_create(self):
+        """POST a message to the API; its answer carries the new id."""
         content = self.new_content()
         response = self.api("POST", "/api/message/", {"content": content})
         if response is not None:
@@ -214,6 +225,7 @@ class LoadClient:
             self.resolve_create(content)
 
     def api_edit(self):
+        """PUT new content on one of our messages (post one if we have none)."""
         message_id = self.pick_message()
         if message_id is None:
             return self.api_create()
@@ -226,6 +238,7 @@ class LoadClient:
             self.resolve_message(message_id, {self.ledger.messages[message_id], content})
 
     def api_delete(self):
+        """DELETE one of our messages through the API (post one if we have none)."""
         message_id = self.pick_message()
         if message_id is None:
             return self.api_create()
@@ -235,7 +248,7 @@ class LoadClient:
             self.resolve_message(message_id, {self.ledger.messages[message_id], None})
 
     def api_follow(self):
-        # Following twice is a 409 in the API, so follow someone we do not follow yet.
+        """Follow, through the API, someone we do not follow yet (twice would be a 409)."""
         strangers = sorted(set(self.directory) - self.ledger.follows - {self.username})
         if not strangers:
             return self.api_unfollow()
@@ -247,6 +260,7 @@ class LoadClient:
             self.resolve_follow(other)
 
     def api_unfollow(self):
+        """DELETE one of our follows through the API (follow someone if we follow none)."""
         if not self.ledger.follows:
             return self.api_follow()
         other = self.random.choice(sorted(self.ledger.follows))
@@ -264,10 +278,17 @@ class LoadClient:
         check), and a timeout, so that a hung server fails the test instead of hanging it."""
         return {"allow_redirects": False, "timeout": REQUEST_TIMEOUT}
 
-    def form(self, path, data):
-        """POST a web form; return the 302 response, or None if the connection dropped."""
+    def form(self, path, data, location):
+        """POST a web form; return the response, a redirect to ``location`` (a redirect
+        elsewhere, say to the login page, fails the test), or None if the connection
+        dropped."""
         data = {**data, "_csrf_token": self.csrf}
-        return self.write(lambda: self.session.post(self.url + path, data=data, **self.options()))
+        response = self.write(
+            lambda: self.session.post(self.url + path, data=data, **self.options())
+        )
+        if response is not None:
+            assert response.headers["Location"] == location, f"POST {path} redirected"
+        return response
 
     def api(self, method, path, body=None):
         """Send an API write; return its JSON, or None if the connection dropped."""
@@ -343,7 +364,7 @@ class LoadClient:
 
     def find_on_my_page(self, content):
         """Return the id of our message ``content`` from our page, as a browser shows it."""
-        path = f"{self.url}/users/{self.username}/"
+        path = self.url + self.my_page
         response = self.read(lambda: self.session.get(path, **self.options()))
         for article in ARTICLE.findall(self.expect(response, 200).text):
             if html.unescape(CONTENT.search(article).group(1)) == content:
