@@ -138,7 +138,16 @@ def running_gunicorn(tmp_path, workers=4, env=None, args=()):
         )
     try:
         server = LiveServer(f"http://127.0.0.1:{port}", process.pid, database, log_path)
-        if not wait_for(lambda: process.poll() is not None or _healthy(server.url), START_TIMEOUT):
+        # "Listening at" proves the port is ours: if another process took it since
+        # free_port(), gunicorn cannot bind and /healthz might answer from someone else.
+        listening = f"Listening at: {server.url} "
+
+        def started():
+            return process.poll() is not None or (
+                listening in server.read_log() and _healthy(server.url)
+            )
+
+        if not wait_for(started, START_TIMEOUT):
             raise RuntimeError(f"gunicorn did not answer /healthz:\n{server.read_log()}")
         if process.poll() is not None:
             raise RuntimeError(

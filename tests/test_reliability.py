@@ -553,3 +553,15 @@ def test_killing_workers_mid_load_loses_no_acknowledged_write(server):
     assert server_errors(server.read_log(), ignore_pids=killed) == []
     with requests.get(server.url + "/healthz", timeout=REQUEST_TIMEOUT) as response:
         assert response.status_code == 200
+
+
+def test_running_gunicorn_stops_master_and_workers_even_when_the_test_fails(tmp_path):
+    """The helper every live-server test relies on leaves no process and no listener."""
+    with pytest.raises(ZeroDivisionError), running_gunicorn(tmp_path, workers=2) as live:
+        workers = wait_for(lambda: len(worker_pids(live.pid)) == 2 and worker_pids(live.pid), 10)
+        assert workers, "gunicorn did not start 2 workers"
+        pids = {live.pid} | workers
+        1 / 0  # noqa: B018  the test body failing
+    assert [pid for pid in pids if process_state(pid) not in ("", "Z")] == []
+    with pytest.raises(requests.ConnectionError):
+        requests.get(live.url + "/healthz", timeout=REQUEST_TIMEOUT)
