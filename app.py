@@ -119,10 +119,13 @@ def database_from_url(url, busy_timeout):
 
     SQLite gets WAL mode, a busy timeout of ``busy_timeout`` seconds and enforced foreign
     keys, so several gunicorn workers can write to one file without "database is locked".
+    Transactions begin IMMEDIATE (taking the write lock at BEGIN): a deferred transaction
+    that reads and then writes fails at once with "database is locked", busy timeout or
+    not, when another worker committed in between (tests/test_reliability.py).
     """
     if url.startswith("sqlite"):
         pragmas = {"journal_mode": "wal", "foreign_keys": 1, "synchronous": "normal"}
-        return connect(url, pragmas=pragmas, timeout=busy_timeout)
+        return connect(url, pragmas=pragmas, timeout=busy_timeout, lock_type="IMMEDIATE")
     return connect(url)
 
 
