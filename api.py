@@ -45,13 +45,16 @@ from peewee import IntegrityError
 from peewee import fn
 
 from app import MAX_ID
+from app import MAX_PAGE
 from app import app
 from app import csrf
 from app import limiter
 from auth import AdminApiCredentials
 from auth import ApiCredentials
 from models import EMAIL_MAX_LENGTH
+from models import EMAIL_PATTERN
 from models import MESSAGE_MAX_LENGTH
+from models import TEXT_PATTERN
 from models import USERNAME_MAX_LENGTH
 from models import USERNAME_PATTERN
 from models import Message
@@ -63,18 +66,10 @@ API_PREFIX = "/api"
 PAGE_SIZE = 20
 # The largest page a client may ask for (``limit``); larger values are lowered to it.
 MAX_PAGE_SIZE = 100
-# The largest ``page``: beyond it an OFFSET only makes the database skip rows for nothing.
-MAX_PAGE = 100_000
 # Longest string a query-string filter accepts (characters).
 MAX_FILTER_LENGTH = 254
 NOTE_MAX_LENGTH = 5000
-# Patterns use explicit character classes: ``\s`` differs between Python (the server, the
-# jsonschema library) and ECMA-262 (OpenAPI clients, schemathesis), e.g. for U+001C. They
-# all exclude NUL, which app.reject_malformed_input refuses anywhere in a request.
-BLANK = r"\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-EMAIL_PATTERN = rf"^[^@{BLANK}]+@[^@{BLANK}]+\.[^@{BLANK}]+$"
-# Some text that is not only white space (everything str.strip() removes is in BLANK).
-TEXT_PATTERN = rf"^[^\u0000]*[^{BLANK}][^\u0000]*$"
+# Patterns exclude NUL, which app.reject_malformed_input refuses anywhere in a request.
 NO_NUL_PATTERN = r"^[^\u0000]*$"
 # Sent as X-Chirp-Auth-Hint on every /api/ response, so clients learn which credentials
 # are cheap.
@@ -84,9 +79,6 @@ AUTH_HINT = (
 )
 # flask-peewee's ALL_METHODS lacks HEAD, which would let a HEAD through unauthenticated.
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE"]
-
-# Per caller (the authenticated user, else the client address); FLASK_API_RATE_LIMIT overrides.
-app.config.setdefault("API_RATE_LIMIT", "300 per minute")
 
 # The API never reads the cookie session (ApiCredentials resets g.user) and accepts only
 # JSON bodies, which a cross-site form cannot send: SeaSurf's token is not needed here.

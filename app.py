@@ -56,6 +56,8 @@ app.config.from_mapping(
     PAGE_SIZE=20,
     # flask-limiter storage: memory:// serves one host; use redis://HOST:6379 for several.
     RATELIMIT_STORAGE_URI="memory://",
+    # API requests per caller (the authenticated user, else the client address; api.py).
+    API_RATE_LIMIT="300 per minute",
     # Failed logins allowed per username and per client address (auth.ChirpAuth).
     LOGIN_RATE_LIMIT="10 per 15 minutes",
     # How many reverse proxies (nginx, a load balancer) sit in front of Chirp and set
@@ -101,6 +103,9 @@ SECURITY_HEADERS = {
 }
 # SQLite integers are signed 64-bit; a larger id in a URL would raise OverflowError (a 500).
 MAX_ID = 2**63 - 1
+# The largest page number a list accepts (web and API): beyond it an OFFSET only makes the
+# database skip rows for nothing.
+MAX_PAGE = 100_000
 
 
 class IdConverter(IntegerConverter):

@@ -10,14 +10,17 @@ import re
 import secrets
 
 from flask_peewee.auth import BaseUser
+from peewee import AutoField
 from peewee import BooleanField
 from peewee import CharField
 from peewee import Check
 from peewee import DateTimeField
 from peewee import ForeignKeyField
 from peewee import IntegerField
+from peewee import SqliteDatabase
 from peewee import TextField
 from peewee import fn
+from playhouse.sqlite_ext import AutoIncrementField
 
 from app import db
 
@@ -29,9 +32,27 @@ PASSWORD_MIN_LENGTH = 8
 # Bounds the hashing work an attacker can ask for with one request (characters).
 PASSWORD_MAX_LENGTH = 256
 TOKEN_NAME_MAX_LENGTH = 50
+# White space and control characters, as explicit ranges: ``\s`` differs between Python
+# and ECMA-262 (the API's OpenAPI clients), e.g. for U+001C. Shared by forms and the API.
+BLANK_CHARACTERS = r"\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+EMAIL_PATTERN = rf"^[^@{BLANK_CHARACTERS}]+@[^@{BLANK_CHARACTERS}]+\.[^@{BLANK_CHARACTERS}]+$"
+# Text with something visible in it (not only white space or control characters), no NUL.
+TEXT_PATTERN = rf"^[^\u0000]*[^{BLANK_CHARACTERS}][^\u0000]*$"
 
 
-class User(db.Model, BaseUser):
+# SQLite hands a deleted row's id to the next insert unless the key is AUTOINCREMENT, and ids
+# are public (URLs, API cursors): an old link must never reach someone else's new message.
+# PostgreSQL sequences never reuse ids.
+PrimaryKeyField = AutoIncrementField if isinstance(db.database, SqliteDatabase) else AutoField
+
+
+class BaseModel(db.Model):
+    """Base of Chirp's models: an id that is never reused."""
+
+    id = PrimaryKeyField()
+
+
+class User(BaseModel, BaseUser):
     """A person with an account. ``password`` holds a werkzeug hash, never the password.
 
     ``username`` is unique case-insensitively (``Alice`` and ``alice`` are one user) but
@@ -114,7 +135,7 @@ class User(db.Model, BaseUser):
 User.add_index(User.index(fn.LOWER(User.username), unique=True, name="user_username_lower"))
 
 
-class Relationship(db.Model):
+class Relationship(BaseModel):
     """``from_user`` follows ``to_user``. One row per pair; nobody follows themself."""
 
     from_user = ForeignKeyField(User, backref="relationships", on_delete="CASCADE")
@@ -129,7 +150,7 @@ class Relationship(db.Model):
         return f"{self.from_user} follows {self.to_user}"
 
 
-class Message(db.Model):
+class Message(BaseModel):
     """A short message: 1 to MESSAGE_MAX_LENGTH characters of plain text."""
 
     user = ForeignKeyField(User, backref="messages", on_delete="CASCADE")
@@ -155,7 +176,7 @@ class Message(db.Model):
         return cls.visible()
 
 
-class Note(db.Model):
+class Note(BaseModel):
     """An admin's note, posted from the admin dashboard's Notes panel."""
 
     LIVE = 1
@@ -171,7 +192,7 @@ class Note(db.Model):
         return self.message[:40]
 
 
-class ApiToken(db.Model):
+class ApiToken(BaseModel):
     """A personal API token. Only its SHA-256 is stored; the token is shown once."""
 
     user = ForeignKeyField(User, backref="api_tokens", on_delete="CASCADE")
@@ -209,7 +230,7 @@ class ApiToken(db.Model):
         )
 
 
-class AuditEntry(db.Model):
+class AuditEntry(BaseModel):
     """One admin action: who did it, when, to which row of which model, and what changed.
 
     ``changes`` is a JSON object of ``{field: [old, new]}``; ``object_id`` is text so a

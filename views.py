@@ -25,23 +25,22 @@ from wtforms.validators import Length
 from wtforms.validators import Optional
 from wtforms.validators import Regexp
 
+from app import MAX_PAGE
 from app import app
 from app import db
 from auth import auth
 from models import EMAIL_MAX_LENGTH
+from models import EMAIL_PATTERN
 from models import MESSAGE_MAX_LENGTH
 from models import PASSWORD_MAX_LENGTH
 from models import PASSWORD_MIN_LENGTH
+from models import TEXT_PATTERN
 from models import TOKEN_NAME_MAX_LENGTH
 from models import USERNAME_MAX_LENGTH
 from models import USERNAME_PATTERN
 from models import ApiToken
 from models import Message
 from models import User
-
-# The largest page number a list accepts; beyond it the offset is meaningless.
-MAX_PAGE = 100_000
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
 def strip(value):
@@ -96,7 +95,13 @@ class MessageForm(Form):
     content = TextAreaField(
         "Message",
         filters=[strip],
-        validators=[DataRequired(), Length(max=MESSAGE_MAX_LENGTH)],
+        validators=[
+            DataRequired(),
+            Length(max=MESSAGE_MAX_LENGTH),
+            Regexp(
+                TEXT_PATTERN, message="Write something other than spaces and control characters."
+            ),
+        ],
     )
 
 

@@ -117,3 +117,10 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):
 def test_timesince(age, expected):
     now = datetime.datetime(2026, 11, 21, 12, 0)
     assert timesince(now - age, now=now) == expected
+
+
+def test_ids_are_never_reused(app):
+    alice = make_user("alice")
+    newest = make_message(alice, "newest")
+    newest.delete_instance()
+    assert make_message(alice, "next").id > newest.id

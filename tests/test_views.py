@@ -257,6 +257,9 @@ def test_message_length_is_1_to_280(client):
     too_long = post(client, "/create/", {"content": "x" * 281})
     assert too_long.status_code == 422
     assert "Field cannot be longer than 280 characters." in text(too_long)
+    control_only = post(client, "/create/", {"content": "\x01\x02"})
+    assert control_only.status_code == 422
+    assert "Write something other than spaces and control characters." in text(control_only)
     assert post(client, "/create/", {"content": "x" * 280}).status_code == 302
     assert [len(m.content) for m in Message.select()] == [280]
 
