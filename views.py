@@ -48,6 +48,19 @@ def strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
+def email_field():
+    """Return a required e-mail field, trimmed, at most EMAIL_MAX_LENGTH characters."""
+    return StringField(
+        "Email",
+        filters=[strip],
+        validators=[
+            DataRequired(),
+            Length(max=EMAIL_MAX_LENGTH),
+            Regexp(EMAIL_PATTERN, message="Enter an e-mail address."),
+        ],
+    )
+
+
 class JoinForm(Form):
     """Sign-up: a new username and e-mail (both unique), and a confirmed password."""
 
@@ -63,15 +76,7 @@ class JoinForm(Form):
             ),
         ],
     )
-    email = StringField(
-        "Email",
-        filters=[strip],
-        validators=[
-            DataRequired(),
-            Length(max=EMAIL_MAX_LENGTH),
-            Regexp(EMAIL_PATTERN, message="Enter an e-mail address."),
-        ],
-    )
+    email = email_field()
     password = PasswordField(
         "Password", validators=[DataRequired(), Length(PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH)]
     )
@@ -108,15 +113,7 @@ class MessageForm(Form):
 class SettingsForm(Form):
     """Change e-mail and/or password; both need the current password."""
 
-    email = StringField(
-        "Email",
-        filters=[strip],
-        validators=[
-            DataRequired(),
-            Length(max=EMAIL_MAX_LENGTH),
-            Regexp(EMAIL_PATTERN, message="Enter an e-mail address."),
-        ],
-    )
+    email = email_field()
     new_password = PasswordField(
         "New password",
         validators=[Optional(), Length(PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH)],

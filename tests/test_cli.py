@@ -131,51 +131,29 @@ def clean_env(**extra):
     return env
 
 
-def test_refuses_to_start_without_secret_key_outside_debug(tmp_path):
-    env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}")
-    result = subprocess.run(
-        [sys.executable, "-c", "import main"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+def run_python(tmp_path, *args, **env):
+    """Run ``python *args`` in the project folder with clean_env(**env) and a throwaway
+    database; return the CompletedProcess (text output captured)."""
+    env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}", **env)
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
+
+
+def test_refuses_to_start_without_secret_key_outside_debug(tmp_path):
+    result = run_python(tmp_path, "-c", "import main")
     assert result.returncode != 0
     assert "SECRET_KEY is not set" in result.stderr
 
 
 def test_debug_runs_without_secret_key(tmp_path):
-    env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}", FLASK_DEBUG="1")
-    result = subprocess.run(
-        [sys.executable, "-c", "import main"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_python(tmp_path, "-c", "import main", FLASK_DEBUG="1")
     assert result.returncode == 0, result.stderr
 
 
 def test_python_main_and_flask_cli_list_the_same_commands(tmp_path):
-    env = clean_env(SECRET_KEY="x", DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}")
-    ours = subprocess.run(
-        [sys.executable, "main.py", "--help"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    flask = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "main", "--help"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    ours = run_python(tmp_path, "main.py", "--help", SECRET_KEY="x")
+    flask = run_python(tmp_path, "-m", "flask", "--app", "main", "--help", SECRET_KEY="x")
     for command in ("create-admin", "create-token", "seed", "run"):
         assert command in ours.stdout and command in flask.stdout
 
