@@ -413,7 +413,8 @@ class UserAdmin(ChirpModelAdmin):
     def get_query(self):
         # A correlated COUNT, so the list costs one query whatever its length (N6).
         count = Message.select(fn.COUNT(Message.id)).where(Message.user == User.id)
-        return User.select(User, count.alias("message_count"))
+        newest_first = (User.join_date.desc(), User.id.desc())
+        return User.select(User, count.alias("message_count")).order_by(*newest_first)
 
     def get_add_form(self):
         return self.user_form(adding=True, user_id=None)
@@ -473,7 +474,8 @@ class MessageAdmin(ChirpModelAdmin):
 
     def get_query(self):
         # The author is joined in: no query per row for the "user" column (N6).
-        return Message.select(Message, User).join(User)
+        newest_first = (Message.pub_date.desc(), Message.id.desc())
+        return Message.select(Message, User).join(User).order_by(*newest_first)
 
     def excerpt(self, message):
         """The first 60 characters of ``message``'s content, with an ellipsis if cut."""
@@ -496,6 +498,7 @@ class RelationshipAdmin(ChirpModelAdmin):
             .switch(Relationship)
             .join(followed, on=Relationship.to_user)
             .switch(Relationship)
+            .order_by(Relationship.created_date.desc(), Relationship.id.desc())
         )
 
 
@@ -508,7 +511,7 @@ class NoteAdmin(ChirpModelAdmin):
     foreign_key_lookups = {"user": "username"}
 
     def get_query(self):
-        return Note.select(Note, User).join(User)
+        return Note.select(Note, User).join(User).order_by(Note.created_date.desc(), Note.id.desc())
 
     def state(self, note):
         """The name of ``note``'s status: "live" or "deleted"."""

@@ -688,3 +688,13 @@ def test_admin_pages_need_no_inline_script_or_style(as_admin, root):
         assert not re.search(r"<script(?![^>]*\bsrc=)", html), path
         assert not re.search(r"\sstyle=", html), path
         assert not re.search(r"\son[a-z]+=", html), path
+
+
+def test_lists_show_the_newest_rows_first(client):
+    admin_user = make_user("root", admin=True)
+    now = datetime.datetime.now()
+    for age, content in ((3, "oldest words"), (1, "newest words"), (2, "middle words")):
+        make_message(admin_user, content, pub_date=now - datetime.timedelta(hours=age))
+    login(client, "root")
+    body = client.get("/admin/message/").get_data(as_text=True)
+    assert body.index("newest words") < body.index("middle words") < body.index("oldest words")
