@@ -322,10 +322,12 @@ def test_lists_cannot_filter_or_sort_on_password_hashes(as_admin):
     assert "first" in html and "second" in html
     html = page(as_admin, f"/admin/user/?fo_password=startswith&fv_password={prefix}")
     assert ">alice</a>" in html and ">carol</a>" in html
-    by_hash = page(as_admin, "/admin/user/?ordering=password")
-    by_hash_desc = page(as_admin, "/admin/user/?ordering=-password")
-    assert by_hash.index(">alice</a>") < by_hash.index(">carol</a>")
-    assert by_hash_desc.index(">alice</a>") < by_hash_desc.index(">carol</a>")
+    default = page(as_admin, "/admin/user/")
+    alice_first = default.index(">alice</a>") < default.index(">carol</a>")
+    # Ascending or descending, one of the two would differ from the default if it sorted.
+    for ordering in ("password", "-password"):
+        by_hash = page(as_admin, f"/admin/user/?ordering={ordering}")
+        assert (by_hash.index(">alice</a>") < by_hash.index(">carol</a>")) == alice_first
 
 
 def test_admin_cannot_delete_themself(as_admin, root):
@@ -411,7 +413,7 @@ def test_bulk_delete_messages_is_audited(as_admin):
     assert [m.content for m in Message.select()] == ["m2"]
     deleted = audits("delete")
     assert sorted(e.object_id for e in deleted) == sorted(ids)
-    assert json.loads(deleted[0].changes)["content"] == ["m0", None]
+    assert sorted(json.loads(e.changes)["content"] for e in deleted) == [["m0", None], ["m1", None]]
 
 
 def test_delete_refuses_non_integer_ids(as_admin):
