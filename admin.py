@@ -626,7 +626,7 @@ class StatsPanel(AdminPanel):
             ],
             "totals": [
                 ("Users", User.select().count()),
-                ("Active users", User.select().where(User.active == True).count()),  # noqa: E712
+                ("Active users", User.select().where(User.active).count()),
                 ("Messages", Message.select().count()),
                 ("Follows", Relationship.select().count()),
             ],

@@ -477,7 +477,7 @@ class UserResource(ChirpResource):
 
     def get_query(self):
         query = User.select().order_by(User.id)
-        return query if caller_is_admin() else query.where(User.active == True)  # noqa: E712
+        return query if caller_is_admin() else query.where(User.active)
 
     def prepare_data(self, obj, data):
         if caller_is_admin():
@@ -558,7 +558,7 @@ class RelationshipResource(OwnedResource):
     required_fields = ("to_user",)
 
     def get_query(self):
-        active = User.select(User.id).where(User.active == True)  # noqa: E712
+        active = User.select(User.id).where(User.active)
         return (
             Relationship.select()
             .where(Relationship.from_user.in_(active), Relationship.to_user.in_(active))
@@ -568,7 +568,7 @@ class RelationshipResource(OwnedResource):
     def clean_to_user(self, value, instance):
         if value == g.user.id:
             raise ApiError(422, "You cannot follow yourself.")
-        if not User.select().where(User.id == value, User.active == True).exists():  # noqa: E712
+        if not User.select().where(User.id == value, User.active).exists():
             raise ApiError(422, "to_user is not an active user.")
         already = Relationship.select().where(
             Relationship.from_user == g.user, Relationship.to_user == value

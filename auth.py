@@ -117,7 +117,7 @@ class ChirpAuth(Auth):
         """
         counters = login_counters(username)
         refuse_if_throttled(counters)
-        user = User.by_username(username).where(User.active == True).first()  # noqa: E712
+        user = User.by_username(username).where(User.active).first()
         if user is None:
             if ChirpAuth._dummy_hash is None:
                 ChirpAuth._dummy_hash = make_password("not-a-real-password")

@@ -200,7 +200,7 @@ def seed(users, messages, random_seed):
 def print_first_start_hint():
     """Tell the person starting Chirp how to get an admin, if there is none yet."""
     with db.database.connection_context():
-        has_admin = User.select().where(User.admin == True).exists()  # noqa: E712
+        has_admin = User.select().where(User.admin).exists()
     if not has_admin:
         click.echo(
             "No admin yet. Create one with: python main.py create-admin NAME\n"

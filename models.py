@@ -91,7 +91,7 @@ class User(BaseModel, BaseUser):
         return (
             User.select()
             .join(Relationship, on=Relationship.to_user)
-            .where(Relationship.from_user == self, User.active == True)  # noqa: E712
+            .where(Relationship.from_user == self, User.active)
             .order_by(fn.LOWER(User.username))
         )
 
@@ -100,7 +100,7 @@ class User(BaseModel, BaseUser):
         return (
             User.select()
             .join(Relationship, on=Relationship.from_user)
-            .where(Relationship.to_user == self, User.active == True)  # noqa: E712
+            .where(Relationship.to_user == self, User.active)
             .order_by(fn.LOWER(User.username))
         )
 
@@ -166,7 +166,7 @@ class Message(BaseModel):
         return (
             cls.select(cls, User)
             .join(User)
-            .where(User.active == True)  # noqa: E712
+            .where(User.active)
             .order_by(cls.pub_date.desc(), cls.id.desc())
         )
 
@@ -225,7 +225,7 @@ class ApiToken(BaseModel):
         return (
             cls.select(cls, User)
             .join(User)
-            .where(cls.token_hash == cls.hash_token(token), User.active == True)  # noqa: E712
+            .where(cls.token_hash == cls.hash_token(token), User.active)
             .first()
         )
 

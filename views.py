@@ -167,7 +167,7 @@ def render_list(template, query, var_name, **context):
 
 def get_person(username):
     """Return the active user called ``username`` (any case), or abort with 404."""
-    return get_object_or_404(User.by_username(username).where(User.active == True))  # noqa: E712
+    return get_object_or_404(User.by_username(username).where(User.active))
 
 
 def get_own_message(message_id):
@@ -224,7 +224,7 @@ def join():
 @app.route("/users/")
 def user_list():
     """The directory of active users, by username."""
-    query = User.select().where(User.active == True).order_by(User.username)  # noqa: E712
+    query = User.select().where(User.active).order_by(User.username)
     return render_list("user_list.html", query, "user_list", title="People")
 
 
