@@ -27,6 +27,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from app import limiter
 from models import MESSAGE_MAX_LENGTH
 from models import MODELS
+from models import TEXT_PATTERN
 from models import ApiToken
 from models import Message
 from models import Relationship
@@ -47,6 +48,7 @@ EDGE_CONTENTS = [
     "<b>&amp; 'quoted' \"html\"</b>",
     "\x00",
     "\x00 leading NUL",
+    "\x01\x02",
 ]
 CONTENTS = st.one_of(st.sampled_from(EDGE_CONTENTS), st.text(max_size=MESSAGE_MAX_LENGTH + 5))
 MESSAGE_PATTERN = re.compile(
@@ -69,10 +71,12 @@ SETTINGS = settings(
 def expected_status(content, success=302):
     """The status a message form answers for ``content``: 400 if it holds a NUL byte (refused
     before any view runs: SQLite's length() stops at NUL), 422 unless it has 1 to 280
-    characters once trimmed, else ``success``."""
+    characters once trimmed and something visible in them (TEXT_PATTERN), else ``success``."""
     if "\x00" in content:
         return 400
-    return success if 1 <= len(content.strip()) <= MESSAGE_MAX_LENGTH else 422
+    trimmed = content.strip()
+    valid = 1 <= len(trimmed) <= MESSAGE_MAX_LENGTH and re.match(TEXT_PATTERN, trimmed)
+    return success if valid else 422
 
 
 def shown_messages(page):
