@@ -686,6 +686,13 @@ class ChirpAdmin(Admin):
     def check_user_permission(self, user):
         return bool(user.active and user.admin)
 
+    def get_model_field(self, model, field):
+        """A list cell's value; times to the minute (peewee stores microseconds)."""
+        value = super().get_model_field(model, field)
+        if isinstance(value, datetime.datetime):
+            return value.strftime("%Y-%m-%d %H:%M")
+        return value
+
 
 admin = ChirpAdmin(app, auth, branding="Chirp")
 # Not auth.register_admin(): 4.0.1 subclasses the admin class it is given and replaces

@@ -204,7 +204,10 @@ def home_timeline():
 
 @app.route("/join/", methods=["GET", "POST"])
 def join():
-    """Sign up, then log in as the new user."""
+    """Sign up, then log in as the new user. Someone logged in is sent home instead."""
+    if g.user is not None:
+        flash(f"You are already a member, {g.user.username}.", "info")
+        return redirect(url_for("index"))
     form = JoinForm(request.form)
     if request.method == "POST" and form.validate():
         user = User(username=form.username.data, email=form.email.data.lower())

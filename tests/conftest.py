@@ -75,7 +75,7 @@ def login(client, username, password=PASSWORD):
     )
 
 
-def post(client, path, data=None, token_from="/join/", **kwargs):
+def post(client, path, data=None, token_from="/accounts/login/", **kwargs):
     """POST a form to ``path`` with a valid CSRF token taken from ``token_from``."""
     data = dict(data or {})
     data["_csrf_token"] = csrf_token(client, token_from)

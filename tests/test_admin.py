@@ -700,3 +700,5 @@ def test_lists_show_the_newest_rows_first(client):
     login(client, "root")
     body = client.get("/admin/message/").get_data(as_text=True)
     assert body.index("newest words") < body.index("middle words") < body.index("oldest words")
+    newest = (now - datetime.timedelta(hours=1)).strftime("%Y-%m-%d %H:%M")
+    assert f"<td>{newest}</td>" in body

@@ -163,6 +163,14 @@ def test_join_creates_a_user_and_logs_them_in(client):
     assert "@newbie" in text(client.get("/"))
 
 
+def test_members_are_not_offered_another_account(client):
+    make_user("alice")
+    login(client, "alice")
+    response = client.get("/join/")
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    assert "You are already a member, alice." in text(client.get("/"))
+
+
 def test_join_refuses_a_username_taken_in_another_case(client):
     make_user("Alice")
     response = join(client, username="alice")
