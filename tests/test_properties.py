@@ -113,6 +113,18 @@ class ChirpWebMachine(RuleBasedStateMachine):
         self.emails = itertools.count()
         self.anonymous = self.flask_app.test_client()
 
+    def refusal(self, user, message_id, content=""):
+        """The status refusing ``user``'s change to message ``message_id`` before its new
+        ``content`` is judged: 400 for a NUL byte, 404 if there is no such message, 403 if
+        it is someone else's; None when the change may go ahead."""
+        if "\x00" in content:
+            return 400
+        if message_id not in self.messages:
+            return 404
+        if self.messages[message_id][0] != user:
+            return 403
+        return None
+
     # Steps ----------------------------------------------------------------------------
 
     @initialize()
@@ -158,12 +170,9 @@ class ChirpWebMachine(RuleBasedStateMachine):
         editor = data.draw(st.sampled_from(sorted(self.users)), label="editor")
         message_id = data.draw(self.message_ids(), label="message_id")
         response = post(self.clients[editor], f"/edit/{message_id}/", {"content": content})
-        if "\x00" in content:
-            assert response.status_code == 400
-        elif message_id not in self.messages:
-            assert response.status_code == 404
-        elif self.messages[message_id][0] != editor:
-            assert response.status_code == 403
+        refused = self.refusal(editor, message_id, content)
+        if refused:
+            assert response.status_code == refused
         else:
             assert response.status_code == expected_status(content)
             if response.status_code == 302:
@@ -175,12 +184,9 @@ class ChirpWebMachine(RuleBasedStateMachine):
         user = data.draw(st.sampled_from(sorted(self.users)), label="user")
         message_id = data.draw(self.message_ids(), label="message_id")
         response = post(self.clients[user], f"/delete/{message_id}/")
-        if message_id not in self.messages:
-            assert response.status_code == 404
-        elif self.messages[message_id][0] != user:
-            assert response.status_code == 403
-        else:
-            assert response.status_code == 302
+        refused = self.refusal(user, message_id)
+        assert response.status_code == (refused or 302)
+        if not refused:
             del self.messages[message_id]
 
     @precondition(lambda self: self.users)
@@ -228,12 +234,9 @@ class ChirpWebMachine(RuleBasedStateMachine):
         editor = data.draw(st.sampled_from(sorted(self.users)), label="editor")
         message_id = data.draw(self.message_ids(), label="message_id")
         response = self.api(editor, "put", f"/api/message/{message_id}/", {"content": content})
-        if "\x00" in content:
-            assert response.status_code == 400
-        elif message_id not in self.messages:
-            assert response.status_code == 404
-        elif self.messages[message_id][0] != editor:
-            assert response.status_code == 403
+        refused = self.refusal(editor, message_id, content)
+        if refused:
+            assert response.status_code == refused
         elif not self.api_refused(response, content):
             assert response.get_json()["content"] == content.strip()
             self.messages[message_id] = (editor, content.strip())
@@ -244,12 +247,9 @@ class ChirpWebMachine(RuleBasedStateMachine):
         user = data.draw(st.sampled_from(sorted(self.users)), label="user")
         message_id = data.draw(self.message_ids(), label="message_id")
         response = self.api(user, "delete", f"/api/message/{message_id}/")
-        if message_id not in self.messages:
-            assert response.status_code == 404
-        elif self.messages[message_id][0] != user:
-            assert response.status_code == 403
-        else:
-            assert response.status_code == 200
+        refused = self.refusal(user, message_id)
+        assert response.status_code == (refused or 200)
+        if not refused:
             del self.messages[message_id]
 
     @precondition(lambda self: self.users)
