@@ -879,10 +879,12 @@ ERROR_STATUSES = {
 
 
 def json_content(schema):
+    """Return an OpenAPI ``content`` object: JSON described by ``schema``."""
     return {"application/json": {"schema": schema}}
 
 
 def ok(schema, description="OK"):
+    """Return an OpenAPI success response with JSON ``schema`` and the auth-hint header."""
     return {
         "description": description,
         "headers": {"X-Chirp-Auth-Hint": {"$ref": "#/components/headers/AuthHint"}},
@@ -909,6 +911,7 @@ def operation(summary, response_schema, auth_required, parameters=(), body=None,
 
 
 def query_parameter(name, schema, description):
+    """Return an OpenAPI query-string parameter ``name`` of ``schema``."""
     return {
         "name": name,
         "in": "query",
@@ -947,6 +950,7 @@ def list_parameters(resource):
 
 
 def page_schema(item_ref):
+    """Return the schema of a list page: ``meta`` (paging) and ``objects`` of ``item_ref``."""
     meta = {
         "type": "object",
         "properties": {
@@ -1006,6 +1010,7 @@ def resource_paths(resource):
 
 
 def timeline_schema():
+    """Return the schema of a timeline page: keyset ``meta`` and message ``objects``."""
     meta = {
         "type": "object",
         "properties": {
