@@ -53,7 +53,10 @@ from models import Relationship
 from models import User
 
 # Columns that no admin page, export or audit entry may ever show.
-SECRET_FIELDS = frozenset({User.password, ApiToken.token_hash})
+SECRET_FIELDS = frozenset({User.password, User.session_token, ApiToken.token_hash})
+# Columns the audit trail leaves out: they change only as a consequence of another change
+# (a new password or a deactivation ends the user's sessions).
+UNAUDITED_FIELDS = frozenset({User.session_token})
 # What an audit entry records instead of a secret's value.
 HIDDEN = "(hidden)"
 # The Site stats panel's window, in days, counting today.
@@ -97,7 +100,7 @@ def diff(model, before, after):
     changes = {}
     for name in model._meta.sorted_field_names:
         old, new = before.get(name), after.get(name)
-        if old != new:
+        if old != new and model._meta.fields[name] not in UNAUDITED_FIELDS:
             secret = model._meta.fields[name] in SECRET_FIELDS
             changes[name] = [HIDDEN, HIDDEN] if secret else [old, new]
     return changes
@@ -391,7 +394,7 @@ class SetActiveAction(Action):
                 user.id
                 for user in User.select(User.id).where(User.id << ids, User.active != self.active)
             ]
-            User.update(active=self.active).where(User.id << changed).execute()
+            User.set_active(changed, self.active)
             if changed:
                 changes = {"active": [not self.active, self.active]}
                 record_audit(self.name, User, changed, changes)
@@ -404,8 +407,8 @@ class UserAdmin(ChirpModelAdmin):
     a write-only "new password" field is hashed before the one save."""
 
     columns = ("username", "email", "join_date", "active", "admin", "message_count")
-    exclude = ("password",)
-    export_exclude = ("password",)
+    exclude = ("password", "session_token")
+    export_exclude = ("password", "session_token")
     search_fields = ("username", "email")
     filter_fields = ["username", "email", "join_date", "active", "admin"]
     actions = [SetActiveAction(False), SetActiveAction(True)]
@@ -456,6 +459,8 @@ class UserAdmin(ChirpModelAdmin):
         instance.email = instance.email.lower()
         if form.new_password.data:
             instance.set_password(form.new_password.data)
+            if instance.id == g.user.id:  # an admin changing their own password stays in
+                auth.renew_session(instance)
 
     def delete_rows(self, ids):
         if g.user.id in ids:

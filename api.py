@@ -19,9 +19,7 @@ allowed, 404, 405, 409 conflict (taken username, existing follow), 413, 415 not 
 
 import datetime
 import json
-import math
 import re
-import time
 
 from flask import Response
 from flask import abort
@@ -29,13 +27,11 @@ from flask import g
 from flask import render_template
 from flask import request
 from flask import url_for
-from flask_limiter.util import get_remote_address
 from flask_peewee.rest import RestAPI
 from flask_peewee.rest import RestResource
 from flask_peewee.rest import RestrictOwnerResource
 from flask_peewee.serializer import Serializer
 from flask_peewee.utils import get_object_or_404
-from limits import parse as parse_limit
 from peewee import AutoField
 from peewee import BooleanField
 from peewee import DateTimeField
@@ -47,8 +43,10 @@ from peewee import fn
 from app import MAX_ID
 from app import MAX_PAGE
 from app import app
+from app import check_limit
+from app import client_address
 from app import csrf
-from app import limiter
+from app import limit_action
 from auth import AdminApiCredentials
 from auth import ApiCredentials
 from models import EMAIL_MAX_LENGTH
@@ -631,30 +629,12 @@ class NoteResource(ChirpResource):
 
 # ---------------------------------------------------------------- rate limits
 
-
-def limit_item(config_key):
-    """Return the ``limits`` item for the rate limit text in ``app.config[config_key]``."""
-    return parse_limit(app.config[config_key])
-
-
-def retry_after(item, key):
-    """Return the whole seconds until the window of ``item`` for ``key`` resets (>= 1)."""
-    reset_at, _ = limiter.limiter.get_window_stats(item, "chirp-api", key)
-    return max(1, math.ceil(reset_at - time.time()))
-
-
-def enforce_limit(config_key, key):
-    """Count this request against the rate limit in ``app.config[config_key]`` for ``key``;
-    raise ApiError (429, with Retry-After) once it is used up."""
-    if not limiter.enabled:
-        return
-    item = limit_item(config_key)
-    if not limiter.limiter.hit(item, "chirp-api", key):
-        raise ApiError(
-            429,
-            f"Too many requests: the limit is {item}. Try again later.",
-            {"Retry-After": str(retry_after(item, key))},
-        )
+# Writes that count as actions with limits of their own (app.limit_action), besides
+# API_RATE_LIMIT: the same counters as the web's, so clients cannot double them.
+API_ACTIONS = {
+    ("api.message_api_list", "POST"): "post",
+    ("api.relationship_api_list", "POST"): "follow",
+}
 
 
 # ---------------------------------------------------------------- the API
@@ -737,14 +717,24 @@ class ChirpAPI(RestAPI):
     def authorize_then(self, view, credentials, kwargs):
         """Run ``view(**kwargs)`` if ``credentials`` allow it: 401 when they are missing or
         wrong, 403 when they are right but not enough, 429 when the caller (the user, else
-        the client address) has used up API_RATE_LIMIT. Guessing basic credentials is
-        throttled by ChirpAuth.authenticate (a 429 too)."""
+        the client address) has used up API_RATE_LIMIT, or an action's limit (API_ACTIONS).
+        Guessing basic credentials is throttled by ChirpAuth.authenticate (a 429 too).
+
+        Basic credentials cost a slow hash, so a user already over API_RATE_LIMIT is
+        refused before their password is checked; the request counts only once the
+        credentials are proven, so nobody can use up someone else's allowance."""
+        claimed = credentials.claimed_user_id()
+        if claimed is not None:
+            check_limit("API_RATE_LIMIT", "chirp-api", f"user:{claimed}", hit=False)
         if not credentials.authorize():
             if g.get("user") is not None:
                 raise ApiError(403, "Your account may not do this (admins only).")
             return self.response_auth_failed()
-        caller = f"user:{g.user.id}" if g.get("user") else "address:" + get_remote_address()
-        enforce_limit("API_RATE_LIMIT", caller)
+        caller = f"user:{g.user.id}" if g.get("user") else "address:" + client_address()
+        check_limit("API_RATE_LIMIT", "chirp-api", caller)
+        action = API_ACTIONS.get((request.endpoint, request.method))
+        if action is not None:
+            limit_action(action, g.user.id)
         return view(**kwargs)
 
     def message_resource(self):

@@ -11,9 +11,12 @@ session and CSRF cookies are only ever sent over HTTPS.
 """
 
 import datetime
+import functools
 import json
 import logging
+import math
 import os
+import time
 import uuid
 from urllib.parse import unquote_to_bytes
 
@@ -28,11 +31,13 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_peewee.db import Database
 from flask_seasurf import SeaSurf
+from limits import parse_many
 from markupsafe import Markup
 from markupsafe import escape
 from playhouse.db_url import connect
 from werkzeug.exceptions import BadRequest
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import TooManyRequests
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
@@ -56,10 +61,27 @@ app.config.from_mapping(
     PAGE_SIZE=20,
     # flask-limiter storage: memory:// serves one host; use redis://HOST:6379 for several.
     RATELIMIT_STORAGE_URI="memory://",
+    # Rate limits, in flask-limiter's notation ("10 per 15 minutes"; several may be joined
+    # with ";"). docs/security.md, "Limits", explains who each one holds back.
     # API requests per caller (the authenticated user, else the client address; api.py).
     API_RATE_LIMIT="300 per minute",
-    # Failed logins allowed per username and per client address (auth.ChirpAuth).
+    # Failed logins per username from browsers that never logged in as that user, and
+    # per client address from such browsers; basic credentials on the API have their own
+    # counters with the same limits (auth.ChirpAuth).
     LOGIN_RATE_LIMIT="10 per 15 minutes",
+    LOGIN_ADDRESS_RATE_LIMIT="30 per 15 minutes",
+    # Failed logins per known device: a browser holding the device cookie it got when it
+    # last logged in as that user.
+    LOGIN_DEVICE_RATE_LIMIT="10 per 15 minutes",
+    # Sign-ups per client address; messages posted, follows and API tokens created per
+    # user and per client address (web and API share the counters; limit_action).
+    SIGNUP_RATE_LIMIT="20 per hour",
+    POST_RATE_LIMIT="30 per minute",
+    POST_ADDRESS_RATE_LIMIT="120 per minute",
+    FOLLOW_RATE_LIMIT="100 per hour",
+    FOLLOW_ADDRESS_RATE_LIMIT="300 per hour",
+    TOKEN_RATE_LIMIT="10 per hour",
+    TOKEN_ADDRESS_RATE_LIMIT="30 per hour",
     # How many reverse proxies (nginx, a load balancer) sit in front of Chirp and set
     # X-Forwarded-For and X-Forwarded-Proto. 0: clients connect directly.
     TRUSTED_PROXIES=0,
@@ -222,8 +244,78 @@ def require_clean_json(raw):
 
 
 csrf = SeaSurf(app)
-# Limits are declared where they apply (login, API); none by default.
+# Limits are checked where they apply (check_limit); none by default.
 limiter = Limiter(get_remote_address, app=app)
+
+# Actions limited per user and per client address: action -> (per-user setting, per-address
+# setting). A sign-up has no user yet.
+ACTION_LIMITS = {
+    "signup": (None, "SIGNUP_RATE_LIMIT"),
+    "post": ("POST_RATE_LIMIT", "POST_ADDRESS_RATE_LIMIT"),
+    "follow": ("FOLLOW_RATE_LIMIT", "FOLLOW_ADDRESS_RATE_LIMIT"),
+    "token": ("TOKEN_RATE_LIMIT", "TOKEN_ADDRESS_RATE_LIMIT"),
+}
+
+
+def check_limit(config_key, scope, key, hit=True, reason="Too many requests."):
+    """Enforce the rate limit in ``app.config[config_key]`` on the counter ``scope``/``key``
+    (e.g. ``"login-username"``/``"alice"``), kept in flask-limiter's storage
+    (RATELIMIT_STORAGE_URI), so every worker sharing that storage shares the counter.
+
+    ``hit=True`` counts this request and refuses it once it goes over the limit;
+    ``hit=False`` only refuses when the limit is already used up, counting nothing (checked
+    before costly work whose failure alone should count, like a password hash). Raises
+    TooManyRequests (429, ``Retry-After`` in seconds) whose message is ``reason`` plus how
+    long to wait. Does nothing while the limiter is disabled (RATELIMIT_ENABLED=False).
+    """
+    if not limiter.enabled:
+        return
+    items = parse_many(app.config[config_key])
+    if hit:
+        refused = [item for item in items if not limiter.limiter.hit(item, scope, key)]
+    else:
+        refused = [item for item in items if not limiter.limiter.test(item, scope, key)]
+    if refused:
+        reset_at = max(limiter.limiter.get_window_stats(i, scope, key).reset_time for i in refused)
+        seconds = max(1, math.ceil(reset_at - time.time()))
+        minutes = math.ceil(seconds / 60)
+        wait = f"{minutes} minute{'s' if minutes != 1 else ''}"
+        raise TooManyRequests(f"{reason} Please wait {wait} and try again.", retry_after=seconds)
+
+
+def limit_action(action, user_id):
+    """Count one ``action`` (a key of ACTION_LIMITS: ``"post"``, ``"follow"``...) by user
+    ``user_id`` (None when nobody is logged in) from the client's address against its
+    per-user and per-address limits. Raises TooManyRequests (429) once either is used up."""
+    user_setting, address_setting = ACTION_LIMITS[action]
+    reason = f"Too many requests of this kind ({action})."
+    if user_setting and user_id is not None:
+        check_limit(user_setting, f"{action}-user", str(user_id), reason=reason)
+    check_limit(address_setting, f"{action}-address", client_address(), reason=reason)
+
+
+def client_address():
+    """Return the client's address as the rate limits see it (behind TRUSTED_PROXIES
+    proxies, the address they report)."""
+    return get_remote_address() or "unknown"
+
+
+def rate_limited(action):
+    """View decorator: count each POST to the view as one ``action`` of the logged-in user
+    (``g.user``, if any) with limit_action; other methods pass freely. Put it below
+    ``login_required``, so an anonymous request is sent to log in without counting."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def limited(*args, **kwargs):
+            if request.method == "POST":
+                user = g.get("user")
+                limit_action(action, user.id if user is not None else None)
+            return view(*args, **kwargs)
+
+        return limited
+
+    return decorator
 
 
 def require_secret_key(flask_app):

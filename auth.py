@@ -7,10 +7,10 @@ credentials (a deliberately slow scrypt check on every request).
 
 import datetime
 import functools
-import math
-import time
+import secrets
 from urllib.parse import urlsplit
 
+from flask import after_this_request
 from flask import flash
 from flask import g
 from flask import redirect
@@ -18,21 +18,22 @@ from flask import render_template
 from flask import request
 from flask import session
 from flask import url_for
-from flask_limiter.util import get_remote_address
 from flask_peewee.auth import Auth
 from flask_peewee.auth import LoginForm
 from flask_peewee.rest import Authentication
 from flask_peewee.utils import make_password
-from limits import parse
-from werkzeug.exceptions import TooManyRequests
+from itsdangerous import BadData
+from itsdangerous import URLSafeTimedSerializer
 from wtforms.validators import Length
 
 from app import app
+from app import check_limit
+from app import client_address
 from app import csrf
 from app import db
-from app import limiter
 from models import PASSWORD_MAX_LENGTH
 from models import USERNAME_MAX_LENGTH
+from models import USERNAME_PATTERN
 from models import ApiToken
 from models import User
 
@@ -47,20 +48,25 @@ class ChirpLoginForm(LoginForm):
 
 
 class ChirpAuth(Auth):
-    """flask-peewee's Auth with the 4.0.1 holes closed (../shared/FLASK-PEEWEE-4.0.1.md):
+    """flask-peewee's Auth with the holes of its version 4.0.1 closed, and sessions and
+    login limits of Chirp's own (docs/security.md, "Sessions and credentials" and "Limits"):
 
-    - the session is cleared at login and logout (S6: session fixation), and the CSRF
-      token is replaced at login;
-    - ``next`` keeps its query string (dc86e7e: 4.0.1 formats it as ``b'...'``), and is
-      followed only to a path on this site (4.0.1's is_safe_url lets ``/\\evil.example``
-      through);
-    - logout is POST only, so a cross-site ``<img>`` cannot log anyone out (N5);
-    - usernames match case-insensitively, and an unknown username costs the same hash as a
-      wrong password, so response times do not reveal which usernames exist;
-    - failed logins are rate limited per username and per client address
-      (``LOGIN_RATE_LIMIT``, 10 per 15 minutes): then every attempt, right or wrong, is a
-      429 until the window passes. This covers the login form and HTTP basic credentials
-      on the API alike, since both go through ``authenticate``.
+    - the session is cleared at login and logout (no session fixation), and the CSRF token
+      is replaced at login;
+    - a session ends for real: it carries the user's ``session_token``, which logout, a
+      password change, deactivation and "log out everywhere" replace, so every copy of an
+      older session cookie is logged out;
+    - ``next`` keeps its query string (4.0.1 formats it as ``b'...'``), and is followed
+      only to a path on this site (4.0.1's is_safe_url lets ``/\\evil.example`` through);
+    - logout is POST only, so a cross-site ``<img>`` cannot log anyone out;
+    - usernames match case-insensitively, and an unknown username or an account without a
+      usable password costs the same hash as a wrong password, so response times do not
+      reveal which accounts exist;
+    - failed logins are rate limited (login_counters): a browser that has logged in as the
+      user before (it holds a device cookie) has an allowance of its own, so strangers
+      cannot lock the owner out; other browsers share one per username and one per client
+      address; HTTP basic credentials on the API have separate counters. Once a counter is
+      used up, every attempt it covers, right or wrong, is a 429 and costs no hash.
     """
 
     # Hashed once, lazily: checked against when the username does not exist.
@@ -109,29 +115,180 @@ class ChirpAuth(Auth):
         self.logout_user()
         return redirect(safe_next_url(request.args.get("next")) or self.default_next_url)
 
-    def authenticate(self, username, password):
+    def authenticate(self, username, password, api=False):
         """Return the active user with this username (any case) and password, else False.
 
-        Raises TooManyRequests (429) while the username or the client address has used up
-        its failed logins; every failure counts against both.
+        ``api``: the credentials came as HTTP basic credentials on the API, whose failures
+        have counters of their own. Raises TooManyRequests (429), before any hash, while a
+        counter of login_counters has used up its failed logins; every failure counts
+        against each of them.
         """
-        counters = login_counters(username)
-        refuse_if_throttled(counters)
-        user = User.by_username(username).where(User.active).first()
-        if user is None:
-            if ChirpAuth._dummy_hash is None:
-                ChirpAuth._dummy_hash = make_password("not-a-real-password")
-            User(password=ChirpAuth._dummy_hash).check_password(password)
-        elif user.check_password(password):
-            return user
-        record_failed_login(counters)
+        user = find_active_user(username)
+        return throttled(
+            login_counters(username, user, api), LOGIN_THROTTLED, self.check, user, password
+        )
+
+    def check(self, user, password):
+        """Return ``user`` if ``password`` is theirs, else False. Always costs one hash: a
+        missing user or an unusable password is checked against a dummy hash."""
+        if user is not None and user.has_usable_password():
+            return user if user.check_password(password) else False
+        if ChirpAuth._dummy_hash is None:
+            ChirpAuth._dummy_hash = make_password("not-a-real-password")
+        User(password=ChirpAuth._dummy_hash).check_password(password)
         return False
 
+    def check_current_password(self, user, password):
+        """Return True if ``password`` is the logged-in ``user``'s (a re-check, e.g. before
+        changing settings). Throttled like the login, per user and per client address, on
+        counters of its own; raises TooManyRequests (429) once they are used up."""
+        counters = [
+            ("LOGIN_RATE_LIMIT", "password-check-user", str(user.id)),
+            ("LOGIN_ADDRESS_RATE_LIMIT", "password-check-address", client_address()),
+        ]
+        reason = "Too many wrong passwords for this account or from your address."
+        return bool(throttled(counters, reason, self.check, user, password))
+
+    def get_logged_in_user(self):
+        """Return the active user this request's session belongs to, or None. A session
+        carrying an older ``session_token`` than the user's is logged out."""
+        if not session.get("logged_in"):
+            return None
+        if g.get("user") is not None:
+            return g.user
+        user = User.select().where(User.active, User.id == session.get("user_pk")).first()
+        if user is None or session.get("session_token") != user.session_token:
+            return None
+        return user
+
     def login_user(self, user):
+        """Start a fresh session for ``user`` and make this browser a known device."""
         session.clear()
         super().login_user(user)
+        self.renew_session(user)
         # A token an attacker saw before login must not work after it.
         csrf.generate_new_token()
+        remember_device(user)
+
+    def renew_session(self, user):
+        """Keep this session valid after ``user``'s session token changed (when this very
+        session changed the password or ended the others)."""
+        session["session_token"] = user.session_token
+
+    def logout_user(self):
+        """End this session and every other session of the logged-in user."""
+        user = self.get_logged_in_user()
+        if user is not None:
+            user.end_sessions()
+        super().logout_user()
+
+    def end_other_sessions(self, user):
+        """End every session of ``user`` except this request's ("log out everywhere")."""
+        user.end_sessions()
+        self.renew_session(user)
+
+
+LOGIN_THROTTLED = "Too many failed login attempts for this account or from your address."
+# A browser that logged in stays a known device for this long after its last login.
+DEVICE_COOKIE = "chirp_device"
+DEVICE_COOKIE_MAX_AGE = 365 * 24 * 60 * 60  # seconds
+# Accounts one device cookie remembers, most recent first (people sharing a computer).
+DEVICE_COOKIE_ACCOUNTS = 5
+
+
+def throttled(counters, reason, check, *args):
+    """Return ``check(*args)`` (a password check: the user or True on success, else
+    False), counting a failure against each of ``counters`` (``(setting, scope, key)``
+    triples, see app.check_limit). While any of them is used up, raise TooManyRequests
+    (429) with ``reason`` before calling ``check``, so a throttled caller costs no hash."""
+    for counter in counters:
+        check_limit(*counter, hit=False, reason=reason)
+    result = check(*args)
+    if not result:
+        for counter in counters:
+            check_limit(*counter, reason=reason)
+    return result
+
+
+def find_active_user(username):
+    """Return the active user called ``username`` (any case), or None. A name that cannot
+    exist (not 1-30 of ``[A-Za-z0-9_]``) is never looked up: PostgreSQL refuses NUL bytes
+    in a query, and a basic-auth header can carry anything."""
+    if not USERNAME_PATTERN.fullmatch(username):
+        return None
+    return User.by_username(username).where(User.active).first()
+
+
+def login_counters(username, user, api=False):
+    """Return the rate-limit counters, as ``(setting, scope, key)``, that a failed login
+    as ``username`` counts against and that must have room before the password is
+    checked. ``user`` is the active user of that name, or None.
+
+    - A browser holding a device cookie for ``user`` (a known device): that device's own
+      counter, LOGIN_DEVICE_RATE_LIMIT. Strangers using up the username's allowance do
+      not lock the owner out, and a stolen laptop's cookie guesses no faster.
+    - Any other browser: LOGIN_RATE_LIMIT for the username, LOGIN_ADDRESS_RATE_LIMIT for
+      the client address (so one address cannot spray passwords over many names).
+    - HTTP basic credentials on the API (``api``): the same two limits on counters of
+      their own, so API failures never lock the web login, nor the reverse.
+    """
+    name = username.lower()[:64]  # longer names cannot exist (USERNAME_MAX_LENGTH)
+    prefix = "api-" if api else ""
+    if not api:
+        device = known_device(user)
+        if device is not None:
+            return [("LOGIN_DEVICE_RATE_LIMIT", "login-device", device)]
+    return [
+        ("LOGIN_RATE_LIMIT", prefix + "login-username", name),
+        ("LOGIN_ADDRESS_RATE_LIMIT", prefix + "login-address", client_address()),
+    ]
+
+
+def device_serializer():
+    """Return the signer of device cookies (the app's SECRET_KEY, a salt of their own)."""
+    return URLSafeTimedSerializer(app.secret_key, salt="chirp-device-cookie")
+
+
+def device_entries():
+    """Return the request's device cookie as ``[user id, nonce]`` pairs, most recent
+    first; [] when it is missing, forged or older than DEVICE_COOKIE_MAX_AGE."""
+    raw = request.cookies.get(DEVICE_COOKIE)
+    if not raw:
+        return []
+    try:
+        return device_serializer().loads(raw, max_age=DEVICE_COOKIE_MAX_AGE)
+    except BadData:
+        return []
+
+
+def known_device(user):
+    """Return this browser's device nonce for ``user`` (the key of its own failed-login
+    counter) if it has logged in as ``user`` before, else None."""
+    if user is None:
+        return None
+    return next((nonce for user_id, nonce in device_entries() if user_id == user.id), None)
+
+
+def remember_device(user):
+    """Make this browser a known device for ``user``: the response sets a signed,
+    HttpOnly device cookie holding a new nonce (so the device's failures start from
+    zero), plus the entries of up to DEVICE_COOKIE_ACCOUNTS - 1 other accounts."""
+    others = [entry for entry in device_entries() if entry[0] != user.id]
+    entries = [[user.id, secrets.token_hex(16)], *others[: DEVICE_COOKIE_ACCOUNTS - 1]]
+    value = device_serializer().dumps(entries)
+
+    @after_this_request
+    def set_device_cookie(response):
+        response.set_cookie(
+            DEVICE_COOKIE,
+            value,
+            max_age=DEVICE_COOKIE_MAX_AGE,
+            path=url_for("auth.login"),  # sent with login attempts only
+            secure=app.config["SESSION_COOKIE_SECURE"],
+            httponly=True,
+            samesite="Strict",
+        )
+        return response
 
 
 def current_path():
@@ -154,42 +311,6 @@ def safe_next_url(url):
     if parts.scheme or parts.netloc:
         return None
     return url
-
-
-def login_counters(username):
-    """Return the rate-limit counters a failed login as ``username`` counts against: one
-    for the username (any case) and one for the client address."""
-    # Longer names cannot exist (USERNAME_MAX_LENGTH), so the prefix is a fine key.
-    return [
-        ("login-username", username.lower()[:64]),
-        ("login-address", get_remote_address() or "unknown"),
-    ]
-
-
-def refuse_if_throttled(counters):
-    """Raise TooManyRequests (429, with Retry-After) if any of ``counters`` has used up
-    ``LOGIN_RATE_LIMIT``. Does nothing while rate limiting is disabled."""
-    if not limiter.enabled:
-        return
-    limit = parse(app.config["LOGIN_RATE_LIMIT"])
-    for counter in counters:
-        if not limiter.limiter.test(limit, *counter):
-            reset_time = limiter.limiter.get_window_stats(limit, *counter).reset_time
-            seconds = max(1, math.ceil(reset_time - time.time()))
-            minutes = math.ceil(seconds / 60)
-            raise TooManyRequests(
-                "Too many failed login attempts for this account or from your address. "
-                f"Please wait {minutes} minute{'s' if minutes != 1 else ''} and try again.",
-                retry_after=seconds,
-            )
-
-
-def record_failed_login(counters):
-    """Count one failed login against each of ``counters``."""
-    if limiter.enabled:
-        limit = parse(app.config["LOGIN_RATE_LIMIT"])
-        for counter in counters:
-            limiter.limiter.hit(limit, *counter)
 
 
 auth = ChirpAuth(app, db, user_model=User, clear_session=True)
@@ -228,13 +349,21 @@ class ApiCredentials(Authentication):
                 return None
             self.touch(api_token)
             return api_token.user
-        basic = request.authorization
-        if basic is None or basic.type != "basic" or not basic.username:
+        basic = basic_credentials()
+        if basic is None:
             return None
         password = basic.password or ""
         if len(basic.username) > USERNAME_MAX_LENGTH or len(password) > PASSWORD_MAX_LENGTH:
             return None
-        return auth.authenticate(basic.username, password) or None
+        return auth.authenticate(basic.username, password, api=True) or None
+
+    def claimed_user_id(self):
+        """Return the id of the active user the request's basic credentials name, without
+        checking the password, or None: cheap, so the API can refuse a caller over its
+        limit before paying for a hash."""
+        basic = basic_credentials()
+        user = find_active_user(basic.username) if basic is not None else None
+        return user.id if user is not None else None
 
     def touch(self, api_token):
         """Record that ``api_token`` was used now, unless that was recorded recently."""
@@ -242,6 +371,14 @@ class ApiCredentials(Authentication):
         recent = now - datetime.timedelta(seconds=self.LAST_USED_PRECISION)
         if api_token.last_used is None or api_token.last_used < recent:
             ApiToken.update(last_used=now).where(ApiToken.id == api_token.id).execute()
+
+
+def basic_credentials():
+    """Return the request's HTTP basic credentials (with a username), or None."""
+    basic = request.authorization
+    if basic is None or basic.type != "basic" or not basic.username:
+        return None
+    return basic
 
 
 class AdminApiCredentials(ApiCredentials):

@@ -10,6 +10,7 @@ import re
 import secrets
 
 from flask_peewee.auth import BaseUser
+from flask_peewee.utils import is_legacy_password
 from peewee import AutoField
 from peewee import BooleanField
 from peewee import CharField
@@ -52,11 +53,22 @@ class BaseModel(db.Model):
     id = PrimaryKeyField()
 
 
+def new_session_token():
+    """Return a fresh random value for ``User.session_token`` (32 hex digits)."""
+    return secrets.token_hex(16)
+
+
 class User(BaseModel, BaseUser):
     """A person with an account. ``password`` holds a werkzeug hash, never the password.
 
     ``username`` is unique case-insensitively (``Alice`` and ``alice`` are one user) but
     keeps the case it was registered with for display.
+
+    ``session_token`` is copied into each session at login; a session whose copy differs
+    is logged out (auth.ChirpAuth). Replacing it ends every session of the user at once:
+    that happens at logout, at a password change, at deactivation and on "log out
+    everywhere". It is not a secret (sessions are signed, not encrypted); it only has to
+    change. Rows from before it existed hold "", which no older session carries.
     """
 
     username = CharField(max_length=USERNAME_MAX_LENGTH, unique=True)
@@ -65,12 +77,43 @@ class User(BaseModel, BaseUser):
     join_date = DateTimeField(default=datetime.datetime.now, index=True)
     active = BooleanField(default=True, index=True)
     admin = BooleanField(default=False)
+    session_token = CharField(max_length=32, default=new_session_token)
 
     class Meta:
         table_name = "user"
 
     def __str__(self):
         return self.username
+
+    def save(self, *args, **kwargs):
+        """Save the row; saving a deactivated user ends their sessions, so they stay ended
+        when the account is reactivated."""
+        if not self.active:
+            self.session_token = new_session_token()
+        return super().save(*args, **kwargs)
+
+    def set_password(self, password):
+        """Hash ``password`` into ``password`` and end every session (once saved)."""
+        super().set_password(password)
+        self.session_token = new_session_token()
+
+    def end_sessions(self):
+        """End every session of this user now (written at once, not at the next save)."""
+        self.session_token = new_session_token()
+        User.update(session_token=self.session_token).where(User.id == self.id).execute()
+
+    @classmethod
+    def set_active(cls, ids, active):
+        """Activate or deactivate the users with these ``ids`` in one UPDATE, ending their
+        sessions (as ``save`` does for one user). Returns the number of rows updated."""
+        query = cls.update(active=active, session_token=new_session_token())
+        return query.where(cls.id << list(ids)).execute()
+
+    def has_usable_password(self):
+        """Return True if ``password`` is a hash some password could match: werkzeug's
+        ``method$salt$hash`` or a legacy ``salt$sha1``. Accounts created through the API
+        hold "!" until a password is set; checking a password against it costs nothing."""
+        return self.password.count("$") == 2 or is_legacy_password(self.password)
 
     @classmethod
     def by_username(cls, username):

@@ -28,6 +28,7 @@ from wtforms.validators import Regexp
 from app import MAX_PAGE
 from app import app
 from app import db
+from app import rate_limited
 from auth import auth
 from models import EMAIL_MAX_LENGTH
 from models import EMAIL_PATTERN
@@ -133,7 +134,7 @@ class SettingsForm(Form):
             raise ValidationError("That e-mail address is already registered.")
 
     def validate_current_password(self, field):
-        if not g.user.check_password(field.data):
+        if not auth.check_current_password(g.user, field.data):
             raise ValidationError("That is not your current password.")
 
 
@@ -203,6 +204,7 @@ def home_timeline():
 
 
 @app.route("/join/", methods=["GET", "POST"])
+@rate_limited("signup")
 def join():
     """Sign up, then log in as the new user. Someone logged in is sent home instead."""
     if g.user is not None:
@@ -269,6 +271,7 @@ def user_following(username):
 
 @app.route("/users/<username>/follow/", methods=["POST"])
 @auth.login_required
+@rate_limited("follow")
 def user_follow(username):
     """Follow ``username``; following yourself is refused with a message."""
     person = get_person(username)
@@ -293,6 +296,7 @@ def user_unfollow(username):
 
 @app.route("/create/", methods=["GET", "POST"])
 @auth.login_required
+@rate_limited("post")
 def create():
     """Post a new message."""
     form = MessageForm(request.form)
@@ -330,13 +334,15 @@ def delete(message_id):
 @app.route("/settings/", methods=["GET", "POST"])
 @auth.login_required
 def settings():
-    """Change your e-mail address or password, and manage your API tokens."""
+    """Change your e-mail address or password, and manage your API tokens. A new
+    password ends every other session of the account; this one stays logged in."""
     form = SettingsForm(request.form, obj=g.user)
     if request.method == "POST" and form.validate():
         g.user.email = form.email.data.lower()
         if form.new_password.data:
             g.user.set_password(form.new_password.data)
         g.user.save()
+        auth.renew_session(g.user)
         flash("Your settings have been saved.", "success")
         return redirect(url_for("settings"))
     return render_settings(form=form), 422 if form.errors else 200
@@ -354,8 +360,18 @@ def render_settings(form=None, token_form=None, new_token=None):
     )
 
 
+@app.route("/settings/sessions/end/", methods=["POST"])
+@auth.login_required
+def end_other_sessions():
+    """Log out everywhere else: end every session of this account but the current one."""
+    auth.end_other_sessions(g.user)
+    flash("You have been logged out everywhere else.", "success")
+    return redirect(url_for("settings"))
+
+
 @app.route("/settings/tokens/", methods=["POST"])
 @auth.login_required
+@rate_limited("token")
 def token_create():
     """Create a named API token and show it once. The response is not cached."""
     token_form = TokenForm(request.form)

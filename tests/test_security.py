@@ -214,7 +214,8 @@ def test_login_limit_is_per_username_from_any_address(client):
     assert login_from(client, "bob", PASSWORD, "203.0.113.1").status_code == 302
 
 
-def test_login_limit_is_per_address_for_any_username(client):
+def test_login_limit_is_per_address_for_any_username(client, app, monkeypatch):
+    monkeypatch.setitem(app.config, "LOGIN_ADDRESS_RATE_LIMIT", "10 per 15 minutes")
     make_user("alice")
     for number in range(10):
         login_from(client, f"guess{number}", "wrong-password", "198.51.100.7")
@@ -237,18 +238,6 @@ def test_login_limit_passes_with_its_window(client, app, monkeypatch):
     assert login(client, "alice").status_code == 429
     time.sleep(1.1)
     assert login(client, "alice").status_code == 302
-
-
-def test_basic_credentials_share_the_login_limit(app):
-    """HTTP basic credentials on the API go through the same ``authenticate``: ten
-    failures lock the account out there too, with a 429, not a 401 to retry forever."""
-    make_user("alice")
-    with app.test_request_context("/api/message/", environ_base={"REMOTE_ADDR": "10.0.0.1"}):
-        for _ in range(10):
-            assert auth.authenticate("alice", "wrong-password") is False
-        with pytest.raises(Exception) as raised:
-            auth.authenticate("alice", PASSWORD)
-    assert getattr(raised.value, "code", None) == 429
 
 
 # Accounts: session, next, deactivation -------------------------------------------------
