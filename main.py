@@ -1,8 +1,9 @@
 """Chirp's single entry point: wires every module and defines the command line.
 
-    python main.py                 serve on http://127.0.0.1:5000 (same as `python main.py run`)
+    python main.py                 apply pending migrations, then serve on http://127.0.0.1:5000
     python main.py COMMAND         the same commands as `flask --app main COMMAND`
-    gunicorn main:app              production
+    python main.py db upgrade      apply pending migrations (production: before starting gunicorn)
+    gunicorn main:app              production; never creates or alters tables
 
 Nothing imports this module except those entry points and tests/conftest.py.
 """
@@ -13,11 +14,14 @@ import random
 import re
 import secrets
 import sys
+import time
 
 import click
 from faker import Faker
+from flask.cli import AppGroup
 from flask.cli import FlaskGroup
 from flask_peewee.utils import make_password
+from playhouse.migrations import MigrationError
 
 import views  # noqa: F401  (registers the web pages)
 from admin import admin
@@ -34,7 +38,8 @@ from models import ApiToken
 from models import Message
 from models import Relationship
 from models import User
-from models import create_tables
+from models import migration_runner
+from models import pending_migrations
 
 SECRET_KEY_FILE = os.path.join(app.instance_path, "secret_key")
 # Rows per INSERT while seeding: well under SQLite's 32766 bound parameters per statement.
@@ -60,9 +65,75 @@ def use_instance_secret_key(flask_app, path=SECRET_KEY_FILE):
 if __name__ == "__main__":
     use_instance_secret_key(app)
 require_secret_key(app)
-create_tables()
 admin.setup()
 api.setup()
+
+
+def require_current_schema():
+    """Raise click.ClickException, saying what to run, unless every migration is applied."""
+    pending = pending_migrations()
+    if pending:
+        raise click.ClickException(
+            f"The database needs {len(pending)} migration(s) ({', '.join(pending)}). "
+            "Run: python main.py db upgrade"
+        )
+
+
+db_cli = AppGroup("db", help="Schema migrations: upgrade, status, downgrade.")
+
+
+@db_cli.command("upgrade")
+@click.option("--target", help="Stop after applying this migration (default: apply all).")
+def db_upgrade(target):
+    """Apply pending migrations in order, each in its own transaction."""
+    runner = migration_runner()
+    pending = pending_migrations()
+    if target is not None and target not in pending:
+        raise click.ClickException(f"{target!r} is not a pending migration.")
+    if not pending:
+        click.echo("The database is up to date.")
+    for name in pending:
+        click.echo(f"Applying {name} ... ", nl=False)
+        started = time.monotonic()
+        try:
+            runner.up(name)
+        except MigrationError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"done ({time.monotonic() - started:.1f} s)")
+        if name == target:
+            break
+
+
+@db_cli.command("status")
+def db_status():
+    """List every migration as applied [x] or pending [ ]; exit 1 while any is pending."""
+    rows = migration_runner().status()
+    for migration in rows:
+        mark = "x" if migration.applied else " "
+        when = f"  applied {migration.applied:%Y-%m-%d %H:%M:%S}" if migration.applied else ""
+        missing = "  (file missing)" if migration.path is None else ""
+        click.echo(f"[{mark}] {migration.name}{when}{missing}")
+    pending = [migration.name for migration in rows if not migration.applied]
+    if pending:
+        click.echo(f"{len(pending)} pending: run python main.py db upgrade", err=True)
+        sys.exit(1)
+
+
+@db_cli.command("downgrade")
+@click.option("--target", help="Revert every migration back to and including this one.")
+def db_downgrade(target):
+    """Revert the newest applied migration (or back through ``--target``)."""
+    try:
+        reverted = migration_runner().down(target)
+    except MigrationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for name in reverted:
+        click.echo(f"Reverted {name}")
+    if not reverted:
+        click.echo("No migration is applied.")
+
+
+app.cli.add_command(db_cli)
 
 
 def read_new_password(from_stdin):
@@ -91,6 +162,7 @@ def create_admin(username, email, password_stdin):
 
     Either way the password is set anew: prompted for, or read from standard input.
     """
+    require_current_schema()
     if not USERNAME_PATTERN.fullmatch(username):
         raise click.BadParameter(
             "use 1 to 30 letters, digits or underscores", param_hint="USERNAME"
@@ -113,6 +185,7 @@ def create_admin(username, email, password_stdin):
 @click.option("--name", default="cli", show_default=True, help="A label for the token.")
 def create_token(username, name):
     """Create an API token for USERNAME and print it; only its hash is stored."""
+    require_current_schema()
     user = User.by_username(username).first()
     if user is None:
         raise click.BadParameter(f"no user called {username!r}", param_hint="USERNAME")
@@ -161,6 +234,7 @@ def seed(users, messages, random_seed):
 
     Demo users cannot log in: they share one random, unknown password.
     """
+    require_current_schema()
     fake = Faker()
     if random_seed is not None:
         Faker.seed(random_seed)
@@ -209,10 +283,18 @@ def print_first_start_hint():
         )
 
 
+def apply_pending_migrations():
+    """Apply every pending migration, saying which (for the development server)."""
+    with db.database.connection_context():
+        for name in migration_runner().up():
+            click.echo(f"Applied migration {name}", err=True)
+
+
 cli = FlaskGroup(create_app=lambda: app, help="Chirp: a small, self-hostable microblog.")
 
 if __name__ == "__main__":
     arguments = sys.argv[1:] or ["run"]
     if arguments[0] == "run":
+        apply_pending_migrations()
         print_first_start_hint()
     cli.main(args=arguments, prog_name="python main.py")

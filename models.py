@@ -6,6 +6,7 @@ hidden everywhere until the account is reactivated.
 
 import datetime
 import hashlib
+import os
 import re
 import secrets
 
@@ -21,6 +22,7 @@ from peewee import IntegerField
 from peewee import SqliteDatabase
 from peewee import TextField
 from peewee import fn
+from playhouse.migrations import Runner
 from playhouse.sqlite_ext import AutoIncrementField
 
 from app import db
@@ -290,8 +292,20 @@ class AuditEntry(BaseModel):
 
 MODELS = [User, Relationship, Message, Note, ApiToken, AuditEntry]
 
+# Schema changes ship as numbered migrations here (peewee's playhouse.migrations, the
+# `pwmigrate` tool); `python main.py db upgrade` applies them.
+MIGRATIONS_DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 
-def create_tables():
-    """Create every missing table and index; existing ones are left alone."""
-    with db.database.connection_context():
-        db.database.create_tables(MODELS, safe=True)
+
+def migration_runner(database=None):
+    """Return peewee's migration Runner for ``database`` (default: Chirp's) and
+    MIGRATIONS_DIRECTORY. Its history lives in the table ``schema_migration``."""
+    return Runner(database or db.database, MIGRATIONS_DIRECTORY)
+
+
+def pending_migrations(database=None):
+    """Return the names of the migrations not yet applied to ``database`` (default:
+    Chirp's), oldest first. Raises peewee's OperationalError if the database is down."""
+    return [
+        migration.name for migration in migration_runner(database).status() if not migration.applied
+    ]

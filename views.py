@@ -3,6 +3,8 @@
 Every state-changing request is a POST carrying SeaSurf's CSRF token.
 """
 
+import time
+
 from flask import abort
 from flask import flash
 from flask import g
@@ -42,6 +44,7 @@ from models import USERNAME_PATTERN
 from models import ApiToken
 from models import Message
 from models import User
+from models import pending_migrations
 
 
 def strip(value):
@@ -395,9 +398,48 @@ def token_revoke(token_id):
 
 @app.route("/healthz")
 def healthz():
-    """Liveness and database check for load balancers: 200 {"status": "ok"} or 503."""
+    """Health for load balancers and operators, as JSON.
+
+    200 ``{"status": "ok", "database_ms": ..., "pending_migrations": []}`` when the
+    database answers and every migration is applied; 503 with ``"status": "error"`` when
+    the database is unreachable, or ``"status": "migrations pending"`` and their names when
+    the schema is older than the code (run ``python main.py db upgrade``).
+    """
+    started = time.perf_counter()
     try:
         db.database.execute_sql("SELECT 1")
+        database_ms = round((time.perf_counter() - started) * 1000, 2)
+        pending = pending_migrations()
     except Exception:  # any database failure means "not healthy"
+        app.logger.exception("Health check: the database is unavailable")
         return jsonify(status="error", error="database unavailable"), 503
-    return jsonify(status="ok")
+    status = "migrations pending" if pending else "ok"
+    body = {"status": status, "database_ms": database_ms, "pending_migrations": pending}
+    return jsonify(body), 503 if pending else 200
+
+
+class SchemaCheck:
+    """Logs once per process, at its first request, when migrations are pending: gunicorn
+    workers never migrate (``python main.py db upgrade`` does), so an operator who forgot
+    must hear of it. Checked lazily so that importing Chirp touches no database."""
+
+    checked = False
+
+    @classmethod
+    def warn_if_pending(cls):
+        if cls.checked:
+            return
+        cls.checked = True
+        try:
+            pending = pending_migrations()
+        except Exception:  # the health check reports an unreachable database
+            return
+        if pending:
+            app.logger.warning(
+                "The database needs %d migration(s) (%s): run `python main.py db upgrade`.",
+                len(pending),
+                ", ".join(pending),
+            )
+
+
+app.before_request(SchemaCheck.warn_if_pending)

@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import tempfile
 
 import pytest
@@ -19,20 +20,31 @@ os.environ["SECRET_KEY"] = "test-secret-key"
 import main  # noqa: E402  the one import: wires every module
 from app import db  # noqa: E402
 from app import limiter  # noqa: E402
-from models import MODELS  # noqa: E402
 from models import Message  # noqa: E402
 from models import User  # noqa: E402
+from models import migration_runner  # noqa: E402
 
 PASSWORD = "correct-horse"
 
 
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory):
+    """A SQLite file with every migration applied, built once: tests get a copy of it, so
+    the schema under test is exactly the one `python main.py db upgrade` makes."""
+    path = tmp_path_factory.mktemp("template") / "migrated.db"
+    db.database.init(str(path))
+    migration_runner().up()
+    db.database.close()  # the last connection checkpoints the WAL into the file
+    return path
+
+
 @pytest.fixture
-def app(tmp_path, monkeypatch):
-    """The one Flask app, pointed at a fresh SQLite file for this test."""
+def app(tmp_path, monkeypatch, migrated_database):
+    """The one Flask app, pointed at a fresh, fully migrated SQLite file for this test."""
     # Cheap hashing, as flask-peewee's own test suite does; scrypt costs ~140 ms a hash.
     monkeypatch.setattr("flask_peewee.utils.PASSWORD_HASH_METHOD", "pbkdf2:sha256:1")
+    shutil.copyfile(migrated_database, tmp_path / "test.db")
     db.database.init(str(tmp_path / "test.db"))
-    db.database.create_tables(MODELS)
     main.app.config.update(TESTING=True)
     # Every test client is 127.0.0.1: failed logins of one test must not throttle the next.
     limiter.reset()

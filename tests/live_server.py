@@ -79,23 +79,26 @@ def wait_for(predicate, timeout, interval=0.05):
         time.sleep(interval)
 
 
-def _healthy(url):
-    """Return True if ``url``/healthz answers 200. The master listens before its workers
-    have imported the app, so a refused or slow connection just means "not yet"."""
+def _healthy(url, statuses=(200,)):
+    """Return True if ``url``/healthz answers with one of ``statuses``. The master listens
+    before its workers have imported the app, so a refused or slow connection just means
+    "not yet"."""
     try:
         with requests.get(url + "/healthz", timeout=5) as response:
-            return response.status_code == 200
+            return response.status_code in statuses
     except (requests.ConnectionError, requests.Timeout):
         return False
 
 
 @contextlib.contextmanager
-def running_gunicorn(tmp_path, workers=4, env=None, args=()):
+def running_gunicorn(tmp_path, workers=4, env=None, args=(), upgrade=True):
     """Run ``gunicorn -w workers main:app`` on a free 127.0.0.1 port; yield a LiveServer.
 
     The server uses its own database ``tmp_path/chirp.db`` (``DATABASE_URL``) and a test
     ``SECRET_KEY``; ``env`` adds or overrides environment variables and ``args`` adds
-    gunicorn options. Returns once ``/healthz`` answers 200; raises RuntimeError, with
+    gunicorn options. With ``upgrade`` the database is first brought up to date with
+    `python main.py db upgrade`, as in production; without it /healthz may answer 503
+    (migrations pending). Returns once ``/healthz`` answers; raises RuntimeError, with
     gunicorn's log, if it does not within START_TIMEOUT seconds. On exit the whole process
     group gets SIGTERM, then SIGKILL if it has not stopped within STOP_TIMEOUT seconds.
     """
@@ -109,6 +112,8 @@ def running_gunicorn(tmp_path, workers=4, env=None, args=()):
         PYTHONUNBUFFERED="1",
     )
     full_env.update(env or {})
+    if upgrade:
+        migrate(full_env)
     port = free_port()
     command = [
         sys.executable,
@@ -144,7 +149,8 @@ def running_gunicorn(tmp_path, workers=4, env=None, args=()):
 
         def started():
             return process.poll() is not None or (
-                listening in server.read_log() and _healthy(server.url)
+                listening in server.read_log()
+                and _healthy(server.url, (200,) if upgrade else (200, 503))
             )
 
         if not wait_for(started, START_TIMEOUT):
@@ -156,6 +162,22 @@ def running_gunicorn(tmp_path, workers=4, env=None, args=()):
         yield server
     finally:
         _stop(process)
+
+
+def migrate(env):
+    """Run `python main.py db upgrade` with ``env``, as an operator does before starting
+    gunicorn (its workers never create tables). Raises RuntimeError with its output."""
+    result = subprocess.run(
+        [sys.executable, "main.py", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"db upgrade failed:\n{result.stdout}{result.stderr}")
 
 
 def _stop(process):

@@ -154,7 +154,7 @@ def test_debug_runs_without_secret_key(tmp_path):
 def test_python_main_and_flask_cli_list_the_same_commands(tmp_path):
     ours = run_python(tmp_path, "main.py", "--help", SECRET_KEY="x")
     flask = run_python(tmp_path, "-m", "flask", "--app", "main", "--help", SECRET_KEY="x")
-    for command in ("create-admin", "create-token", "seed", "run"):
+    for command in ("create-admin", "create-token", "seed", "run", "db"):
         assert command in ours.stdout and command in flask.stdout
 
 

@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LOGIN_ATTEMPTS = """
 import re, sys
 import main
-from models import User, create_tables
-create_tables()
+from models import User, migration_runner
+migration_runner().up()
 if not User.select().where(User.username == "alice").exists():
     user = User(username="alice", email="alice@example.com")
     user.set_password("the-right-password")

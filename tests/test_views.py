@@ -481,12 +481,6 @@ def test_admin_link_and_admin_only_for_admins(client):
     assert client.get("/admin/").status_code == 200
 
 
-def test_healthz(client):
-    response = client.get("/healthz")
-    assert response.status_code == 200
-    assert response.get_json() == {"status": "ok"}
-
-
 def test_pages_link_the_stylesheet_and_no_cdn(client):
     body = text(client.get("/"))
     assert "/static/style.css" in body
