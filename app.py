@@ -288,10 +288,16 @@ def limit_action(action, user_id):
     ``user_id`` (None when nobody is logged in) from the client's address against its
     per-user and per-address limits. Raises TooManyRequests (429) once either is used up."""
     user_setting, address_setting = ACTION_LIMITS[action]
-    reason = f"Too many requests of this kind ({action})."
+    counters = [(address_setting, f"{action}-address", client_address())]
     if user_setting and user_id is not None:
-        check_limit(user_setting, f"{action}-user", str(user_id), reason=reason)
-    check_limit(address_setting, f"{action}-address", client_address(), reason=reason)
+        counters.append((user_setting, f"{action}-user", str(user_id)))
+    reason = f"Too many requests of this kind ({action})."
+    # Look at every counter before counting, so a request one limit refuses does not use
+    # up the allowance of the other.
+    for counter in counters:
+        check_limit(*counter, hit=False, reason=reason)
+    for counter in counters:
+        check_limit(*counter, reason=reason)
 
 
 def client_address():
