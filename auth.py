@@ -47,11 +47,11 @@ class ChirpLoginForm(LoginForm):
 
 
 class ChirpAuth(Auth):
-    """flask-peewee's Auth with the 4.0.1 holes closed (../shared/FLASK-PEEWEE-4.0.1.md):
+    """flask-peewee's Auth with the 4.0.1 holes closed (docs/flask-peewee.md defines the codes):
 
     - the session is cleared at login and logout (S6: session fixation), and the CSRF
       token is replaced at login;
-    - ``next`` keeps its query string (dc86e7e: 4.0.1 formats it as ``b'...'``), and is
+    - ``next`` keeps its query string (4.0.1 formats it as ``b'...'``), and is
       followed only to a path on this site (4.0.1's is_safe_url lets ``/\\evil.example``
       through);
     - logout is POST only, so a cross-site ``<img>`` cannot log anyone out (N5);
