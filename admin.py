@@ -3,7 +3,7 @@
 Admins moderate the live site here: users (with bulk deactivate/reactivate and a
 write-only "new password"), messages, relationships, notes, API tokens and a read-only
 audit trail of every admin write. Each flask-peewee 4.0.1 hole this module closes is
-named after its entry in ../shared/FLASK-PEEWEE-4.0.1.md (S3, S4, S5, S10, N6, dc86e7e).
+named after its entry in docs/flask-peewee.md (S3, S4, S5, S10, N6).
 """
 
 import csv
@@ -265,7 +265,7 @@ class ChirpModelAdmin(ModelAdmin):
         return self._index_redirect()
 
     def ajax_list(self):
-        # 4.0.1 answers an unknown or missing ?field= with a 500 (dc86e7e).
+        # 4.0.1 answers an unknown or missing ?field= with a 500.
         if request.args.get("field") not in (self.foreign_key_lookups or {}):
             return jsonify(error="Unknown lookup field."), 400
         return super().ajax_list()
@@ -276,7 +276,7 @@ class ChirpModelAdmin(ModelAdmin):
         return [name for name in names if model._meta.fields[name] not in SECRET_FIELDS]
 
     def get_exportable_lookups(self, related):
-        # One level of relation only: 4.0.1 joins two FKs to one model once (cd32a7f),
+        # One level of relation only: 4.0.1 joins two FKs to one model once,
         # so each related path gets its own aliased join in export_query instead.
         lookups = super().get_exportable_lookups(related)
         return {lookup for lookup in lookups if lookup.count("__") <= 1}
@@ -673,7 +673,7 @@ class NotesPanel(AdminPanel):
 
 class ChirpAdmin(Admin):
     """flask-peewee's Admin for active admins only, whose login redirect keeps the full
-    path and query in ``next`` (4.0.1 formats it as ``b'...'``, dc86e7e)."""
+    path and query in ``next`` (4.0.1 formats it as ``b'...'``)."""
 
     def auth_required(self, func):
         @functools.wraps(func)

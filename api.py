@@ -4,13 +4,13 @@ Clients authenticate with a personal token (``Authorization: Bearer <token>``, m
 /settings/ or with ``python main.py create-token USERNAME``) or, slowly, with HTTP basic
 credentials. ``/api/openapi.json`` describes every route; ``/api/`` renders it for people.
 
-Defences against flask-peewee 4.0.1 (see ../shared/FLASK-PEEWEE-4.0.1.md, "§" below):
-- filters and ``ordering`` are an allow-list per resource, with typed values (§1d N1);
-- a body is a JSON object (never a form: CSRF, §3) holding only writable fields, so ``_pk``
+Defences against flask-peewee 4.0.1 (docs/flask-peewee.md defines the codes below):
+- filters and ``ordering`` are an allow-list per resource, with typed values (N1);
+- a body is a JSON object (never a form: see CSRF) holding only writable fields, so ``_pk``
   and nested objects are a 400 (S2, N7); dates are server-set and read-only (S7);
 - POST to a detail URL obeys the owner check (S1); ``limit`` is capped (N4);
-- every error is JSON, and a 401 challenges with ``Bearer``, never ``Basic`` (S9, §3);
-- the API ignores the cookie session, which is why /api/ may skip SeaSurf (§3).
+- every error is JSON, and a 401 challenges with ``Bearer``, never ``Basic`` (S9);
+- the API ignores the cookie session, which is why /api/ may skip SeaSurf (CSRF).
 
 Statuses: 400 malformed or schema-invalid input, 401 missing/wrong credentials, 403 not
 allowed, 404, 405, 409 conflict (taken username, existing follow), 413, 415 not JSON,
@@ -361,7 +361,7 @@ class ChirpResource(RestResource):
 
     def read_request_data(self):
         """Return the body as a dict. Only ``application/json`` is read (415 otherwise):
-        form bodies are what a cross-site page can send without a CORS preflight (§3)."""
+        form bodies are what a cross-site page can send without a CORS preflight (CSRF)."""
         if request.mimetype != "application/json":
             raise ApiError(415, "Send the body as JSON, with Content-Type: application/json.")
         try:
@@ -652,7 +652,7 @@ class ChirpAPI(RestAPI):
 
     def response_auth_failed(self):
         """401 JSON with a ``Bearer`` challenge: browsers prompt for, cache and replay
-        ``Basic`` credentials (a CSRF risk, §3), never Bearer ones."""
+        ``Basic`` credentials (a CSRF risk), never Bearer ones."""
         sent = request.headers.get("Authorization", "")
         challenge = 'Bearer realm="chirp"'
         if sent:

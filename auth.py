@@ -48,17 +48,18 @@ class ChirpLoginForm(LoginForm):
 
 
 class ChirpAuth(Auth):
-    """flask-peewee's Auth with the holes of its version 4.0.1 closed, and sessions and
-    login limits of Chirp's own (docs/security.md, "Sessions and credentials" and "Limits"):
+    """flask-peewee's Auth with the 4.0.1 holes closed (docs/flask-peewee.md defines the
+    codes), and sessions and login limits of Chirp's own (docs/security.md, "Sessions and
+    credentials" and "Limits"):
 
-    - the session is cleared at login and logout (no session fixation), and the CSRF token
-      is replaced at login;
+    - the session is cleared at login and logout (S6: session fixation), and the CSRF
+      token is replaced at login;
     - a session ends for real: it carries the user's ``session_token``, which logout, a
       password change, deactivation and "log out everywhere" replace, so every copy of an
       older session cookie is logged out;
     - ``next`` keeps its query string (4.0.1 formats it as ``b'...'``), and is followed
       only to a path on this site (4.0.1's is_safe_url lets ``/\\evil.example`` through);
-    - logout is POST only, so a cross-site ``<img>`` cannot log anyone out;
+    - logout is POST only, so a cross-site ``<img>`` cannot log anyone out (N5);
     - usernames match case-insensitively, and an unknown username or an account without a
       usable password costs the same hash as a wrong password, so response times do not
       reveal which accounts exist;
@@ -69,7 +70,7 @@ class ChirpAuth(Auth):
       used up, every attempt it covers, right or wrong, is a 429 and costs no hash.
     """
 
-    # Hashed once, lazily: checked against when the username does not exist.
+    # Hashed once, lazily: checked against when the user does not exist or has no password.
     _dummy_hash = None
 
     def get_login_form(self):
