@@ -125,9 +125,8 @@ class ChirpAuth(Auth):
         against each of them.
         """
         user = find_active_user(username)
-        return throttled(
-            login_counters(username, user, api), LOGIN_THROTTLED, self.check, user, password
-        )
+        counters = login_counters(username, user, api)
+        return throttled(counters, LOGIN_THROTTLED, lambda: self.check(user, password))
 
     def check(self, user, password):
         """Return ``user`` if ``password`` is theirs, else False. Always costs one hash: a
@@ -148,7 +147,7 @@ class ChirpAuth(Auth):
             ("LOGIN_ADDRESS_RATE_LIMIT", "password-check-address", client_address()),
         ]
         reason = "Too many wrong passwords for this account or from your address."
-        return bool(throttled(counters, reason, self.check, user, password))
+        return bool(throttled(counters, reason, lambda: self.check(user, password)))
 
     def get_logged_in_user(self):
         """Return the active user this request's session belongs to, or None. A session
@@ -197,14 +196,14 @@ DEVICE_COOKIE_MAX_AGE = 365 * 24 * 60 * 60  # seconds
 DEVICE_COOKIE_ACCOUNTS = 5
 
 
-def throttled(counters, reason, check, *args):
-    """Return ``check(*args)`` (a password check: the user or True on success, else
-    False), counting a failure against each of ``counters`` (``(setting, scope, key)``
-    triples, see app.check_limit). While any of them is used up, raise TooManyRequests
-    (429) with ``reason`` before calling ``check``, so a throttled caller costs no hash."""
+def throttled(counters, reason, check):
+    """Return ``check()`` (a password check: truthy on success), counting a failure
+    against each of ``counters`` (``(setting, scope, key)`` triples, see app.check_limit).
+    While any of them is used up, raise TooManyRequests (429) with ``reason`` before
+    calling ``check``, so a throttled caller costs no hash."""
     for counter in counters:
         check_limit(*counter, hit=False, reason=reason)
-    result = check(*args)
+    result = check()
     if not result:
         for counter in counters:
             check_limit(*counter, reason=reason)

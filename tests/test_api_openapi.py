@@ -116,8 +116,16 @@ def test_fuzzing_the_live_app_finds_no_500_and_no_departure_from_the_document(
 ):
     # The fuzzer probes with wrong basic credentials, which ChirpAuth throttles (a 429) by
     # design; here only the document is under test.
-    monkeypatch.setitem(app.config, "API_RATE_LIMIT", "1000000 per minute")
-    monkeypatch.setitem(app.config, "LOGIN_RATE_LIMIT", "1000000 per minute")
+    for name in (
+        "API_RATE_LIMIT",
+        "LOGIN_RATE_LIMIT",
+        "LOGIN_ADDRESS_RATE_LIMIT",
+        "POST_RATE_LIMIT",
+        "POST_ADDRESS_RATE_LIMIT",
+        "FOLLOW_RATE_LIMIT",
+        "FOLLOW_ADDRESS_RATE_LIMIT",
+    ):
+        monkeypatch.setitem(app.config, name, "1000000 per minute")
     token = seed()[caller]
     session = requests.Session()
     session.trust_env = False  # only ever talk to 127.0.0.1, whatever proxy is configured
