@@ -1,8 +1,10 @@
 """Authentication: browser login/logout on flask-peewee's Auth, and API credentials.
 
-Browsers log in at /accounts/login/ and get a session cookie. API clients send either a
-personal token (``Authorization: Bearer <token>``, one SHA-256 lookup) or HTTP basic
-credentials (a deliberately slow scrypt check on every request).
+Browsers log in at /accounts/login/ and get a session cookie, valid until the user's
+session token changes (logout, a new password, deactivation, "log out everywhere"), and a
+device cookie that gives that browser its own allowance of failed logins. API clients send
+either a personal token (``Authorization: Bearer <token>``, one SHA-256 lookup) or HTTP
+basic credentials (a deliberately slow scrypt check on every request).
 """
 
 import datetime
