@@ -32,11 +32,15 @@ from app import app
 from app import db
 from app import rate_limited
 from auth import auth
+from models import BIO_MAX_LENGTH
+from models import DISPLAY_NAME_MAX_LENGTH
 from models import EMAIL_MAX_LENGTH
 from models import EMAIL_PATTERN
 from models import MESSAGE_MAX_LENGTH
 from models import PASSWORD_MAX_LENGTH
 from models import PASSWORD_MIN_LENGTH
+from models import PROFILE_TEXT_PATTERN
+from models import TAG_MAX_LENGTH
 from models import TEXT_PATTERN
 from models import TOKEN_NAME_MAX_LENGTH
 from models import USERNAME_MAX_LENGTH
@@ -44,7 +48,14 @@ from models import USERNAME_PATTERN
 from models import ApiToken
 from models import Message
 from models import User
+from models import identicon_svg
+from models import linkify
 from models import pending_migrations
+
+# Avatars never change for an id, so browsers and proxies may keep them for a year.
+AVATAR_MAX_AGE = 365 * 24 * 3600
+
+app.add_template_filter(linkify)
 
 
 def strip(value):
@@ -141,6 +152,29 @@ class SettingsForm(Form):
             raise ValidationError("That is not your current password.")
 
 
+class ProfileForm(Form):
+    """The public profile: a display name and a short bio, both optional, one line each."""
+
+    display_name = StringField(
+        "Display name",
+        filters=[strip],
+        validators=[
+            Length(max=DISPLAY_NAME_MAX_LENGTH),
+            Regexp(PROFILE_TEXT_PATTERN, message="Use one line without control characters."),
+        ],
+        description="Shown beside your @username. Leave empty to show just the username.",
+    )
+    bio = StringField(
+        "Bio",
+        filters=[strip],
+        validators=[
+            Length(max=BIO_MAX_LENGTH),
+            Regexp(PROFILE_TEXT_PATTERN, message="Use one line without control characters."),
+        ],
+        description=f"A few words about you, up to {BIO_MAX_LENGTH} characters.",
+    )
+
+
 class TokenForm(Form):
     """A name for a new API token, so its owner can tell tokens apart."""
 
@@ -165,7 +199,9 @@ def render_list(template, query, var_name, **context):
     """Render ``template`` with one page (PAGE_SIZE rows) of ``query`` as ``var_name``,
     plus ``pagination`` for the newer/older links."""
     pagination = Page(query, app.config["PAGE_SIZE"])
-    context[var_name] = pagination.get_list()
+    rows = context[var_name] = list(pagination.get_list())
+    if var_name == "message_list":  # which @mentions are links: one query per page
+        context["mentioned"] = Message.mentioned_names(rows)
     return render_template(template, pagination=pagination, page=pagination.get_page(), **context)
 
 
@@ -247,8 +283,27 @@ def user_detail(username):
         "message_list",
         person=person,
         is_following=following,
-        follower_count=person.followers().count(),
-        following_count=person.following().count(),
+        counts=person.profile_counts(),
+    )
+
+
+@app.route("/avatars/<int:user_id>.svg")
+def avatar(user_id):
+    """The generated avatar (identicon) of user ``user_id``, cached for a year: it depends
+    on the id alone, so it needs no database query."""
+    response = app.response_class(identicon_svg(user_id), mimetype="image/svg+xml")
+    response.headers["Cache-Control"] = f"public, max-age={AVATAR_MAX_AGE}, immutable"
+    return response
+
+
+@app.route("/tags/<tag>/")
+def tag_timeline(tag):
+    """The visible messages tagged ``tag`` (any case), newest first."""
+    if len(tag) > TAG_MAX_LENGTH:
+        abort(404)
+    name = tag.lower()
+    return render_list(
+        "tag_timeline.html", Message.tagged(name), "message_list", tag=name, title=f"#{name}"
     )
 
 
@@ -317,8 +372,7 @@ def edit(message_id):
     message = get_own_message(message_id)
     form = MessageForm(request.form, obj=message)
     if request.method == "POST" and form.validate():
-        message.content = form.content.data
-        message.save()
+        message.edit(form.content.data)
         flash("Your message has been updated.", "success")
         return redirect(url_for("user_detail", username=g.user.username))
     status = 422 if form.errors else 200
@@ -351,12 +405,25 @@ def settings():
     return render_settings(form=form), 422 if form.errors else 200
 
 
-def render_settings(form=None, token_form=None, new_token=None):
+@app.route("/settings/profile/", methods=["POST"])
+@auth.login_required
+def profile_update():
+    """Change your display name and bio (no password needed: both are public anyway)."""
+    profile_form = ProfileForm(request.form)
+    if not profile_form.validate():
+        return render_settings(profile_form=profile_form), 422
+    g.user.update_profile(profile_form.display_name.data or "", profile_form.bio.data or "")
+    flash("Your profile has been saved.", "success")
+    return redirect(url_for("settings"))
+
+
+def render_settings(form=None, token_form=None, new_token=None, profile_form=None):
     """Render the settings page; ``new_token`` is a just-created token, shown this once."""
     tokens = g.user.api_tokens.order_by(ApiToken.created_date.desc())
     return render_template(
         "settings.html",
         form=form or SettingsForm(obj=g.user),
+        profile_form=profile_form or ProfileForm(obj=g.user),
         token_form=token_form or TokenForm(),
         tokens=tokens,
         new_token=new_token,

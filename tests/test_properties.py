@@ -52,7 +52,7 @@ EDGE_CONTENTS = [
 ]
 CONTENTS = st.one_of(st.sampled_from(EDGE_CONTENTS), st.text(max_size=MESSAGE_MAX_LENGTH + 5))
 MESSAGE_PATTERN = re.compile(
-    r'<article class="message">.*?<a class="author" href="[^"]*">@([^<]*)</a>'
+    r'<article class="message"[^>]*>.*?<span class="username">@([^<]*)</span>'
     r'.*?<p class="content">(.*?)</p>',
     re.DOTALL,
 )
@@ -80,8 +80,12 @@ def expected_status(content, success=302):
 
 
 def shown_messages(page):
-    """Return the ``(author, content)`` pairs of the messages on an HTML page, in order."""
-    return [(html.unescape(a), html.unescape(c)) for a, c in MESSAGE_PATTERN.findall(page)]
+    """Return the ``(author, content)`` pairs of the messages on an HTML page, in order
+    (the text as shown: without the links that tags, mentions and addresses become)."""
+    return [
+        (html.unescape(a), html.unescape(re.sub(r"<[^>]*>", "", c)))
+        for a, c in MESSAGE_PATTERN.findall(page)
+    ]
 
 
 class ChirpWebMachine(RuleBasedStateMachine):
