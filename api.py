@@ -41,6 +41,7 @@ from peewee import ForeignKeyField
 from peewee import IntegerField
 from peewee import IntegrityError
 from peewee import fn
+from werkzeug.exceptions import HTTPException
 
 from app import MAX_ID
 from app import MAX_PAGE
@@ -89,18 +90,18 @@ BODY_VALIDATOR = Draft202012Validator
 csrf.exempt_urls((API_PREFIX + "/",))
 
 
-class ApiError(Exception):
-    """An error to send as ``{"error": message}`` with HTTP ``status`` and extra ``headers``."""
+class ApiError(HTTPException):
+    """A werkzeug HTTP error with status ``status``, the message ``message`` and extra
+    ``headers``; app.http_error renders it, like every HTTP error under /api/, as
+    ``{"error": message}``."""
 
     def __init__(self, status, message, headers=None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
+        super().__init__(description=message)
+        self.code = status
+        self.extra_headers = dict(headers or {})
 
-    def response(self):
-        """Return the JSON error response."""
-        return json_response({"error": self.message}, self.status, self.headers)
+    def get_headers(self, environ=None, scope=None):
+        return [*super().get_headers(environ, scope), *self.extra_headers.items()]
 
 
 def json_response(data, status=200, headers=None):
@@ -719,14 +720,10 @@ class ChirpAPI(RestAPI):
             )
 
     def guard(self, view, credentials):
-        """Wrap ``view``: rate limits, then ``credentials``, then the view; ApiErrors
-        become JSON responses."""
+        """Wrap ``view``: rate limits, then ``credentials``, then the view."""
 
         def guarded(**kwargs):
-            try:
-                return self.authorize_then(view, credentials, kwargs)
-            except ApiError as error:
-                return error.response()
+            return self.authorize_then(view, credentials, kwargs)
 
         return guarded
 
