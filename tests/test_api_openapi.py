@@ -15,7 +15,6 @@ from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 
 from api import api
-from app import limiter
 from models import ApiToken
 from models import Note
 
@@ -25,14 +24,6 @@ FUZZ_EXAMPLES = {GenerationMode.POSITIVE: examples(20), GenerationMode.NEGATIVE:
 # A schema-valid request may still be refused for what it means: 409 (a conflict, such as
 # following twice) and 422 (following yourself or a missing user). Never a 400 or a 5xx.
 ACCEPTED_STATUSES = ["2xx", "401", "403", "404", "409", "422", "429"]
-
-
-@pytest.fixture(autouse=True)
-def fresh_limits(app):
-    """Rate-limit counters live in memory for the whole run: start each test at zero."""
-    limiter.reset()
-    yield
-    limiter.reset()
 
 
 @pytest.fixture
