@@ -21,7 +21,6 @@ from flask import redirect
 from flask import render_template
 from flask import request
 from flask import session
-from flask import url_for
 from flask_peewee.admin import Action
 from flask_peewee.admin import Admin
 from flask_peewee.admin import AdminPanel
@@ -43,7 +42,6 @@ from app import PageProbe
 from app import app
 from app import db
 from auth import auth
-from auth import current_path
 from models import PASSWORD_MAX_LENGTH
 from models import PASSWORD_MIN_LENGTH
 from models import USERNAME_PATTERN
@@ -706,8 +704,7 @@ class ChirpAdmin(Admin):
         def inner(*args, **kwargs):
             user = self.auth.get_logged_in_user()
             if not user:
-                login = f"{self.auth.blueprint.name}.login"
-                return redirect(url_for(login, next=current_path()))
+                return self.auth.login_redirect()
             if not self.check_user_permission(user):
                 abort(403)
             return func(*args, **kwargs)
