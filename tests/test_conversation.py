@@ -162,7 +162,8 @@ def test_thread_pages_replies_newest_last_by_keyset(client, app, monkeypatch):
 
 
 def test_like_and_repost_toggle_by_post_with_csrf(client):
-    alice, bob = make_user("alice"), make_user("bob")
+    alice = make_user("alice")
+    make_user("bob")
     message = make_message(alice, "nice")
     login(client, "bob")
     assert client.post(f"/messages/{message.id}/like/").status_code in (400, 403)
