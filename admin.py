@@ -20,7 +20,6 @@ from flask import jsonify
 from flask import redirect
 from flask import render_template
 from flask import request
-from flask import url_for
 from flask_peewee.admin import Action
 from flask_peewee.admin import Admin
 from flask_peewee.admin import AdminPanel
@@ -41,7 +40,6 @@ from app import MAX_ID
 from app import app
 from app import db
 from auth import auth
-from auth import current_path
 from models import NOTE_MAX_LENGTH
 from models import PASSWORD_MAX_LENGTH
 from models import PASSWORD_MIN_LENGTH
@@ -725,8 +723,7 @@ class ChirpAdmin(Admin):
         def inner(*args, **kwargs):
             user = self.auth.get_logged_in_user()
             if not user:
-                login = f"{self.auth.blueprint.name}.login"
-                return redirect(url_for(login, next=current_path()))
+                return self.auth.login_redirect()
             if not self.check_user_permission(user):
                 abort(403)
             return func(*args, **kwargs)

@@ -32,6 +32,8 @@ from flask_peewee.rest import RestResource
 from flask_peewee.rest import RestrictOwnerResource
 from flask_peewee.serializer import Serializer
 from flask_peewee.utils import get_object_or_404
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 from peewee import AutoField
 from peewee import BooleanField
 from peewee import DateTimeField
@@ -39,6 +41,7 @@ from peewee import ForeignKeyField
 from peewee import IntegerField
 from peewee import IntegrityError
 from peewee import fn
+from werkzeug.exceptions import HTTPException
 
 from app import MAX_ID
 from app import MAX_PAGE
@@ -83,6 +86,8 @@ AUTH_HINT = (
 )
 # flask-peewee's ALL_METHODS lacks HEAD, which would let a HEAD through unauthenticated.
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE"]
+# OpenAPI 3.1 schemas are JSON Schema 2020-12.
+BODY_VALIDATOR = Draft202012Validator
 
 # The API never reads the cookie session (ApiCredentials resets g.user) and accepts only
 # JSON bodies, which a cross-site form cannot send: SeaSurf's token is not needed here.
@@ -91,18 +96,18 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE"]
 csrf.exempt_urls((API_PREFIX + "/",))
 
 
-class ApiError(Exception):
-    """An error to send as ``{"error": message}`` with HTTP ``status`` and extra ``headers``."""
+class ApiError(HTTPException):
+    """A werkzeug HTTP error with status ``status``, the message ``message`` and extra
+    ``headers``; app.http_error renders it, like every HTTP error under /api/, as
+    ``{"error": message}``."""
 
     def __init__(self, status, message, headers=None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
+        super().__init__(description=message)
+        self.code = status
+        self.extra_headers = dict(headers or {})
 
-    def response(self):
-        """Return the JSON error response."""
-        return json_response({"error": self.message}, self.status, self.headers)
+    def get_headers(self, environ=None, scope=None):
+        return [*super().get_headers(environ, scope), *self.extra_headers.items()]
 
 
 def json_response(data, status=200, headers=None):
@@ -155,35 +160,58 @@ def parse_string(name, raw):
     return raw
 
 
-def check_json_value(name, value, schema):
-    """Check a JSON body value against its field's OpenAPI ``schema`` (the same dict the
-    document publishes), so that the document and the server agree. Returns the value
-    (2.0 becomes 2); raises ApiError (400)."""
-    if schema["type"] == "integer":
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)  # JSON Schema counts 2.0 as an integer, so we do too
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ApiError(400, f"{name} must be an integer.")
-        if not schema.get("minimum", -MAX_ID) <= value <= schema.get("maximum", MAX_ID):
-            raise ApiError(400, f"{name} is out of range.")
-    else:
-        if not isinstance(value, str):
-            raise ApiError(400, f"{name} must be a string.")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate ("\ud800") is valid JSON, not UTF-8
-            raise ApiError(400, f"{name} is not valid Unicode text.") from None
-        if not schema.get("minLength", 0) <= len(value) <= schema["maxLength"]:
-            raise ApiError(
-                400,
-                f"{name} must be {schema.get('minLength', 0)} to "
-                f"{schema['maxLength']} characters long.",
-            )
-        if "pattern" in schema and not re.search(schema["pattern"], value):
-            raise ApiError(400, f"{name} is not in the expected format.")
-    if "enum" in schema and value not in schema["enum"]:
-        raise ApiError(400, f"{name} must be one of {schema['enum']}.")
-    return value
+def check_body(data, schema):
+    """Check the JSON object ``data`` against ``schema``, the very body schema that
+    /api/openapi.json publishes, so that the document and the server cannot disagree.
+
+    Returns ``data`` with whole-number floats as ints (JSON Schema counts 2.0 as an
+    integer, so we do too). Raises ApiError (400) naming the first problem found.
+    """
+    error = best_match(BODY_VALIDATOR(schema).iter_errors(data))
+    if error is not None:
+        raise ApiError(400, describe_schema_error(error))
+    properties = schema["properties"]
+    for name, value in data.items():
+        if properties[name].get("type") == "integer" and isinstance(value, float):
+            data[name] = int(value)
+        elif isinstance(value, str) and not is_encodable(value):
+            # a lone surrogate ("\ud800") is valid JSON, but no database stores it
+            raise ApiError(400, f"{name} is not valid Unicode text.")
+    return data
+
+
+def is_encodable(text):
+    """Return whether ``text`` can be written as UTF-8 (it holds no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def describe_schema_error(error):
+    """Return a short, readable message for a jsonschema ``error``; it never quotes the
+    offending value, which may be megabytes long."""
+    schema, keyword = error.schema, error.validator
+    name = error.path[0] if error.path else "The body"
+    if keyword == "additionalProperties":
+        unknown = set(error.instance) - set(schema["properties"])
+        return (
+            f"Not writable: {short_list(unknown)}. Writable fields: "
+            f"{', '.join(schema['properties']) or 'none'}."
+        )
+    if keyword == "required":
+        return f"Required: {', '.join(n for n in schema['required'] if n not in error.instance)}."
+    if keyword in ("minLength", "maxLength"):
+        low, high = schema.get("minLength", 0), schema["maxLength"]
+        return f"{name} must be {low} to {high} characters long."
+    if keyword in ("minimum", "maximum"):
+        return f"{name} is out of range ({schema['minimum']} to {schema['maximum']})."
+    if keyword == "enum":
+        return f"{name} must be one of {', '.join(map(str, schema['enum']))}."
+    if keyword == "type":
+        return f"{name} must be of type {schema['type']}."
+    return f"{name} is not in the expected format."
 
 
 class ChirpSerializer(Serializer):
@@ -385,19 +413,8 @@ class ChirpResource(RestResource):
         is not writable (read-only fields, ``_pk``, anything unknown) is a 400: 4.0.1's
         deserializer would ``setattr`` it (S2).
         """
-        not_writable = set(data) - set(self.writable_fields)
-        if not_writable:
-            raise ApiError(
-                400,
-                f"Not writable: {short_list(not_writable)}. Writable fields: "
-                f"{', '.join(self.writable_fields) or 'none'}.",
-            )
-        if instance.get_id() is None:
-            missing = [name for name in self.required_fields if name not in data]
-            if missing:
-                raise ApiError(400, f"Required: {', '.join(missing)}.")
+        data = check_body(data, body_schema(self, creating=instance.get_id() is None))
         for name, value in data.items():
-            value = check_json_value(name, value, self.writable_fields[name])
             try:
                 value = getattr(self, f"clean_{name}")(value, instance)
             except Taken as exc:
@@ -464,6 +481,7 @@ def text_schema(max_length, description):
         "type": "string",
         "minLength": 1,
         "maxLength": RAW_LENGTH_FACTOR * max_length,
+        "pattern": NO_NUL_PATTERN,
         "x-chirp-max-characters": max_length,
         "description": (
             f"{description} Line breaks become \\n, the text is normalised to Unicode NFC and "
@@ -718,14 +736,10 @@ class ChirpAPI(RestAPI):
             )
 
     def guard(self, view, credentials):
-        """Wrap ``view``: rate limits, then ``credentials``, then the view; ApiErrors
-        become JSON responses."""
+        """Wrap ``view``: rate limits, then ``credentials``, then the view."""
 
         def guarded(**kwargs):
-            try:
-                return self.authorize_then(view, credentials, kwargs)
-            except ApiError as error:
-                return error.response()
+            return self.authorize_then(view, credentials, kwargs)
 
         return guarded
 

@@ -82,6 +82,9 @@ app.config.from_mapping(
     FOLLOW_ADDRESS_RATE_LIMIT="300 per hour",
     TOKEN_RATE_LIMIT="10 per hour",
     TOKEN_ADDRESS_RATE_LIMIT="30 per hour",
+    # Likes, reposts and their undoing, per user and per client address (web and API).
+    REACT_RATE_LIMIT="300 per hour",
+    REACT_ADDRESS_RATE_LIMIT="900 per hour",
     # How many reverse proxies (nginx, a load balancer) sit in front of Chirp and set
     # X-Forwarded-For and X-Forwarded-Proto. 0: clients connect directly.
     TRUSTED_PROXIES=0,
@@ -254,6 +257,7 @@ ACTION_LIMITS = {
     "post": ("POST_RATE_LIMIT", "POST_ADDRESS_RATE_LIMIT"),
     "follow": ("FOLLOW_RATE_LIMIT", "FOLLOW_ADDRESS_RATE_LIMIT"),
     "token": ("TOKEN_RATE_LIMIT", "TOKEN_ADDRESS_RATE_LIMIT"),
+    "react": ("REACT_RATE_LIMIT", "REACT_ADDRESS_RATE_LIMIT"),
 }
 
 

@@ -14,20 +14,11 @@ from conftest import make_user
 from conftest import post
 from playhouse.test_utils import count_queries
 
-from app import limiter
 from models import ApiToken
 from models import Message
 from models import Note
 from models import Relationship
 from models import User
-
-
-@pytest.fixture(autouse=True)
-def fresh_limits(app):
-    """Rate-limit counters live in memory for the whole run: start each test at zero."""
-    limiter.reset()
-    yield
-    limiter.reset()
 
 
 def bearer(user, name="test"):

@@ -13,6 +13,7 @@ import itertools
 import re
 
 from conftest import PASSWORD
+from conftest import examples
 from conftest import post
 from hypothesis import HealthCheck
 from hypothesis import settings
@@ -78,7 +79,7 @@ MESSAGE_PATTERN = re.compile(
 )
 PAGE_SIZE = 20
 SETTINGS = settings(
-    max_examples=40,
+    max_examples=examples(40),
     stateful_step_count=25,
     # Each step makes several real requests; a whole example takes tens of milliseconds.
     deadline=None,

@@ -1,6 +1,7 @@
 """Text that means what it shows (docs/security.md): one text rule for messages and notes,
 one e-mail rule, usernames that look alike are one name. Each test attacks one hole."""
 
+import re
 import unicodedata
 
 import pytest
@@ -206,9 +207,14 @@ def test_the_note_check_holds_under_save(app):
 
 
 def test_messages_are_shown_in_their_own_direction_isolate(client):
+    """``unicode-bidi: plaintext`` isolates each message, with the direction of its text."""
     alice = make_user("alice")
     Message.create(user=alice, content="\u05e9\u05dc\u05d5\u05dd!")
-    assert '<p class="content" dir="auto">' in client.get("/public/").get_data(as_text=True)
+    assert '<p class="content">' in client.get("/public/").get_data(as_text=True)
+    response = client.get("/static/style.css")
+    css = response.get_data(as_text=True)
+    response.close()
+    assert re.search(r"\.message \.content \{[^}]*unicode-bidi: plaintext;", css)
 
 
 def test_the_composer_is_not_held_back_by_maxlength(client):
