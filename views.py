@@ -47,6 +47,7 @@ from models import ApiToken
 from models import Message
 from models import MessageTag
 from models import Notification
+from models import TextRefused
 from models import User
 from models import clean_bio
 from models import clean_display_name
@@ -56,7 +57,10 @@ from models import clean_username
 from models import identicon_svg
 from models import keyset
 from models import linkify
+from models import parse_search
 from models import pending_migrations
+from models import search_messages
+from models import search_people
 
 # The composer's counter reads data-max-characters (the browser's maxlength would count
 # UTF-16 units, stopping at 140 emoji) and counts as models.normalize_text says.
@@ -382,7 +386,11 @@ def user_list():
     )
     pagination.previous_label, pagination.next_label = "First", "Next"
     return render_template(
-        "user_list.html", user_list=pagination.items, pagination=pagination, title="People"
+        "user_list.html",
+        user_list=pagination.items,
+        pagination=pagination,
+        title="People",
+        search_box=True,
     )
 
 
@@ -420,6 +428,28 @@ def tag_timeline(tag):
         return keyset(Message.tagged(name), MessageTag.message, before, limit)
 
     return render_timeline("tag_timeline.html", fetch, tag=name, title=f"#{name}")
+
+
+@app.route("/search/")
+def search():
+    """Search people (username or display name prefix) and messages (words, "phrases",
+    #tags, from:name), messages newest first, keyset-paged with ``?before=``."""
+    text = request.args.get("q", "")
+    try:
+        query = parse_search(text)
+    except TextRefused as exc:
+        abort(400, str(exc))
+    pagination = KeysetPage(
+        lambda before, limit: search_messages(query, before, limit), page_size(), keep_args=("q",)
+    )
+    people = list(search_people(query)) if pagination.cursor is None else []
+    return render_template(
+        "search.html",
+        q=text,
+        people=people,
+        message_list=annotate(pagination.items),
+        pagination=pagination,
+    )
 
 
 @app.route("/users/<username>/followers/")
