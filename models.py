@@ -1318,14 +1318,15 @@ def search_messages(query, before=None, limit=None):
     return keyset(found, Message.id, before, limit)
 
 
-def search_people(query, limit=SEARCH_PEOPLE_LIMIT):
+def search_people(query, limit=SEARCH_PEOPLE_LIMIT, columns=None):
     """Return up to ``limit`` active users whose username or display name starts with
-    the SearchQuery's ``people`` text (any case), by username."""
+    the SearchQuery's ``people`` text (any case), by username, reading only ``columns``
+    (default User.LIST_COLUMNS)."""
     prefix = query.people
     if not prefix:
         return User.select().where(SQL("1 = 0"))
     return (
-        User.select(*User.LIST_COLUMNS)
+        User.select(*(columns or User.LIST_COLUMNS))
         .where(
             User.active,
             fn.LOWER(User.username).startswith(prefix)
