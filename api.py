@@ -26,12 +26,13 @@ from flask import abort
 from flask import g
 from flask import render_template
 from flask import request
-from flask import url_for
 from flask_peewee.rest import RestAPI
 from flask_peewee.rest import RestResource
 from flask_peewee.rest import RestrictOwnerResource
 from flask_peewee.serializer import Serializer
 from flask_peewee.utils import get_object_or_404
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 from peewee import AutoField
 from peewee import BooleanField
 from peewee import DateTimeField
@@ -39,9 +40,13 @@ from peewee import ForeignKeyField
 from peewee import IntegerField
 from peewee import IntegrityError
 from peewee import fn
+from werkzeug.exceptions import HTTPException
 
 from app import MAX_ID
 from app import MAX_PAGE
+from app import MAX_PAGE_OFFSET
+from app import KeysetPage
+from app import PageProbe
 from app import app
 from app import check_limit
 from app import client_address
@@ -77,6 +82,8 @@ AUTH_HINT = (
 )
 # flask-peewee's ALL_METHODS lacks HEAD, which would let a HEAD through unauthenticated.
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE"]
+# OpenAPI 3.1 schemas are JSON Schema 2020-12.
+BODY_VALIDATOR = Draft202012Validator
 
 # The API never reads the cookie session (ApiCredentials resets g.user) and accepts only
 # JSON bodies, which a cross-site form cannot send: SeaSurf's token is not needed here.
@@ -85,18 +92,18 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE"]
 csrf.exempt_urls((API_PREFIX + "/",))
 
 
-class ApiError(Exception):
-    """An error to send as ``{"error": message}`` with HTTP ``status`` and extra ``headers``."""
+class ApiError(HTTPException):
+    """A werkzeug HTTP error with status ``status``, the message ``message`` and extra
+    ``headers``; app.http_error renders it, like every HTTP error under /api/, as
+    ``{"error": message}``."""
 
     def __init__(self, status, message, headers=None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
+        super().__init__(description=message)
+        self.code = status
+        self.extra_headers = dict(headers or {})
 
-    def response(self):
-        """Return the JSON error response."""
-        return json_response({"error": self.message}, self.status, self.headers)
+    def get_headers(self, environ=None, scope=None):
+        return [*super().get_headers(environ, scope), *self.extra_headers.items()]
 
 
 def json_response(data, status=200, headers=None):
@@ -149,35 +156,58 @@ def parse_string(name, raw):
     return raw
 
 
-def check_json_value(name, value, schema):
-    """Check a JSON body value against its field's OpenAPI ``schema`` (the same dict the
-    document publishes), so that the document and the server agree. Returns the value
-    (2.0 becomes 2); raises ApiError (400)."""
-    if schema["type"] == "integer":
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)  # JSON Schema counts 2.0 as an integer, so we do too
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ApiError(400, f"{name} must be an integer.")
-        if not schema.get("minimum", -MAX_ID) <= value <= schema.get("maximum", MAX_ID):
-            raise ApiError(400, f"{name} is out of range.")
-    else:
-        if not isinstance(value, str):
-            raise ApiError(400, f"{name} must be a string.")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate ("\ud800") is valid JSON, not UTF-8
-            raise ApiError(400, f"{name} is not valid Unicode text.") from None
-        if not schema.get("minLength", 0) <= len(value) <= schema["maxLength"]:
-            raise ApiError(
-                400,
-                f"{name} must be {schema.get('minLength', 0)} to "
-                f"{schema['maxLength']} characters long.",
-            )
-        if "pattern" in schema and not re.search(schema["pattern"], value):
-            raise ApiError(400, f"{name} is not in the expected format.")
-    if "enum" in schema and value not in schema["enum"]:
-        raise ApiError(400, f"{name} must be one of {schema['enum']}.")
-    return value
+def check_body(data, schema):
+    """Check the JSON object ``data`` against ``schema``, the very body schema that
+    /api/openapi.json publishes, so that the document and the server cannot disagree.
+
+    Returns ``data`` with whole-number floats as ints (JSON Schema counts 2.0 as an
+    integer, so we do too). Raises ApiError (400) naming the first problem found.
+    """
+    error = best_match(BODY_VALIDATOR(schema).iter_errors(data))
+    if error is not None:
+        raise ApiError(400, describe_schema_error(error))
+    properties = schema["properties"]
+    for name, value in data.items():
+        if properties[name].get("type") == "integer" and isinstance(value, float):
+            data[name] = int(value)
+        elif isinstance(value, str) and not is_encodable(value):
+            # a lone surrogate ("\ud800") is valid JSON, but no database stores it
+            raise ApiError(400, f"{name} is not valid Unicode text.")
+    return data
+
+
+def is_encodable(text):
+    """Return whether ``text`` can be written as UTF-8 (it holds no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def describe_schema_error(error):
+    """Return a short, readable message for a jsonschema ``error``; it never quotes the
+    offending value, which may be megabytes long."""
+    schema, keyword = error.schema, error.validator
+    name = error.path[0] if error.path else "The body"
+    if keyword == "additionalProperties":
+        unknown = set(error.instance) - set(schema["properties"])
+        return (
+            f"Not writable: {short_list(unknown)}. Writable fields: "
+            f"{', '.join(schema['properties']) or 'none'}."
+        )
+    if keyword == "required":
+        return f"Required: {', '.join(n for n in schema['required'] if n not in error.instance)}."
+    if keyword in ("minLength", "maxLength"):
+        low, high = schema.get("minLength", 0), schema["maxLength"]
+        return f"{name} must be {low} to {high} characters long."
+    if keyword in ("minimum", "maximum"):
+        return f"{name} is out of range ({schema['minimum']} to {schema['maximum']})."
+    if keyword == "enum":
+        return f"{name} must be one of {', '.join(map(str, schema['enum']))}."
+    if keyword == "type":
+        return f"{name} must be of type {schema['type']}."
+    return f"{name} is not in the expected format."
 
 
 class ChirpSerializer(Serializer):
@@ -353,6 +383,25 @@ class ChirpResource(RestResource):
         """Return every accepted ``ordering`` value, ascending and descending."""
         return [prefix + name for name in self.ordering_fields for prefix in ("", "-")]
 
+    def paginated_object_list(self, filtered_query):
+        """One page of ``filtered_query`` as ``{"meta": ..., "objects": [...]}``, counted
+        by nobody: PageProbe fetches one row more than the page instead."""
+        pagination = PageProbe(filtered_query, self.get_paginate_by())
+        objects = self.serialize_query(pagination.get_list())
+        return self.response({"meta": self.get_request_metadata(pagination), "objects": objects})
+
+    def get_request_metadata(self, paginated_query):
+        """Return the list's ``meta``: model, page, limit, and the URLs of the previous and
+        next pages ("" when there is none): no counts (see PageProbe)."""
+        endpoint = self.get_url_name("api_list")
+        return {
+            "model": self.get_api_name(),
+            "page": paginated_query.get_page(),
+            "limit": paginated_query.paginate_by,
+            "previous": paginated_query.previous_url(endpoint) or "",
+            "next": paginated_query.next_url(endpoint) or "",
+        }
+
     def get_paginate_by(self):
         """Return ``?limit`` (1 or more, lowered to MAX_PAGE_SIZE), else PAGE_SIZE."""
         if "limit" not in request.args:
@@ -379,19 +428,8 @@ class ChirpResource(RestResource):
         is not writable (read-only fields, ``_pk``, anything unknown) is a 400: 4.0.1's
         deserializer would ``setattr`` it (S2).
         """
-        not_writable = set(data) - set(self.writable_fields)
-        if not_writable:
-            raise ApiError(
-                400,
-                f"Not writable: {short_list(not_writable)}. Writable fields: "
-                f"{', '.join(self.writable_fields) or 'none'}.",
-            )
-        if instance.get_id() is None:
-            missing = [name for name in self.required_fields if name not in data]
-            if missing:
-                raise ApiError(400, f"Required: {', '.join(missing)}.")
+        data = check_body(data, body_schema(self, creating=instance.get_id() is None))
         for name, value in data.items():
-            value = check_json_value(name, value, self.writable_fields[name])
             setattr(instance, name, getattr(self, f"clean_{name}")(value, instance))
         return instance, [instance]
 
@@ -503,6 +541,15 @@ class UserResource(ChirpResource):
         return super().save_object(instance, raw_data)
 
 
+# The author columns the API shows with each message (UserResource.fields), all it reads.
+API_AUTHOR_COLUMNS = (User.id, User.username, User.join_date)
+
+
+def with_api_authors(fetch):
+    """Return the timeline ``fetch`` (see KeysetPage) reading API_AUTHOR_COLUMNS."""
+    return lambda cursor, limit: fetch(cursor, limit).select_extend(*API_AUTHOR_COLUMNS)
+
+
 class MessageResource(OwnedResource):
     """Messages, each with its author as a nested user. Messages of inactive users are
     hidden. Members post as themselves and edit or delete only their own."""
@@ -528,7 +575,7 @@ class MessageResource(OwnedResource):
     required_fields = ("content",)
 
     def get_query(self):
-        return Message.visible()
+        return Message.visible(API_AUTHOR_COLUMNS)
 
     def apply_related_joins(self, query):
         # Message.visible() already selects the author in the same query (no N+1).
@@ -557,10 +604,16 @@ class RelationshipResource(OwnedResource):
     required_fields = ("to_user",)
 
     def get_query(self):
-        active = User.select(User.id).where(User.active)
+        # Each follow's two users are looked up by primary key: "user_id IN (every active
+        # user)" made the database pair every active user with every other (28 s a page
+        # at 10 000 users).
+        follower, followed = User.alias(), User.alias()
         return (
-            Relationship.select()
-            .where(Relationship.from_user.in_(active), Relationship.to_user.in_(active))
+            Relationship.select(Relationship)
+            .join(follower, on=Relationship.from_user == follower.id)
+            .switch(Relationship)
+            .join(followed, on=Relationship.to_user == followed.id)
+            .where(follower.active, followed.active)
             .order_by(Relationship.id)
         )
 
@@ -703,14 +756,10 @@ class ChirpAPI(RestAPI):
             )
 
     def guard(self, view, credentials):
-        """Wrap ``view``: rate limits, then ``credentials``, then the view; ApiErrors
-        become JSON responses."""
+        """Wrap ``view``: rate limits, then ``credentials``, then the view."""
 
         def guarded(**kwargs):
-            try:
-                return self.authorize_then(view, credentials, kwargs)
-            except ApiError as error:
-                return error.response()
+            return self.authorize_then(view, credentials, kwargs)
 
         return guarded
 
@@ -756,16 +805,17 @@ class ChirpAPI(RestAPI):
 
     def timeline_home(self):
         """The caller's home timeline: their messages and those of everyone they follow."""
-        return self.timeline(g.user.home_timeline(), "timeline_home")
+        return self.timeline(g.user.home_timeline, "timeline_home")
 
     def timeline_public(self):
         """Every visible message."""
-        return self.timeline(Message.public_timeline(), "timeline_public")
+        return self.timeline(Message.public_timeline, "timeline_public")
 
-    def timeline(self, query, endpoint):
-        """One page of ``query``, newest (highest id) first, with keyset paging:
+    def timeline(self, fetch, endpoint):
+        """One KeysetPage of the timeline ``fetch``, newest (highest id) first:
         ``?before=<message id>`` continues below that id, so every page costs the same
-        however far a client scrolls. ``meta.next`` is the next page's URL, or null."""
+        however far a client scrolls. ``meta.next`` is the next page's URL, or null; past
+        the end the list is empty."""
         unknown = set(request.args) - {"before", "limit"}
         if unknown:
             raise ApiError(
@@ -775,24 +825,18 @@ class ChirpAPI(RestAPI):
         limit = min(
             parse_integer("limit", request.args.get("limit", str(PAGE_SIZE))), MAX_PAGE_SIZE
         )
-        before = request.args.get("before")
-        query = query.order_by(Message.id.desc())
-        if before is not None:
-            query = query.where(Message.id < parse_integer("before", before))
-        rows = list(query.limit(limit + 1))
-        next_url = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            next_url = url_for(f"{self.blueprint.name}.{endpoint}", before=rows[-1].id, limit=limit)
+        if "before" in request.args:
+            parse_integer("before", request.args["before"])
+        page = KeysetPage(with_api_authors(fetch), limit, not_found_when_empty=False)
         resource = self.message_resource()
         return json_response(
             {
                 "meta": {
                     "limit": limit,
-                    "before": int(before) if before else None,
-                    "next": next_url,
+                    "before": page.cursor,
+                    "next": page.next_url(f"{self.blueprint.name}.{endpoint}", limit=limit),
                 },
-                "objects": [resource.serialize_object(message) for message in rows],
+                "objects": [resource.serialize_object(message) for message in page.items],
             }
         )
 
@@ -859,7 +903,7 @@ ERROR_STATUSES = {
     "400": "Bad request: malformed JSON, a wrong type, an unknown field or query parameter.",
     "401": "Credentials are missing or wrong.",
     "403": "The caller may not do this.",
-    "404": "No such row (or it is hidden).",
+    "404": "No such row (or it is hidden), or a list page starting too deep.",
     "405": "Method not allowed.",
     "409": "The change conflicts with existing data (a taken username, a follow that exists).",
     "413": "The body is larger than 1 MB.",
@@ -926,7 +970,10 @@ def list_parameters(resource):
     )
     params.append(
         query_parameter(
-            "page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "Page number."
+            "page",
+            {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+            f"Page number. A page starting more than {MAX_PAGE_OFFSET} rows deep is a 404: "
+            "narrow the list with filters instead.",
         )
     )
     params.append(
@@ -947,8 +994,7 @@ def page_schema(item_ref):
         "properties": {
             "model": {"type": "string"},
             "page": {"type": "integer"},
-            "page_count": {"type": "integer"},
-            "object_count": {"type": "integer"},
+            "limit": {"type": "integer"},
             "previous": {"type": "string", "description": "URL of the previous page, or empty."},
             "next": {"type": "string", "description": "URL of the next page, or empty."},
         },
@@ -985,6 +1031,7 @@ def resource_paths(resource):
                 page_schema(ref),
                 "GET" in protected,
                 list_parameters(resource),
+                errors=["404"],
             ),
             "post": write(f"Create a {title}", True),
         },

@@ -82,6 +82,11 @@ class ChirpAuth(Auth):
         self.blueprint.route("/login/", methods=["GET", "POST"])(self.login)
         self.blueprint.route("/logout/", methods=["POST"])(self.logout)
 
+    def login_redirect(self):
+        """Return a redirect to the login page whose ``next`` keeps the full path and query
+        of this request (4.0.1 formats it as ``b'...'``), to come back after logging in."""
+        return redirect(url_for(f"{self.blueprint.name}.login", next=current_path()))
+
     def test_user(self, test_fn):
         """Like Auth.test_user, but the login redirect keeps the full path and query."""
 
@@ -90,7 +95,7 @@ class ChirpAuth(Auth):
             def inner(*args, **kwargs):
                 user = self.get_logged_in_user()
                 if not user or not test_fn(user):
-                    return redirect(url_for(f"{self.blueprint.name}.login", next=current_path()))
+                    return self.login_redirect()
                 return fn(*args, **kwargs)
 
             return inner

@@ -278,7 +278,7 @@ def print_first_start_hint():
     if not has_admin:
         click.echo(
             "No admin yet. Create one with: python main.py create-admin NAME\n"
-            "Then sign in at http://127.0.0.1:5000/admin/",
+            "Then sign in at /admin/ on this server.",
             err=True,
         )
 
@@ -292,9 +292,20 @@ def apply_pending_migrations():
 
 cli = FlaskGroup(create_app=lambda: app, help="Chirp: a small, self-hostable microblog.")
 
-if __name__ == "__main__":
-    arguments = sys.argv[1:] or ["run"]
+
+def start(arguments):
+    """`python main.py [COMMAND ...]`: run COMMAND (default ``run``) like `flask --app main`,
+    except that a secret key is kept in the instance folder when the environment has none,
+    and ``run`` first applies pending migrations, so that a fresh checkout just works."""
+    use_instance_secret_key(app)
+    arguments = arguments or ["run"]
     if arguments[0] == "run":
         apply_pending_migrations()
         print_first_start_hint()
     cli.main(args=arguments, prog_name="python main.py")
+
+
+if __name__ == "__main__":
+    start(sys.argv[1:])
+else:  # gunicorn, flask and tests must be given a key: refuse to start without one
+    require_secret_key(app)

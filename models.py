@@ -1,7 +1,9 @@
 """Chirp's peewee models, their constraints, and the queries that belong to them.
 
 Timelines only ever show messages of active users: a deactivated user's messages are
-hidden everywhere until the account is reactivated.
+hidden everywhere until the account is reactivated. The same holds for their likes, reposts
+and replies, which leave the counters of the messages they touched, and for notifications
+they caused.
 """
 
 import datetime
@@ -12,6 +14,8 @@ import secrets
 
 from flask_peewee.auth import BaseUser
 from flask_peewee.utils import is_legacy_password
+from peewee import JOIN
+from peewee import SQL
 from peewee import AutoField
 from peewee import BooleanField
 from peewee import CharField
@@ -19,8 +23,10 @@ from peewee import Check
 from peewee import DateTimeField
 from peewee import ForeignKeyField
 from peewee import IntegerField
+from peewee import Select
 from peewee import SqliteDatabase
 from peewee import TextField
+from peewee import Value
 from peewee import fn
 from playhouse.migrations import Runner
 from playhouse.sqlite_ext import AutoIncrementField
@@ -92,7 +98,21 @@ class User(BaseModel, BaseUser):
         when the account is reactivated."""
         if not self.active:
             self.session_token = new_session_token()
-        return super().save(*args, **kwargs)
+        recount = self.id is not None and "active" in self.dirty_fields
+        with db.database.atomic():
+            result = super().save(*args, **kwargs)
+            if recount:  # their likes, reposts and replies leave or rejoin the counts
+                Message.refresh_counts(Message.touched_by([self.id]))
+        return result
+
+    def delete_instance(self, *args, **kwargs):
+        """Delete this user (their messages, likes and reposts go with them) and recount
+        the messages they had replied to, liked or reposted."""
+        with db.database.atomic():
+            touched = list(Message.touched_by([self.id]))
+            result = super().delete_instance(*args, **kwargs)
+            Message.refresh_counts(touched)
+        return result
 
     def set_password(self, password):
         """Hash ``password`` into ``password`` and end every session (once saved)."""
@@ -108,8 +128,12 @@ class User(BaseModel, BaseUser):
     def set_active(cls, ids, active):
         """Activate or deactivate the users with these ``ids`` in one UPDATE, ending their
         sessions (as ``save`` does for one user). Returns the number of rows updated."""
+        ids = list(ids)
         query = cls.update(active=active, session_token=new_session_token())
-        return query.where(cls.id << list(ids)).execute()
+        with db.database.atomic():
+            updated = query.where(cls.id << ids).execute()
+            Message.refresh_counts(Message.touched_by(ids))
+        return updated
 
     def has_usable_password(self):
         """Return True if ``password`` is a hash some password could match: werkzeug's
@@ -122,32 +146,152 @@ class User(BaseModel, BaseUser):
         """Return a query for the user named ``username``, ignoring case."""
         return cls.select().where(fn.LOWER(cls.username) == username.lower())
 
-    def timeline(self):
-        """Return this user's own messages, newest first (their user timeline)."""
-        return Message.visible().where(Message.user == self)
+    def timeline(self, before=None, limit=None):
+        """Return this user's own messages, newest (highest id) first: their user timeline.
 
-    def home_timeline(self):
-        """Return the messages of everyone this user follows, and their own, newest first."""
-        followed = Relationship.select(Relationship.to_user).where(Relationship.from_user == self)
-        return Message.visible().where((Message.user == self) | (Message.user << followed))
+        ``before`` (a message id) keeps only older messages, ``limit`` caps the rows: one
+        range of the ``message(user_id, id)`` index, however many messages the user has.
+        """
+        query = Message.visible().where(Message.user == self)
+        return keyset(query, Message.id, before, limit)
 
-    def following(self):
-        """Return the active users this user follows, by username."""
+    def liked_messages(self):
+        """Return the visible messages this user liked, most recently liked first."""
         return (
-            User.select()
+            Message.select(Message, *Message.AUTHOR_COLUMNS)
+            .join(User)
+            .switch(Message)
+            .join(Like)
+            .where(Like.user == self, User.active)
+            .order_by(Like.id.desc())
+        )
+
+    def home_timeline(self, before=None, limit=None):
+        """Return the messages of everyone this user follows, and their own, plus the
+        messages those people (or this user) reposted, in their place by id: newest (highest
+        id) first, ``before`` a message id, at most ``limit`` of them. Two queries: the
+        active followees, then the page. Reposts by deactivated users do not count
+        (Message.annotate marks who reposted).
+
+        Why this shape: "my messages or my followees'" as one ``user_id IN (...)`` filter
+        sorted by id makes the database either sort every matching message (hundreds of
+        thousands for a popular followee) or walk the whole table newest first until enough
+        rows match (all of it, for someone who follows a few quiet people). Instead, each
+        followed user contributes two small index ranges: the ``limit`` newest ids below
+        ``before`` of their messages (``message(user_id, id)``) and of their reposts
+        (``repost(user_id, message_id)``). The database merges those ``followees x 2 x
+        limit`` ids and keeps the newest ``limit``: the work is bounded by what the page
+        shows, not by the data. Fan-out on write (a per-reader inbox table) would make reads
+        cheaper still, but costs a write per follower for each message and a backfill on
+        every follow.
+
+        Beyond HOME_MERGE_MAX_FOLLOWEES followees the union grows too long to be cheap;
+        such a reader's followees post so often between them that scanning messages newest
+        first finds a page almost at once, so the plain ``IN`` filter is used instead.
+        """
+        followed = (
+            Relationship.select(Relationship.to_user)
+            .join(User, on=Relationship.to_user)
+            .where(Relationship.from_user == self, User.active)
+            .limit(HOME_MERGE_MAX_FOLLOWEES + 1)
+        )
+        authors = [self.id, *(row.to_user_id for row in followed)]
+        if len(authors) > HOME_MERGE_MAX_FOLLOWEES + 1:
+            return keyset(self._home_timeline_by_scan(), Message.id, before, limit)
+        per_author = limit if limit is not None else HOME_MERGE_DEFAULT_LIMIT
+        ranges = []
+        for author in authors:
+            ranges.append(
+                keyset(
+                    Message.select(Message.id).where(Message.user == author),
+                    Message.id,
+                    before,
+                    per_author,
+                )
+            )
+            ranges.append(
+                keyset(
+                    Repost.select(Repost.message.alias("id")).where(Repost.user == author),
+                    Repost.message,
+                    before,
+                    per_author,
+                )
+            )
+        # SQLite refuses ORDER BY/LIMIT directly inside a UNION member: wrap each one.
+        wrapped = [
+            Select(from_list=[part.alias(f"r{number}")], columns=[SQL("id")])
+            for number, part in enumerate(ranges)
+        ]
+        merged = wrapped[0]
+        for other in wrapped[1:]:
+            merged = merged.union_all(other)
+        return keyset(Message.visible().where(Message.id.in_(merged)), Message.id, None, limit)
+
+    def _home_timeline_by_scan(self):
+        """The home timeline as one filter (for readers following very many people)."""
+        followed = Relationship.select(Relationship.to_user).where(Relationship.from_user == self)
+        reposted = (
+            Repost.select(Repost.message)
+            .join(User)
+            .where((Repost.user == self) | (Repost.user << followed), User.active)
+        )
+        return Message.visible().where(
+            (Message.user == self) | (Message.user << followed) | (Message.id << reposted)
+        )
+
+    def following(self, before=None, limit=None):
+        """Return the active users this user follows, most recently followed first.
+
+        Each row carries ``follow_id``, the id of the follow: the cursor for ``before``
+        (keyset paging on ``relationship(from_user_id, id)``); ``limit`` caps the rows.
+        """
+        query = (
+            User.select(*User.LIST_COLUMNS, Relationship.id.alias("follow_id"))
             .join(Relationship, on=Relationship.to_user)
             .where(Relationship.from_user == self, User.active)
-            .order_by(fn.LOWER(User.username))
+            .objects()  # follow_id lands on the User row
         )
+        return keyset(query, Relationship.id, before, limit)
 
-    def followers(self):
-        """Return the active users who follow this user, by username."""
-        return (
-            User.select()
+    def followers(self, before=None, limit=None):
+        """Return the active users who follow this user, most recent follower first.
+
+        Rows carry ``follow_id`` as in ``following`` (index ``relationship(to_user_id, id)``).
+        """
+        query = (
+            User.select(*User.LIST_COLUMNS, Relationship.id.alias("follow_id"))
             .join(Relationship, on=Relationship.from_user)
             .where(Relationship.to_user == self, User.active)
-            .order_by(fn.LOWER(User.username))
+            .objects()  # follow_id lands on the User row
         )
+        return keyset(query, Relationship.id, before, limit)
+
+    def follower_count(self):
+        """Return how many active users follow this user (one COUNT over the
+        ``relationship(to_user_id, id)`` index range, each follower's row by primary key)."""
+        return (
+            Relationship.select()
+            .join(User, on=Relationship.from_user)
+            .where(Relationship.to_user == self, User.active)
+            .count()
+        )
+
+    def following_count(self):
+        """Return how many active users this user follows (one COUNT over an index range)."""
+        return (
+            Relationship.select()
+            .join(User, on=Relationship.to_user)
+            .where(Relationship.from_user == self, User.active)
+            .count()
+        )
+
+    @classmethod
+    def directory(cls, after=None, limit=None):
+        """Return active users by username (byte order), only LIST_COLUMNS: those whose
+        username sorts after ``after`` (keyset paging on the username index), at most
+        ``limit`` of them."""
+        query = cls.select(*cls.LIST_COLUMNS).where(cls.active)
+        return keyset(query, cls.username, after, limit, descending=False)
 
     def is_following(self, other):
         """Return True if this user follows ``other``."""
@@ -164,7 +308,10 @@ class User(BaseModel, BaseUser):
         """
         if other.id == self.id:
             raise ValueError("You cannot follow yourself.")
-        Relationship.insert(from_user=self, to_user=other).on_conflict_ignore().execute()
+        with db.database.atomic():
+            query = Relationship.insert(from_user=self, to_user=other).on_conflict_ignore()
+            if query.as_rowcount().execute():
+                Notification.notify(other, self, Notification.FOLLOW)
 
     def unfollow(self, other):
         """Stop following ``other``; returns the number of relationships removed (0 or 1)."""
@@ -174,6 +321,110 @@ class User(BaseModel, BaseUser):
             .execute()
         )
 
+    def post(self, content, in_reply_to=None):
+        """Publish ``content`` (already validated) as this user's message, optionally as a
+        reply to the message ``in_reply_to``. The parent's reply count and its author's
+        notification are written in the same transaction. Returns the new Message."""
+        with db.database.atomic():
+            message = Message.create(
+                user=self,
+                content=content,
+                in_reply_to=in_reply_to,
+                is_reply=in_reply_to is not None,
+            )
+            if in_reply_to is not None:
+                Message.bump(in_reply_to.id, reply_count=1)
+                Notification.notify(in_reply_to.user, self, Notification.REPLY, message)
+        return message
+
+    def reply(self, message, content):
+        """Reply to ``message`` with ``content``; returns the new Message (see post)."""
+        return self.post(content, in_reply_to=message)
+
+    def like(self, message):
+        """Like ``message``. Idempotent and safe under concurrent requests: the unique
+        (user, message) pair lets only one insert through, and only that one bumps the
+        counter. Returns True if this call created the like."""
+        return self._react(Like, message, "like_count", Notification.LIKE)
+
+    def unlike(self, message):
+        """Withdraw this user's like of ``message``; returns True if there was one."""
+        return self._unreact(Like, message, "like_count", Notification.LIKE)
+
+    def repost(self, message):
+        """Repost ``message`` into this user's followers' home timelines. Idempotent like
+        ``like``; returns True if this call created the repost."""
+        return self._react(Repost, message, "repost_count", Notification.REPOST)
+
+    def unrepost(self, message):
+        """Undo this user's repost of ``message``; returns True if there was one."""
+        return self._unreact(Repost, message, "repost_count", Notification.REPOST)
+
+    def _react(self, model, message, counter, kind):
+        with db.database.atomic():
+            query = model.insert(user=self, message=message).on_conflict_ignore()
+            created = bool(query.as_rowcount().execute())
+            if created:
+                Message.bump(message.id, **{counter: 1})
+                Notification.notify(message.user, self, kind, message)
+        return created
+
+    def _unreact(self, model, message, counter, kind):
+        with db.database.atomic():
+            deleted = bool(
+                model.delete().where(model.user == self, model.message == message).execute()
+            )
+            if deleted:
+                Message.bump(message.id, **{counter: -1})
+                Notification.withdraw(message.user, self, kind, message)
+        return deleted
+
+    def likes(self, message_ids):
+        """Return the set of ``message_ids`` this user liked (one query)."""
+        return _reacted(Like, self, message_ids)
+
+    def reposts(self, message_ids):
+        """Return the set of ``message_ids`` this user reposted (one query)."""
+        return _reacted(Repost, self, message_ids)
+
+    def notifications(self):
+        """Return this user's notifications from active users, newest first."""
+        actor = User.alias()
+        return (
+            Notification.select(Notification, actor, Message)
+            .join(actor, on=(Notification.actor == actor.id))
+            .switch(Notification)
+            .join(Message, JOIN.LEFT_OUTER)
+            .where(Notification.recipient == self, actor.active)
+            .order_by(Notification.id.desc())
+        )
+
+    def unread_notification_count(self):
+        """Return how many unread notifications from active users this user has."""
+        return (
+            Notification.select()
+            .join(User, on=(Notification.actor == User.id))
+            .where(Notification.recipient == self, ~Notification.read, User.active)
+            .count()
+        )
+
+    def mark_notifications_read(self):
+        """Mark every notification of this user read; returns how many changed."""
+        query = Notification.update(read=True)
+        return query.where(Notification.recipient == self, ~Notification.read).execute()
+
+
+def _reacted(model, user, message_ids):
+    """Return the subset of ``message_ids`` that ``user`` has a ``model`` row for."""
+    if not message_ids:
+        return set()
+    query = model.select(model.message).where(model.user == user, model.message << message_ids)
+    return {row.message_id for row in query}
+
+
+# What a list of people shows of each (the directory, followers, following): never the
+# password hash or e-mail. Add a column here when a list starts showing it.
+User.LIST_COLUMNS = (User.id, User.username, User.join_date)
 
 # Case-insensitive uniqueness: the database, not just the join form, refuses "Alice"
 # next to "alice", so two racing sign-ups cannot both win.
@@ -183,12 +434,18 @@ User.add_index(User.index(fn.LOWER(User.username), unique=True, name="user_usern
 class Relationship(BaseModel):
     """``from_user`` follows ``to_user``. One row per pair; nobody follows themself."""
 
-    from_user = ForeignKeyField(User, backref="relationships", on_delete="CASCADE")
-    to_user = ForeignKeyField(User, backref="related_to", on_delete="CASCADE")
-    created_date = DateTimeField(default=datetime.datetime.now)
+    # No single-column indexes on the foreign keys: the indexes below start with them.
+    from_user = ForeignKeyField(User, backref="relationships", on_delete="CASCADE", index=False)
+    to_user = ForeignKeyField(User, backref="related_to", on_delete="CASCADE", index=False)
+    created_date = DateTimeField(default=datetime.datetime.now, index=True)
 
     class Meta:
-        indexes = ((("from_user", "to_user"), True),)
+        indexes = (
+            (("from_user", "to_user"), True),
+            # Keyset pages of someone's follows and followers, newest first.
+            (("from_user", "id"), False),
+            (("to_user", "id"), False),
+        )
         constraints = [Check("from_user_id <> to_user_id")]
 
     def __str__(self):
@@ -198,27 +455,297 @@ class Relationship(BaseModel):
 class Message(BaseModel):
     """A short message: 1 to MESSAGE_MAX_LENGTH characters of plain text."""
 
-    user = ForeignKeyField(User, backref="messages", on_delete="CASCADE")
+    # The indexes below start with user_id, so it needs none of its own.
+    user = ForeignKeyField(User, backref="messages", on_delete="CASCADE", index=False)
     content = TextField(constraints=[Check(f"length(content) BETWEEN 1 AND {MESSAGE_MAX_LENGTH}")])
     pub_date = DateTimeField(default=datetime.datetime.now, index=True)
+    # The message this one answers. Deleting it leaves the reply in place with NULL here and
+    # is_reply still True, so the reply can say it answered a deleted message.
+    in_reply_to = ForeignKeyField(
+        "self", null=True, backref="replies", on_delete="SET NULL", index=True
+    )
+    is_reply = BooleanField(default=False)
+    # Counters of active users' replies, likes and reposts, kept in step in the transaction
+    # that changes them (and recounted when users are deactivated, reactivated or deleted),
+    # so a page of messages shows its counts without counting anything.
+    reply_count = IntegerField(default=0)
+    like_count = IntegerField(default=0)
+    repost_count = IntegerField(default=0)
+
+    class Meta:
+        indexes = (
+            # A user's timeline and each range of the home timeline, newest id first.
+            (("user", "id"), False),
+            # A user's messages by date (API filters and ordering on pub_date).
+            (("user", "pub_date"), False),
+        )
 
     def __str__(self):
         return self.content[:40]
 
+    def delete_instance(self, *args, **kwargs):
+        """Delete this message; its replies stay (answering a deleted message), its likes,
+        reposts and notifications go, and the message it answered counts one reply less."""
+        with db.database.atomic():
+            # Explicitly: a recursive delete would only set their nullable message to NULL.
+            Notification.delete().where(Notification.message == self).execute()
+            result = super().delete_instance(*args, **kwargs)
+            if self.in_reply_to_id is not None:
+                Message.refresh_counts([self.in_reply_to_id])
+        return result
+
     @classmethod
-    def visible(cls):
-        """Return messages of active users with their author joined in, newest first."""
+    def bump(cls, message_id, **deltas):
+        """Add ``deltas`` (``like_count=1``...) to message ``message_id``'s counters in one
+        UPDATE, computed by the database so concurrent bumps never lose one."""
+        changes = {getattr(cls, name): getattr(cls, name) + delta for name, delta in deltas.items()}
+        cls.update(changes).where(cls.id == message_id).execute()
+
+    @classmethod
+    def touched_by(cls, user_ids):
+        """Return a query of the ids of messages that ``user_ids`` replied to, liked or
+        reposted: the counters their (de)activation changes."""
+        replied = cls.select(cls.in_reply_to.alias("id")).where(
+            cls.user << user_ids, cls.in_reply_to.is_null(False)
+        )
+        liked = Like.select(Like.message.alias("id")).where(Like.user << user_ids)
+        reposted = Repost.select(Repost.message.alias("id")).where(Repost.user << user_ids)
+        return [row.id for row in (replied | liked | reposted).objects()]
+
+    @classmethod
+    def refresh_counts(cls, message_ids):
+        """Recount the replies, likes and reposts by active users of ``message_ids``."""
+        message_ids = list(message_ids)
+        if not message_ids:
+            return
+        active = User.select(User.id).where(User.active)
+        reply = cls.alias()
+        counts = {
+            cls.reply_count: reply.select(fn.COUNT(reply.id)).where(
+                reply.in_reply_to == cls.id, reply.user << active
+            ),
+            cls.like_count: Like.select(fn.COUNT(Like.id)).where(
+                Like.message == cls.id, Like.user << active
+            ),
+            cls.repost_count: Repost.select(fn.COUNT(Repost.id)).where(
+                Repost.message == cls.id, Repost.user << active
+            ),
+        }
+        cls.update(counts).where(cls.id << message_ids).execute()
+
+    @classmethod
+    def visible(cls, author_columns=None):
+        """Return messages of active users, newest (highest id) first, each with its author
+        joined in (``message.user``) holding only ``author_columns`` (default
+        AUTHOR_COLUMNS): never a password hash, and nothing a page does not show."""
+        author_columns = author_columns or cls.AUTHOR_COLUMNS
         return (
-            cls.select(cls, User)
-            .join(User)
-            .where(User.active)
-            .order_by(cls.pub_date.desc(), cls.id.desc())
+            cls.select(cls, *author_columns).join(User).where(User.active).order_by(cls.id.desc())
         )
 
     @classmethod
-    def public_timeline(cls):
-        """Return every visible message, newest first."""
-        return cls.visible()
+    def public_timeline(cls, before=None, limit=None):
+        """Return every visible message, newest first; ``before`` a message id, at most
+        ``limit`` rows (keyset paging on the primary key)."""
+        return keyset(cls.visible(), cls.id, before, limit)
+
+    def ancestors(self, limit=100):
+        """Return the visible messages this one answers, up the chain to the root, root
+        first, at most ``limit`` of them (one recursive query)."""
+        if self.in_reply_to_id is None:
+            return []
+        base = Message.alias()
+        level = Value(1).alias("level")
+        top = (
+            base.select(base.id, base.in_reply_to, level)
+            .where(base.id == self.in_reply_to_id)
+            .cte("ancestors", recursive=True, columns=("id", "parent", "level"))
+        )
+        step = Message.alias()
+        chain = top.union_all(
+            step.select(step.id, step.in_reply_to, top.c.level + 1)
+            .join(top, on=(step.id == top.c.parent))
+            .where(top.c.level < limit)
+        )
+        ids = chain.select_from(chain.c.id)
+        query = Message.visible().where(Message.id << ids).order_by(Message.id)
+        return list(query.with_cte(chain))
+
+    def thread_replies(self):
+        """Return the visible replies to this message, oldest first (newest last)."""
+        return Message.visible().where(Message.in_reply_to == self).order_by(Message.id)
+
+    @staticmethod
+    def annotate(messages, viewer=None):
+        """Prepare a page of ``messages`` (a list) for display in a constant number of
+        queries, whatever its length: sets ``parent`` (the visible message each answers, or
+        None), ``liked`` and ``reposted`` (by ``viewer``, a User or None) and
+        ``reposted_by`` (the users ``viewer`` follows, or ``viewer``, who reposted it).
+        Returns ``messages``."""
+        ids = [message.id for message in messages]
+        parent_ids = {m.in_reply_to_id for m in messages if m.in_reply_to_id is not None}
+        parents = {}
+        if parent_ids:
+            parents = {m.id: m for m in Message.visible().where(Message.id << list(parent_ids))}
+        liked = viewer.likes(ids) if viewer else set()
+        reposted = viewer.reposts(ids) if viewer else set()
+        reposters = {}
+        if viewer and ids:
+            followed = Relationship.select(Relationship.to_user).where(
+                Relationship.from_user == viewer
+            )
+            rows = (
+                Repost.select(Repost, *Message.AUTHOR_COLUMNS)
+                .join(User)
+                .where(
+                    Repost.message << ids,
+                    User.active,
+                    (Repost.user == viewer) | (Repost.user << followed),
+                )
+                .order_by(Repost.id)
+            )
+            for row in rows:
+                reposters.setdefault(row.message_id, []).append(row.user)
+        for message in messages:
+            message.parent = parents.get(message.in_reply_to_id)
+            message.liked = message.id in liked
+            message.reposted = message.id in reposted
+            message.reposted_by = reposters.get(message.id, [])
+        return messages
+
+
+# The author columns a timeline shows with each message. Others (display name, avatar)
+# are added here when templates start showing them; the API adds its own.
+Message.AUTHOR_COLUMNS = (User.id, User.username)
+
+
+def keyset(query, key, cursor=None, limit=None, descending=True):
+    """Return ``query`` ordered by ``key`` (a unique column), newest/largest first unless
+    ``descending`` is False, keeping only rows past ``cursor`` (``key < cursor``, or
+    ``key > cursor`` ascending) and at most ``limit`` of them.
+
+    This is keyset paging: the next page starts from the last row shown, so page 1000
+    costs what page 1 costs, unlike OFFSET, which reads and drops every earlier row.
+    ``cursor=None`` is the first page; ``limit=None`` means no limit.
+    """
+    query = query.order_by(key.desc() if descending else key.asc())
+    if cursor is not None:
+        query = query.where(key < cursor if descending else key > cursor)
+    return query.limit(limit) if limit is not None else query
+
+
+# The most followees whose messages User.home_timeline merges index range by index range.
+HOME_MERGE_MAX_FOLLOWEES = 500
+# The per-followee range of User.home_timeline when the caller sets no limit.
+HOME_MERGE_DEFAULT_LIMIT = 1000
+
+
+class Like(BaseModel):
+    """``user`` likes ``message``: at most once (the unique pair refuses a second)."""
+
+    # No index of its own: the unique (user, message) index serves lookups by user.
+    user = ForeignKeyField(User, backref="likes_given", on_delete="CASCADE", index=False)
+    message = ForeignKeyField(Message, backref="likes", on_delete="CASCADE")
+    created_date = DateTimeField(default=datetime.datetime.now)
+
+    class Meta:
+        indexes = ((("user", "message"), True),)
+
+    def __str__(self):
+        return f"{self.user} likes {self.message_id}"
+
+
+class Repost(BaseModel):
+    """``user`` reposted ``message`` to their followers: at most once."""
+
+    user = ForeignKeyField(User, backref="reposts_made", on_delete="CASCADE", index=False)
+    message = ForeignKeyField(Message, backref="reposts", on_delete="CASCADE")
+    created_date = DateTimeField(default=datetime.datetime.now)
+
+    class Meta:
+        indexes = ((("user", "message"), True),)
+
+    def __str__(self):
+        return f"{self.user} reposted {self.message_id}"
+
+
+class Notification(BaseModel):
+    """Tells ``recipient`` that ``actor`` did something (``kind``), often to ``message``.
+
+    Never written for someone's own action; hidden while the actor is deactivated.
+    """
+
+    FOLLOW = "follow"
+    MENTION = "mention"
+    REPLY = "reply"
+    LIKE = "like"
+    REPOST = "repost"
+    KINDS = (FOLLOW, MENTION, REPLY, LIKE, REPOST)
+    # Kinds shown as one entry per message: "alice and 3 others liked your message".
+    GROUPED = (LIKE, REPOST)
+    KIND_CHOICES = tuple((kind, kind) for kind in KINDS)
+
+    recipient = ForeignKeyField(
+        User, backref="notifications_received", on_delete="CASCADE", index=False
+    )
+    actor = ForeignKeyField(User, backref="notifications_caused", on_delete="CASCADE")
+    kind = CharField(max_length=10, choices=KIND_CHOICES)
+    message = ForeignKeyField(Message, null=True, backref="notifications", on_delete="CASCADE")
+    read = BooleanField(default=False)
+    created_date = DateTimeField(default=datetime.datetime.now)
+
+    class Meta:
+        # Newest first per recipient, by keyset (id), and the unread count.
+        indexes = ((("recipient", "id"), False), (("recipient", "read"), False))
+
+    def __str__(self):
+        return f"{self.actor} {self.kind} → {self.recipient}"
+
+    @classmethod
+    def notify(cls, recipient, actor, kind, message=None):
+        """Record that ``actor`` did ``kind`` (to ``message``) for ``recipient``, unless
+        they are the same person. Returns the Notification or None."""
+        if recipient.id == actor.id:
+            return None
+        return cls.create(recipient=recipient, actor=actor, kind=kind, message=message)
+
+    @classmethod
+    def withdraw(cls, recipient, actor, kind, message):
+        """Delete the notification an undone like or repost had caused."""
+        cls.delete().where(
+            cls.recipient == recipient,
+            cls.actor == actor,
+            cls.kind == kind,
+            cls.message == message,
+        ).execute()
+
+    @staticmethod
+    def group(notifications):
+        """Group a page of ``notifications`` (newest first) for display: likes and reposts
+        of one message become one entry. Returns dicts ``{kind, message, actors, read,
+        created_date, id}`` in the order of each group's newest member."""
+        groups = []
+        by_key = {}
+        for item in notifications:
+            key = (item.kind, item.message_id) if item.kind in Notification.GROUPED else None
+            if key is not None and key in by_key:
+                group = by_key[key]
+                if item.actor not in group["actors"]:
+                    group["actors"].append(item.actor)
+                group["read"] = group["read"] and item.read
+                continue
+            group = {
+                "id": item.id,
+                "kind": item.kind,
+                "message": item.message,
+                "actors": [item.actor],
+                "read": item.read,
+                "created_date": item.created_date,
+            }
+            groups.append(group)
+            if key is not None:
+                by_key[key] = group
+        return groups
 
 
 class Note(BaseModel):
@@ -290,7 +817,7 @@ class AuditEntry(BaseModel):
     created_date = DateTimeField(default=datetime.datetime.now, index=True)
 
 
-MODELS = [User, Relationship, Message, Note, ApiToken, AuditEntry]
+MODELS = [User, Relationship, Message, Note, ApiToken, AuditEntry, Like, Repost, Notification]
 
 # Schema changes ship as numbered migrations here (peewee's playhouse.migrations, the
 # `pwmigrate` tool); `python main.py db upgrade` applies them.

@@ -1,4 +1,5 @@
-"""The web pages: timelines, users, follow/unfollow, posting, joining and settings.
+"""The web pages: timelines, users, follow/unfollow, posting and replying, threads, likes,
+reposts, notifications, joining and settings.
 
 Every state-changing request is a POST carrying SeaSurf's CSRF token.
 """
@@ -13,7 +14,6 @@ from flask import redirect
 from flask import render_template
 from flask import request
 from flask import url_for
-from flask_peewee.utils import PaginatedQuery
 from flask_peewee.utils import get_object_or_404
 from peewee import IntegrityError
 from wtforms import Form
@@ -27,7 +27,11 @@ from wtforms.validators import Length
 from wtforms.validators import Optional
 from wtforms.validators import Regexp
 
+from app import MAX_ID
 from app import MAX_PAGE
+from app import MAX_PAGE_OFFSET
+from app import KeysetPage
+from app import PageProbe
 from app import app
 from app import db
 from app import rate_limited
@@ -43,6 +47,7 @@ from models import USERNAME_MAX_LENGTH
 from models import USERNAME_PATTERN
 from models import ApiToken
 from models import Message
+from models import Notification
 from models import User
 from models import pending_migrations
 
@@ -151,22 +156,122 @@ class TokenForm(Form):
     )
 
 
-class Page(PaginatedQuery):
-    """flask-peewee's PaginatedQuery, refusing page numbers that are not 1..MAX_PAGE."""
-
-    def get_page(self):
-        raw = request.args.get(self.page_var, "1")
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-            abort(400, f"The page number must be a whole number from 1 to {MAX_PAGE}.")
-        return int(raw)
+def page_size():
+    """Return how many rows a web list shows per page (the PAGE_SIZE setting)."""
+    return app.config["PAGE_SIZE"]
 
 
-def render_list(template, query, var_name, **context):
-    """Render ``template`` with one page (PAGE_SIZE rows) of ``query`` as ``var_name``,
-    plus ``pagination`` for the newer/older links."""
-    pagination = Page(query, app.config["PAGE_SIZE"])
+def parse_username_cursor(name, raw):
+    """Return ``raw`` if it is a possible username (the directory's ``?after=`` cursor),
+    else abort with 400."""
+    if not USERNAME_PATTERN.fullmatch(raw):
+        abort(400, f"{name} must be a username.")
+    return raw
+
+
+def legacy_page_redirect(fetch=None, cursor_arg="before", cursor_of=lambda row: row.id):
+    """Answer an old ``?page=N`` URL, from before keyset paging, with a 301 to the keyset
+    URL (``?before=``, or ``cursor_arg``) showing the same rows; None when there is no
+    ``page`` argument. Garbage is a 400.
+
+    ``fetch``, ``cursor_of``: as for KeysetPage. The last row of page N-1 is found by one
+    OFFSET query, bounded by MAX_PAGE_OFFSET (deeper pages are a 404, as are pages past
+    the end). Without ``fetch`` every page goes to the first: the home timeline merges
+    many ranges, and an offset into each would cost far more than a page.
+    """
+    raw = request.args.get("page")
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        abort(400, f"The page number must be a whole number from 1 to {MAX_PAGE}.")
+    offset = (int(raw) - 1) * page_size()
+    if offset > MAX_PAGE_OFFSET:
+        abort(404, "Pages this old are no longer numbered: follow the Older links.")
+    values = dict(request.view_args)
+    if offset and fetch is not None:
+        rows = list(fetch(None, offset + 1).offset(offset - 1).limit(2))
+        if len(rows) < 2:
+            abort(404, "This page is past the end of the list.")
+        values[cursor_arg] = cursor_of(rows[0])
+    return redirect(url_for(request.endpoint, **values), 301)
+
+
+def render_timeline(template, fetch, legacy_pages=True, **context):
+    """Render ``template`` with one keyset page (KeysetPage) of the timeline ``fetch``
+    as ``message_list`` (annotated: parents, counts, the viewer's likes and reposts, in
+    a constant number of queries) and the page as ``pagination``; an old ``?page=`` URL is
+    redirected (legacy_page_redirect, to the page itself exactly when ``legacy_pages``)."""
+    legacy = legacy_page_redirect(fetch if legacy_pages else None)
+    if legacy is not None:
+        return legacy
+    pagination = KeysetPage(fetch, page_size())
+    return render_template(
+        template, message_list=annotate(pagination.items), pagination=pagination, **context
+    )
+
+
+def render_people(fetch, title, **context):
+    """Render user_list.html with one keyset page of the people list ``fetch`` (followers
+    or following, newest follow first, by ``?before=<follow id>``)."""
+
+    def cursor_of(row):
+        return row.follow_id
+
+    legacy = legacy_page_redirect(fetch, cursor_of=cursor_of)
+    if legacy is not None:
+        return legacy
+    pagination = KeysetPage(fetch, page_size(), cursor_of=cursor_of)
+    return render_template(
+        "user_list.html", user_list=pagination.items, pagination=pagination, title=title, **context
+    )
+
+
+def render_list(template, query, var_name, prepare=None, **context):
+    """Render ``template`` with one numbered page (PageProbe: no count) of ``query`` as
+    ``var_name``, plus ``pagination`` for the newer/older links. ``prepare``, if given,
+    receives the page's rows (a list) and returns what the template gets. Prefer
+    render_timeline (keyset) where the list has a unique sort key of its own."""
+    pagination = PageProbe(query, page_size())
     context[var_name] = pagination.get_list()
-    return render_template(template, pagination=pagination, page=pagination.get_page(), **context)
+    if prepare is not None:
+        context[var_name] = prepare(context[var_name])
+    return render_template(template, pagination=pagination, **context)
+
+
+def render_messages(template, query, **context):
+    """Render ``template`` with one page of the messages ``query`` as ``message_list``,
+    each with its parent, counts and the viewer's likes and reposts (Message.annotate:
+    the same few queries whatever the page holds)."""
+    return render_list(template, query, "message_list", prepare=annotate, **context)
+
+
+def annotate(messages):
+    """Message.annotate for the logged-in user (or nobody)."""
+    return Message.annotate(list(messages), g.user)
+
+
+def keyset_param(name):
+    """Return the id in ``request.args[name]`` (None when absent); 400 unless 1..MAX_ID."""
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
+        abort(400, f"{name} must be a message id: a whole number from 1 to {MAX_ID}.")
+    return int(raw)
+
+
+def get_visible_message(message_id):
+    """Return message ``message_id`` if it is visible (its author is active), else 404."""
+    return get_object_or_404(Message.visible().where(Message.id == message_id))
+
+
+def local_next(default):
+    """Return the form's ``next`` if it is a path on this site, else ``default``: a
+    reaction button sends the browser back where it was, never to another site."""
+    target = request.form.get("next", "")
+    if target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return default
 
 
 def get_person(username):
@@ -194,15 +299,15 @@ def index():
 @app.route("/public/")
 def public_timeline():
     """Every visible message, newest first."""
-    return render_list("public_timeline.html", Message.public_timeline(), "message_list")
+    return render_timeline("public_timeline.html", Message.public_timeline)
 
 
 @app.route("/private/")
 @auth.login_required
 def home_timeline():
     """The logged-in user's messages and those of everyone they follow."""
-    return render_list(
-        "home_timeline.html", g.user.home_timeline(), "message_list", form=MessageForm()
+    return render_timeline(
+        "home_timeline.html", g.user.home_timeline, legacy_pages=False, form=MessageForm()
     )
 
 
@@ -231,9 +336,25 @@ def join():
 
 @app.route("/users/")
 def user_list():
-    """The directory of active users, by username."""
-    query = User.select().where(User.active).order_by(User.username)
-    return render_list("user_list.html", query, "user_list", title="People")
+    """The directory of active users, by username, paged with ``?after=<username>``."""
+
+    def cursor_of(row):
+        return row.username
+
+    legacy = legacy_page_redirect(User.directory, "after", cursor_of)
+    if legacy is not None:
+        return legacy
+    pagination = KeysetPage(
+        User.directory,
+        page_size(),
+        cursor_arg="after",
+        parse_cursor=parse_username_cursor,
+        cursor_of=cursor_of,
+    )
+    pagination.previous_label, pagination.next_label = "First", "Next"
+    return render_template(
+        "user_list.html", user_list=pagination.items, pagination=pagination, title="People"
+    )
 
 
 @app.route("/users/<username>/")
@@ -241,14 +362,13 @@ def user_detail(username):
     """One user's page: their messages and follower/following counts."""
     person = get_person(username)
     following = g.user is not None and g.user.is_following(person)
-    return render_list(
+    return render_timeline(
         "user_detail.html",
-        person.timeline(),
-        "message_list",
+        person.timeline,
         person=person,
         is_following=following,
-        follower_count=person.followers().count(),
-        following_count=person.following().count(),
+        follower_count=person.follower_count(),
+        following_count=person.following_count(),
     )
 
 
@@ -257,9 +377,7 @@ def user_followers(username):
     """The users who follow ``username``."""
     person = get_person(username)
     title = f"People following {person.username}"
-    return render_list(
-        "user_list.html", person.followers(), "user_list", person=person, title=title
-    )
+    return render_people(person.followers, title, person=person)
 
 
 @app.route("/users/<username>/following/")
@@ -267,9 +385,7 @@ def user_following(username):
     """The users ``username`` follows."""
     person = get_person(username)
     title = f"People {person.username} follows"
-    return render_list(
-        "user_list.html", person.following(), "user_list", person=person, title=title
-    )
+    return render_people(person.following, title, person=person)
 
 
 @app.route("/users/<username>/follow/", methods=["POST"])
@@ -301,13 +417,130 @@ def user_unfollow(username):
 @auth.login_required
 @rate_limited("post")
 def create():
-    """Post a new message."""
+    """Post a new message, or with ``in_reply_to`` (query or form) a reply: the composer
+    then starts with ``@author `` and says what it answers."""
+    parent = None
+    raw_parent = request.values.get("in_reply_to", "")
+    if raw_parent:
+        if not raw_parent.isdigit() or not 1 <= int(raw_parent) <= MAX_ID:
+            abort(400, "in_reply_to must be a message id.")
+        parent = get_visible_message(int(raw_parent))
     form = MessageForm(request.form)
     if request.method == "POST" and form.validate():
-        Message.create(user=g.user, content=form.content.data)
+        message = g.user.post(form.content.data, in_reply_to=parent)
         flash("Your message has been posted.", "success")
+        if parent is not None:
+            return redirect(url_for("message_detail", message_id=message.id))
         return redirect(url_for("home_timeline"))
-    return render_template("message_form.html", form=form), 422 if form.errors else 200
+    if request.method == "GET" and parent is not None:
+        form.content.data = f"@{parent.user.username} "
+    status = 422 if form.errors else 200
+    return render_template("message_form.html", form=form, parent=parent), status
+
+
+@app.route("/messages/<int:message_id>/")
+def message_detail(message_id):
+    """A message and its thread: what it answers up to the root, then its replies, oldest
+    first, PAGE_SIZE at a time (``?after=<reply id>`` for the next ones)."""
+    message = get_visible_message(message_id)
+    after = keyset_param("after")
+    replies = message.thread_replies()
+    if after is not None:
+        replies = replies.where(Message.id > after)
+    size = app.config["PAGE_SIZE"]
+    replies = list(replies.limit(size + 1))
+    more = len(replies) > size
+    replies = replies[:size]
+    ancestors = message.ancestors()
+    annotate(ancestors + [message] + replies)
+    return render_template(
+        "message_detail.html",
+        message=message,
+        ancestors=ancestors,
+        replies=replies,
+        next_after=replies[-1].id if more else None,
+    )
+
+
+def react(message_id, action, done):
+    """Apply ``action`` (a User method name: like, unlike, repost, unrepost) of the
+    logged-in user to the visible message ``message_id``, flash ``done`` and go back."""
+    message = get_visible_message(message_id)
+    getattr(g.user, action)(message)
+    flash(done, "success")
+    return redirect(local_next(url_for("message_detail", message_id=message.id)))
+
+
+@app.route("/messages/<int:message_id>/like/", methods=["POST"])
+@auth.login_required
+@rate_limited("react")
+def message_like(message_id):
+    """Like a message (liking twice is one like)."""
+    return react(message_id, "like", "You liked the message.")
+
+
+@app.route("/messages/<int:message_id>/unlike/", methods=["POST"])
+@auth.login_required
+@rate_limited("react")
+def message_unlike(message_id):
+    """Withdraw your like of a message."""
+    return react(message_id, "unlike", "You no longer like the message.")
+
+
+@app.route("/messages/<int:message_id>/repost/", methods=["POST"])
+@auth.login_required
+@rate_limited("react")
+def message_repost(message_id):
+    """Repost a message to your followers' home timelines (once)."""
+    return react(message_id, "repost", "You reposted the message.")
+
+
+@app.route("/messages/<int:message_id>/unrepost/", methods=["POST"])
+@auth.login_required
+@rate_limited("react")
+def message_unrepost(message_id):
+    """Undo your repost of a message."""
+    return react(message_id, "unrepost", "Your repost has been removed.")
+
+
+@app.route("/users/<username>/likes/")
+@auth.login_required
+def user_likes(username):
+    """The messages ``username`` liked, most recent like first. Likes are private: only
+    their owner sees this page (anyone else gets 404)."""
+    person = get_person(username)
+    if person.id != g.user.id:
+        abort(404)
+    return render_messages("user_likes.html", person.liked_messages(), person=person)
+
+
+@app.route("/notifications/")
+@auth.login_required
+def notifications():
+    """Your notifications, newest first, PAGE_SIZE at a time (``?before=<id>`` for older
+    ones); likes and reposts of one message on a page are grouped into one entry."""
+    before = keyset_param("before")
+    query = g.user.notifications()
+    if before is not None:
+        query = query.where(Notification.id < before)
+    size = app.config["PAGE_SIZE"]
+    rows = list(query.limit(size + 1))
+    more = len(rows) > size
+    rows = rows[:size]
+    return render_template(
+        "notifications.html",
+        groups=Notification.group(rows),
+        next_before=rows[-1].id if more else None,
+    )
+
+
+@app.route("/notifications/read/", methods=["POST"])
+@auth.login_required
+def notifications_read():
+    """Mark all your notifications read."""
+    g.user.mark_notifications_read()
+    flash("All notifications are marked read.", "success")
+    return redirect(url_for("notifications"))
 
 
 @app.route("/edit/<int:message_id>/", methods=["GET", "POST"])

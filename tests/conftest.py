@@ -28,10 +28,22 @@ from databases import recreate_database
 from hypothesis import settings
 from live_server import free_port
 
-# CI explores the same examples on every run, so a red build always means a regression;
-# developers' runs keep drawing new ones.
-settings.register_profile("ci", derandomize=True)
-settings.load_profile("ci" if os.environ.get("CI") else "default")
+# Two hypothesis profiles. "ci" is thorough and explores the same examples on every run, so
+# a red build always means a regression; "dev" (the default on a laptop) draws a few new
+# examples each run, to keep the fast tier fast. HYPOTHESIS_PROFILE=ci picks it by hand.
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or (
+    "ci" if os.environ.get("CI") else "dev"
+)
+settings.register_profile("ci", derandomize=True, max_examples=100)
+settings.register_profile("dev", max_examples=20)
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def examples(thorough):
+    """Return how many examples a costly property test draws: ``thorough`` under the "ci"
+    profile, a fifth of it (at least 3) under "dev"."""
+    return thorough if HYPOTHESIS_PROFILE == "ci" else max(3, thorough // 5)
+
 
 # Before the one import of main: the app reads its configuration at import time.
 os.environ["DATABASE_URL"] = TEST_DATABASE_URL or "sqlite:///" + os.path.join(

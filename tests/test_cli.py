@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_user
+from live_server import free_port
 
 import main
 from models import ApiToken
@@ -180,10 +181,11 @@ def wait_for(url, process, seconds=30):
     raise AssertionError(f"{url} did not answer within {seconds} s")
 
 
-def test_python_main_serves_a_fresh_checkout_on_port_5000(tmp_path):
+def test_python_main_serves_a_fresh_checkout(tmp_path):
     checkout = fresh_checkout(tmp_path)
+    port = free_port()  # never 5000: a developer's own server may be running there
     process = subprocess.Popen(
-        [sys.executable, "main.py"],
+        [sys.executable, "main.py", "run", "--port", str(port)],
         cwd=checkout,
         env=clean_env(),
         stdout=subprocess.PIPE,
@@ -191,9 +193,10 @@ def test_python_main_serves_a_fresh_checkout_on_port_5000(tmp_path):
         text=True,
         start_new_session=True,
     )
+    base = f"http://127.0.0.1:{port}"
     try:
-        assert '"status":"ok"' in wait_for("http://127.0.0.1:5000/healthz", process)
-        assert "Public timeline" in wait_for("http://127.0.0.1:5000/", process)
+        assert '"status":"ok"' in wait_for(f"{base}/healthz", process)
+        assert "Public timeline" in wait_for(f"{base}/", process)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)

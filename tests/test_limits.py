@@ -25,7 +25,6 @@ from conftest import make_user
 from conftest import post
 from playhouse.test_utils import count_queries
 
-from app import limiter
 from auth import DEVICE_COOKIE
 from auth import auth
 from models import ApiToken
@@ -36,14 +35,6 @@ from models import User
 ROOT = Path(__file__).resolve().parent.parent
 STRANGER = "203.0.113.66"  # the attacker's address
 HOME = "198.51.100.7"  # the owner's address, maybe a NAT shared with others
-
-
-@pytest.fixture(autouse=True)
-def fresh_rate_limits(app):
-    """Every counter starts at zero and is left at zero."""
-    limiter.reset()
-    yield
-    limiter.reset()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import itertools
 import re
 
 from conftest import PASSWORD
+from conftest import examples
 from conftest import post
 from hypothesis import HealthCheck
 from hypothesis import settings
@@ -60,7 +61,7 @@ PAGE_SIZE = 20
 # Content the API must accept: it has a letter and nothing unusual.
 PLAIN = re.compile(r"[A-Za-z0-9 ]*[A-Za-z][A-Za-z0-9 ]*")
 SETTINGS = settings(
-    max_examples=40,
+    max_examples=examples(40),
     stateful_step_count=25,
     # Each step makes several real requests; a whole example takes tens of milliseconds.
     deadline=None,
