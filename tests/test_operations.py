@@ -54,6 +54,7 @@ def test_skip_probe():
         require_program("chirp-no-such-program")
 
 
+@pytest.mark.slow  # a new pytest process each
 @pytest.mark.parametrize("require_all, outcome", [("1", "1 failed"), ("", "1 skipped")])
 def test_under_chirp_require_all_a_skip_is_a_failure(require_all, outcome):
     """CI sets CHIRP_REQUIRE_ALL, so a missing redis-server or Chromium turns the build
