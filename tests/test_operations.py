@@ -2,15 +2,20 @@
 (no silently skipped test), and the PostgreSQL pass of the suite."""
 
 import logging
+import multiprocessing
 import os
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import requests
 from conftest import require_program
 from databases import ON_POSTGRES
+from live_server import running_gunicorn
+from live_server import wait_for
 from peewee import DataError
 from peewee import PostgresqlDatabase
 
@@ -128,3 +133,26 @@ def test_an_error_logs_its_traceback_with_the_request_lines_id(app, client, capl
     assert errors and errors[0].exc_info and "trace-me" in errors[0].getMessage()
     assert request_lines(caplog) == [request_lines(caplog)[0]]
     assert request_lines(caplog)[0].startswith("request trace-me GET /public/ 500 ")
+
+
+def test_gunicorn_conf_sizes_workers_from_the_cores(monkeypatch):
+    monkeypatch.delenv("CHIRP_WORKERS", raising=False)
+    settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert settings["workers"] == 2 * multiprocessing.cpu_count() + 1
+    assert settings["timeout"] > 0 and settings["graceful_timeout"] > 0
+    monkeypatch.setenv("CHIRP_WORKERS", "3")
+    assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["workers"] == 3
+
+
+@pytest.mark.slow
+def test_gunicorn_conf_logs_requests_with_their_id_and_warns_about_memory_limits(tmp_path):
+    """The production command: gunicorn's access line and Chirp's own line carry the same
+    request id, and several workers on memory:// rate limits are warned about."""
+    config = ("--config", str(ROOT / "gunicorn.conf.py"))
+    with running_gunicorn(tmp_path, workers=2, args=config) as server:
+        headers = {"X-Request-ID": "conf-test"}
+        assert requests.get(server.url + "/users/nobody/", headers=headers).status_code == 404
+        log = wait_for(lambda: "conf-test" in server.read_log() and server.read_log(), 10)
+    assert re.search(r'127\.0\.0\.1 conf-test "GET /users/nobody/ HTTP/1\.1" 404 \d+ \d+ms', log)
+    assert re.search(r"request conf-test GET /users/nobody/ 404 \d+\.\d ms", log)
+    assert "2 workers keep separate rate-limit counters (memory://)" in log
