@@ -21,6 +21,7 @@ from flask import redirect
 from flask import render_template
 from flask import request
 from flask import session
+from flask import stream_with_context
 from flask_peewee.admin import Action
 from flask_peewee.admin import Admin
 from flask_peewee.admin import AdminFilterModelConverter
@@ -46,15 +47,24 @@ from app import PageProbe
 from app import app
 from app import db
 from auth import auth
+from models import NOTE_MAX_LENGTH
 from models import PASSWORD_MAX_LENGTH
 from models import PASSWORD_MIN_LENGTH
-from models import USERNAME_PATTERN
+from models import TAKEN_MESSAGE
 from models import ApiToken
 from models import AuditEntry
 from models import Message
 from models import Note
 from models import Relationship
 from models import User
+from models import clean_email
+from models import clean_message
+from models import clean_note
+from models import clean_username
+
+# The most rows one export holds: more would tie a worker up for minutes. A longer list
+# is cut there (the X-Chirp-Export-Truncated header says so): filter it into parts.
+MAX_EXPORT_ROWS = 100_000
 
 # Columns that no admin page, export or audit entry may ever show.
 SECRET_FIELDS = frozenset({User.password, User.session_token, ApiToken.token_hash})
@@ -68,7 +78,6 @@ STATS_DAYS = 30
 # Inline SVG chart size in user units (the viewBox); CSS scales it to the panel.
 CHART_WIDTH = 300
 CHART_HEIGHT = 60
-NOTE_MAX_LENGTH = 1000
 NOTES_SHOWN = 10
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -118,8 +127,10 @@ def record_audit(action, model, object_ids, changes=None):
     transaction that makes the change, so the entry and the change commit together.
     """
     ids = object_ids if isinstance(object_ids, list | tuple) else [object_ids]
+    actor = getattr(g, "user", None)
     return AuditEntry.create(
-        actor=getattr(g, "user", None),
+        actor=actor,
+        actor_name=actor.username if actor is not None else "",
         action=action,
         model_name=model.__name__,
         object_id=",".join(str(pk) for pk in ids),
@@ -140,6 +151,19 @@ def csv_cell(value):
     if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
         return "'" + value
     return value
+
+
+def rule_validator(clean):
+    """Return a wtforms ``validate_<field>`` method applying ``clean`` (a models rule): its
+    result replaces the field's data; its TextRefused/Taken becomes the field's error."""
+
+    def validate(form, field):
+        try:
+            field.data = clean(field.data)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+    return validate
 
 
 class ChirpFilterMapping(FilterMapping):
@@ -241,6 +265,9 @@ class ChirpModelAdmin(ModelAdmin):
     can_edit = True
     can_delete = True
     display_name = None
+    # {field name: models' clean function}: the same rule the web forms and the API apply,
+    # run as the form's validator (its message shown on the field) and again by save().
+    field_rules = {}
     filter_mapping = ChirpFilterMapping
     base_templates = {**ModelAdmin.base_templates, "detail": "admin/models/detail.html"}
 
@@ -251,6 +278,16 @@ class ChirpModelAdmin(ModelAdmin):
         # Sorting by a hash would leak its order (?ordering=password): secrets never sort.
         field = self.model._meta.fields.get(col)
         return field is not None and field not in SECRET_FIELDS
+
+    def get_form(self, adding=False):
+        """flask-peewee's model form, plus a validator per ``field_rules`` entry."""
+        form_class = super().get_form(adding)
+        if not self.field_rules:
+            return form_class
+        validators = {
+            f"validate_{name}": rule_validator(clean) for name, clean in self.field_rules.items()
+        }
+        return type(form_class.__name__, (form_class,), validators)
 
     def index(self):
         """The list page: flask-peewee's, paged by PageProbe, so that no page counts the
@@ -404,11 +441,22 @@ class ChirpModelAdmin(ModelAdmin):
             flash("Choose at least one field, and JSON or CSV, to export.", "danger")
             return redirect(request.full_path.rstrip("?"))
         query = self.export_query(lookups)
-        rows = [[self.lookup_value(obj, name) for name in lookups] for obj in query]
+        # Rows are read, converted and sent one at a time (constant memory), at most
+        # MAX_EXPORT_ROWS of them; one probe past the cap says whether the file is cut.
+        truncated = query.offset(MAX_EXPORT_ROWS).limit(1).exists()
+
+        def rows():  # runs while the body is sent, not now
+            for obj in query.limit(MAX_EXPORT_ROWS).iterator():
+                yield [self.lookup_value(obj, name) for name in lookups]
+
         name = f"export-{self.get_admin_name()}.{export_format}"
         if export_format == "csv":
-            return self.csv_response(lookups, rows, name)
-        return self.json_response(lookups, rows, name)
+            response = self.csv_response(lookups, rows(), name)
+        else:
+            response = self.json_response(lookups, rows(), name)
+        if truncated:
+            response.headers["X-Chirp-Export-Truncated"] = str(MAX_EXPORT_ROWS)
+        return response
 
     def export_query(self, lookups):
         """Return the list's query (filters, search, ordering, ids) with a LEFT JOIN per
@@ -447,21 +495,46 @@ class ChirpModelAdmin(ModelAdmin):
         return export_value(getattr(getattr(obj, path), name))
 
     def json_response(self, lookups, rows, filename):
-        """Return ``rows`` as a JSON list of ``{lookup: value}`` objects, to download."""
-        body = json.dumps([dict(zip(lookups, row, strict=True)) for row in rows], indent=1)
-        return self.download(body, "application/json", filename)
+        """Stream ``rows`` (an iterable) as a JSON list of ``{lookup: value}`` objects, to
+        download. Each separator is written before a row, never after, so the document
+        is valid however many rows arrive (S10)."""
+
+        def chunks():
+            yield "["
+            for number, row in enumerate(rows):
+                item = json.dumps(dict(zip(lookups, row, strict=True)))
+                yield ("\n" if number == 0 else ",\n") + item
+            yield "\n]\n"
+
+        return self.download(chunks(), "application/json", filename)
 
     def csv_response(self, lookups, rows, filename):
-        """Return ``rows`` as CSV with a header row of ``lookups``, to download."""
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(lookups)
-        writer.writerows([[csv_cell(value) for value in row] for row in rows])
-        return self.download(buffer.getvalue(), "text/csv", filename)
+        """Stream ``rows`` (an iterable) as CSV with a header row of ``lookups``."""
 
-    def download(self, body, mimetype, filename):
-        """Return ``body`` as an uncached attachment called ``filename``."""
-        response = Response(body, mimetype=mimetype)
+        def chunks():
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            writer.writerow(lookups)
+            for row in rows:
+                writer.writerow([csv_cell(value) for value in row])
+                if buffer.tell() > 64 * 1024:
+                    yield buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+            yield buffer.getvalue()
+
+        return self.download(chunks(), "text/csv", filename)
+
+    def download(self, chunks, mimetype, filename):
+        """Return the text ``chunks`` (an iterable of str) as an uncached attachment called
+        ``filename``, streamed on a database connection of its own."""
+
+        def streamed():
+            # flask-peewee closes the connection at teardown, before the body is sent.
+            with db.database.connection_context():
+                yield from chunks
+
+        response = Response(stream_with_context(streamed()), mimetype=mimetype)
         response.headers["Content-Disposition"] = f"attachment; filename={filename}"
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -507,8 +580,8 @@ class UserAdmin(ChirpModelAdmin):
     a write-only "new password" field is hashed before the one save."""
 
     columns = ("username", "email", "join_date", "active", "admin", "message_count")
-    exclude = ("password", "session_token")
-    export_exclude = ("password", "session_token")
+    exclude = ("password", "session_token", "username_skeleton")
+    export_exclude = ("password", "session_token", "username_skeleton")
     search_fields = ("username", "email")
     filter_fields = ["username", "email", "join_date", "active", "admin"]
     actions = [SetActiveAction(False), SetActiveAction(True)]
@@ -520,18 +593,18 @@ class UserAdmin(ChirpModelAdmin):
         return User.select(User, count.alias("message_count")).order_by(*newest_first)
 
     def get_add_form(self):
-        return self.user_form(adding=True, user_id=None)
+        return self.user_form(adding=True, instance=User())
 
     def get_edit_form(self, instance):
-        return self.user_form(adding=False, user_id=instance.id)
+        return self.user_form(adding=False, instance=instance)
 
-    def user_form(self, adding, user_id):
+    def user_form(self, adding, instance):
         """Return the user form class: the model's fields minus ``password``, plus
-        ``new_password`` (required when adding), a username pattern, and
-        case-insensitive uniqueness checks on username and e-mail."""
+        ``new_password`` (required when adding), and the rules every surface applies to
+        usernames and e-mail addresses (models.clean_username, clean_email, taken). A
+        value left as it was is not judged again, so an old row can still be saved."""
         required = DataRequired() if adding else Optional()
         length = Length(PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH)
-        others = User.select().where(User.id != (user_id or 0))
 
         class UserForm(self.get_form(adding)):
             new_password = PasswordField(
@@ -542,21 +615,24 @@ class UserAdmin(ChirpModelAdmin):
             )
 
             def validate_username(form, field):
-                if not USERNAME_PATTERN.fullmatch(field.data or ""):
-                    raise ValidationError("Use 1 to 30 letters, digits or underscores.")
-                if others.where(fn.LOWER(User.username) == field.data.lower()).exists():
-                    raise ValidationError("That username is taken.")
+                if not adding and field.data == instance.username:
+                    return
+                rule_validator(clean_username)(form, field)
+                if User.username_taken(field.data, instance):
+                    raise ValidationError(TAKEN_MESSAGE)
 
             def validate_email(form, field):
-                if others.where(fn.LOWER(User.email) == field.data.lower()).exists():
-                    raise ValidationError("That e-mail address is in use.")
+                if not adding and field.data == instance.email:
+                    return
+                rule_validator(clean_email)(form, field)
+                if User.email_taken(field.data, instance):
+                    raise ValidationError(TAKEN_MESSAGE)
 
         return UserForm
 
     def before_save(self, instance, form, adding):
         # populate_obj never sees "password" (excluded), so the row is saved once, with
         # the hash: 4.0.1 saved the plaintext first and hashed it in a second UPDATE.
-        instance.email = instance.email.lower()
         if form.new_password.data:
             instance.set_password(form.new_password.data)
             if instance.id == g.user.id:  # an admin changing their own password stays in
@@ -573,6 +649,7 @@ class MessageAdmin(ChirpModelAdmin):
     """Messages, with their author picked and filtered by username."""
 
     columns = ("excerpt", "user", "pub_date")
+    field_rules = {"content": clean_message}
     search_fields = ("content", "user__username")
     filter_fields = ["user", "user__username", "pub_date", "content"]
     foreign_key_lookups = {"user": "username"}
@@ -611,6 +688,7 @@ class NoteAdmin(ChirpModelAdmin):
     """Admins' notes (also posted from the dashboard's Notes panel)."""
 
     columns = ("message", "user", "state", "created_date")
+    field_rules = {"message": clean_note}
     search_fields = ("message", "user__username")
     filter_fields = ["user", "status", "created_date"]
     foreign_key_lookups = {"user": "username"}
@@ -648,8 +726,8 @@ class AuditAdmin(ChirpModelAdmin):
     can_edit = False
     can_delete = False
     display_name = "Audit trail"
-    columns = ("created_date", "actor", "action", "model_name", "object_id", "changed")
-    search_fields = ("action", "model_name", "object_id", "actor__username")
+    columns = ("created_date", "who", "action", "model_name", "object_id", "changed")
+    search_fields = ("action", "model_name", "object_id", "actor_name")
     filter_fields = ["actor", "action", "model_name", "object_id", "created_date"]
     foreign_key_lookups = {"actor": "username"}
 
@@ -660,6 +738,13 @@ class AuditAdmin(ChirpModelAdmin):
             .switch(AuditEntry)
             .order_by(AuditEntry.created_date.desc(), AuditEntry.id.desc())
         )
+
+    def who(self, entry):
+        """The actor's username as it was when they acted; "(deleted)" after it once the
+        account is gone."""
+        if entry.actor_name and entry.actor_id is None:
+            return f"{entry.actor_name} (deleted)"
+        return entry.actor_name or (entry.actor.username if entry.actor_id else "")
 
     def changed(self, entry):
         """The names of the fields ``entry`` changed, comma-separated."""
@@ -757,12 +842,13 @@ class NotesPanel(AdminPanel):
         return {"notes": notes, "note_max_length": NOTE_MAX_LENGTH}
 
     def create(self):
-        """POST: save the note in ``message`` (1 to NOTE_MAX_LENGTH characters) and audit
+        """POST: save the note in ``message`` (as models.clean_note accepts it) and audit
         it; either way, back to the dashboard. A GET just goes back."""
         if request.method == "POST":
-            message = request.form.get("message", "").strip()
-            if not 1 <= len(message) <= NOTE_MAX_LENGTH:
-                flash(f"A note is 1 to {NOTE_MAX_LENGTH} characters long.", "danger")
+            try:
+                message = clean_note(request.form.get("message", ""))
+            except ValueError as exc:
+                flash(str(exc), "danger")
             else:
                 with db.database.atomic():
                     note = Note.create(user=g.user, message=message)

@@ -7,13 +7,20 @@ they caused.
 """
 
 import datetime
+import functools
 import hashlib
+import importlib.resources
+import json
 import os
 import re
 import secrets
+import unicodedata
+from urllib.parse import quote
 
 from flask_peewee.auth import BaseUser
 from flask_peewee.utils import is_legacy_password
+from markupsafe import Markup
+from markupsafe import escape
 from peewee import JOIN
 from peewee import SQL
 from peewee import AutoField
@@ -23,7 +30,7 @@ from peewee import Check
 from peewee import DateTimeField
 from peewee import ForeignKeyField
 from peewee import IntegerField
-from peewee import Select
+from peewee import PostgresqlDatabase
 from peewee import SqliteDatabase
 from peewee import TextField
 from peewee import Value
@@ -35,8 +42,19 @@ from app import db
 
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9_]{1,30}")
 USERNAME_MAX_LENGTH = 30
+# A username's confusable skeleton is at most twice as long ("m" becomes "rn"); accounts
+# that already looked alike when migration 0004 ran carry a "#<id>" suffix (docs/security.md).
+USERNAME_SKELETON_MAX_LENGTH = 100
 EMAIL_MAX_LENGTH = 254
+# Characters, as clean_text counts them: Unicode code points after normalisation.
 MESSAGE_MAX_LENGTH = 280
+NOTE_MAX_LENGTH = 1000
+# Text longer than this many times its limit is refused before it is normalised: no
+# normalisation brings it back under the limit in practice, and it bounds the work.
+RAW_LENGTH_FACTOR = 4
+# The one answer when a username or e-mail address is in use, on every surface (web, admin,
+# API, command line), so that each says the same and none says which of the two it was.
+TAKEN_MESSAGE = "That username or e-mail address is taken."
 PASSWORD_MIN_LENGTH = 8
 # Bounds the hashing work an attacker can ask for with one request (characters).
 PASSWORD_MAX_LENGTH = 256
@@ -47,6 +65,281 @@ BLANK_CHARACTERS = r"\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u
 EMAIL_PATTERN = rf"^[^@{BLANK_CHARACTERS}]+@[^@{BLANK_CHARACTERS}]+\.[^@{BLANK_CHARACTERS}]+$"
 # Text with something visible in it (not only white space or control characters), no NUL.
 TEXT_PATTERN = rf"^[^\u0000]*[^{BLANK_CHARACTERS}][^\u0000]*$"
+DISPLAY_NAME_MAX_LENGTH = 50
+BIO_MAX_LENGTH = 160
+TAG_MAX_LENGTH = 50
+# A #tag: letters, digits or underscores of any script, at least one of them not a digit
+# (so "#1" is not a tag), not glued to a word before it ("a#b") nor running on past
+# TAG_MAX_LENGTH characters.
+TAG_PATTERN = rf"(?<![\w#&])#(?=\w*[^\W\d])(\w{{1,{TAG_MAX_LENGTH}}})(?!\w)"
+# An @mention of a username; never inside an e-mail address ("bob@example.com").
+MENTION_PATTERN = rf"(?<![\w@/])@([A-Za-z0-9_]{{1,{USERNAME_MAX_LENGTH}}})(?![\w@])"
+# A web address: http(s)://, up to white space or a character no URL holds unescaped.
+URL_PATTERN = r"\bhttps?://[^\s<>\"'`{}|\\^]+"
+# Punctuation that ends a sentence rather than the address it follows ("see https://x.org.").
+URL_TRAILING_PUNCTUATION = ".,:;!?)]'\""
+# The one regular expression that splits a message into links and plain text; the URL
+# alternative comes first, so "#frag" inside an address stays part of the address.
+# Groups: 1 an address, 2 a mentioned username, 3 a tag.
+MESSAGE_TOKENS = re.compile(f"({URL_PATTERN})|{MENTION_PATTERN}|{TAG_PATTERN}")
+# Where tags and mentions link to (the web routes in views.py serve these paths).
+TAG_PATH = "/tags/{}/"
+USER_PATH = "/users/{}/"
+AVATAR_PATH = "/avatars/{}.svg"
+
+
+# ---------------------------------------------------------------- the text rule
+#
+# docs/security.md, "Text that means what it shows". One rule for every piece of text a
+# person writes (messages, admin notes): the web forms, the API, the admin and the models'
+# save() all call clean_text, and the database checks the length once more.
+
+# What the composer's trim removes: exactly ECMAScript's String.prototype.trim() (its
+# WhiteSpace and LineTerminator sets), so the browser and the server trim alike.
+TRIM_CHARACTERS = (
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+# Characters refused anywhere in a text, with the reason shown to the writer:
+# - control characters other than tab and line feed (carriage returns become line feeds);
+# - bidirectional embeddings, overrides and isolates (U+202A..U+202E, U+2066..U+2069):
+#   they reorder the text after them, so "txt.exe" can show as "exe.txt";
+# - invisible format characters with no use in a message: zero-width space, word joiner,
+#   invisible operators, deprecated format controls, byte-order mark, interlinear
+#   annotation, the Mongolian vowel separator and the Hangul fillers that render as blanks.
+# Kept: zero-width (non-)joiners (emoji sequences, Persian, Indic scripts), the
+# left-to-right/right-to-left marks (they reorder nothing beyond neutral characters
+# next to them, and every message is shown as its own isolate), soft hyphens,
+# variation selectors, and tag characters inside an emoji tag sequence (subdivision flags).
+REFUSED_CHARACTERS = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+    "|[\u202a-\u202e\u2066-\u2069]"
+    "|[\u200b\u2060-\u2064\u206a-\u206f\ufeff\ufff9-\ufffb\u180e"
+    "\u115f\u1160\u3164\uffa0]"
+)
+REFUSED_NAMES = {
+    range(0x202A, 0x202F): "a text direction control",
+    range(0x2066, 0x206A): "a text direction control",
+    range(0x00, 0xA0): "a control character",
+}
+# Tag characters (U+E0000..U+E007F) are allowed only as an emoji tag sequence: a black
+# flag, tag letters, and the cancel tag. Anywhere else they hide text nobody sees.
+EMOJI_TAG_SEQUENCE = re.compile("\U0001f3f4[\U000e0020-\U000e007e]+\U000e007f")
+TAG_CHARACTER = re.compile("[\U000e0000-\U000e007f]")
+# General categories that show nothing by themselves: controls, format characters,
+# separators (spaces, line and paragraph separators), surrogates, combining marks.
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp", "Mn", "Me"})
+# Letters and symbols that fonts draw as blanks (Hangul fillers, the blank Braille cell,
+# the combining grapheme joiner, Khmer inherent vowels, Mongolian free variation selectors).
+BLANK_LOOKING = frozenset(
+    "\u115f\u1160\u3164\uffa0\u2800\u034f\u17b4\u17b5\u180b\u180c\u180d\u180f"
+)
+
+
+class TextRefused(ValueError):
+    """Text that a rule refuses. ``str(exc)`` is a message for the person who wrote it."""
+
+
+class Taken(ValueError):
+    """A username or e-mail address that another account already uses (TAKEN_MESSAGE)."""
+
+    def __init__(self):
+        super().__init__(TAKEN_MESSAGE)
+
+
+def normalize_text(value):
+    """Return ``value`` (a str) the way Chirp stores and counts it: line breaks (CR LF, CR)
+    become LF, Unicode NFC, and TRIM_CHARACTERS trimmed from both ends.
+
+    The composer counts exactly the same way, in this order; in JavaScript::
+
+        const text = value.replace(/\r\n?/g, "\n").normalize("NFC").trim();
+        const count = Array.from(text).length;   // code points, not UTF-16 units
+
+    so an emoji counts 1 (the browser's ``maxlength`` would count 2), a line break 1, and
+    what the composer shows as "280 left" is what the server accepts.
+    """
+    text = value.replace("\r\n", "\n").replace("\r", "\n")
+    return unicodedata.normalize("NFC", text).strip(TRIM_CHARACTERS)
+
+
+def count_characters(text):
+    """Return the length of ``text`` as Chirp counts it: Unicode code points (a str's
+    len). Call it on normalize_text's result; SQLite's and PostgreSQL's ``length()``
+    count the same way, so the database CHECKs agree with it."""
+    return len(text)
+
+
+def is_visible(character):
+    """Return True if ``character`` (one code point) draws something by itself: not white
+    space, a control, a format character, a combining mark or a blank-looking letter."""
+    return (
+        unicodedata.category(character) not in INVISIBLE_CATEGORIES
+        and character not in BLANK_LOOKING
+    )
+
+
+def refused_character(text):
+    """Return a description of the first character of ``text`` that the text rule refuses
+    ("U+202E, a text direction control"), or None when there is none."""
+    match = REFUSED_CHARACTERS.search(text) or TAG_CHARACTER.search(
+        EMOJI_TAG_SEQUENCE.sub("", text)
+    )
+    if match is None:
+        return None
+    code = ord(match.group())
+    kind = next(
+        (name for codes, name in REFUSED_NAMES.items() if code in codes),
+        "an invisible character",
+    )
+    return f"U+{code:04X}, {kind}"
+
+
+def clean_text(value, max_length, what="Message"):
+    """Return ``value`` normalised (normalize_text) if the text rule accepts it, else raise
+    TextRefused with a message naming ``what`` (e.g. "Message", "Note").
+
+    Accepted: a str holding valid Unicode (no lone surrogates), without REFUSED_CHARACTERS
+    or stray tag characters, with at least one visible character (is_visible), and 1 to
+    ``max_length`` characters (count_characters) once normalised. Text longer than
+    RAW_LENGTH_FACTOR times ``max_length`` is refused before any normalising work.
+    """
+    if not isinstance(value, str):
+        raise TextRefused(f"{what} must be text.")
+    if len(value) > RAW_LENGTH_FACTOR * max_length:
+        raise TextRefused(f"{what} must be at most {max_length} characters long.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: JSON can carry one, UTF-8 cannot
+        raise TextRefused(f"{what} is not valid Unicode text.") from None
+    text = normalize_text(value)
+    refused = refused_character(text)
+    if refused:
+        raise TextRefused(f"{what} holds a character that is not allowed: {refused}.")
+    if not any(is_visible(character) for character in text):
+        raise TextRefused(
+            f"{what} needs something visible: spaces, line breaks and invisible characters "
+            "alone do not count."
+        )
+    length = count_characters(text)
+    if length > max_length:
+        raise TextRefused(f"{what} must be at most {max_length} characters long (it has {length}).")
+    return text
+
+
+def clean_message(value):
+    """Return message content ``value`` normalised, or raise TextRefused (clean_text with
+    MESSAGE_MAX_LENGTH)."""
+    return clean_text(value, MESSAGE_MAX_LENGTH, "A message")
+
+
+def clean_profile_text(value, max_length, what):
+    """Return a display name or bio ``value`` normalised (clean_text, one line, at most
+    ``max_length`` characters), or "" when it is empty or only white space (the profile
+    then shows none). Raises TextRefused naming ``what``."""
+    if isinstance(value, str) and not value.strip(TRIM_CHARACTERS):
+        return ""
+    text = clean_text(value, max_length, what)
+    if "\n" in text or "\t" in text:
+        raise TextRefused(f"{what} must be one line, without tabs.")
+    return text
+
+
+def clean_display_name(value):
+    """Return a display name (≤ DISPLAY_NAME_MAX_LENGTH) as clean_profile_text does."""
+    return clean_profile_text(value, DISPLAY_NAME_MAX_LENGTH, "A display name")
+
+
+def clean_bio(value):
+    """Return a bio (≤ BIO_MAX_LENGTH) as clean_profile_text does."""
+    return clean_profile_text(value, BIO_MAX_LENGTH, "A bio")
+
+
+def clean_note(value):
+    """Return an admin note's text ``value`` normalised, or raise TextRefused (clean_text
+    with NOTE_MAX_LENGTH)."""
+    return clean_text(value, NOTE_MAX_LENGTH, "A note")
+
+
+def clean_email(value):
+    """Return the e-mail address ``value`` as Chirp stores it, or raise TextRefused.
+
+    Trimmed, NFC, lower-cased, and only then checked: EMAIL_PATTERN (one ``@``, a dot in
+    the domain, no white space or controls), no character the text rule refuses, and at
+    most EMAIL_MAX_LENGTH characters *after* lower-casing (``İ`` lower-cases to two code
+    points, so checking before would let an address outgrow its column). Uniqueness is the
+    database's ``LOWER(email)`` index and User.email_taken.
+    """
+    if not isinstance(value, str):
+        raise TextRefused("Enter an e-mail address.")
+    if len(value) > RAW_LENGTH_FACTOR * EMAIL_MAX_LENGTH:
+        raise TextRefused(f"An e-mail address is at most {EMAIL_MAX_LENGTH} characters long.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise TextRefused("Enter an e-mail address.") from None
+    email = normalize_text(value).lower()
+    if not re.fullmatch(EMAIL_PATTERN, email) or refused_character(email):
+        raise TextRefused("Enter an e-mail address.")
+    if len(email) > EMAIL_MAX_LENGTH:
+        raise TextRefused(f"An e-mail address is at most {EMAIL_MAX_LENGTH} characters long.")
+    return email
+
+
+def clean_username(value):
+    """Return ``value`` if it is a valid new username (1 to USERNAME_MAX_LENGTH of
+    ``[A-Za-z0-9_]``), else raise TextRefused. Whether it is taken is User.username_taken."""
+    if not isinstance(value, str) or not USERNAME_PATTERN.fullmatch(value):
+        raise TextRefused("Use 1 to 30 letters, digits or underscores.")
+    return value
+
+
+@functools.cache
+def confusable_prototypes():
+    """Return ``{character: prototype}`` from Unicode's confusables data (TR 39), as the
+    pinned ``confusable-homoglyphs`` package ships it (confusables.json).
+
+    That file lists, for each character, what it can be confused with, both ways: a
+    source lists its one prototype; a prototype lists its sources. A character listing
+    exactly one entry whose own list is longer is a source of that prototype; where two
+    characters list only each other, both map to the smaller one, which keeps skeletons
+    equal exactly when TR 39's are. Loaded on first use (about 1 MB).
+    """
+    data = json.loads(
+        importlib.resources.files("confusable_homoglyphs").joinpath("confusables.json").read_text()
+    )
+    prototypes = {}
+    for character, entries in data.items():
+        if len(entries) != 1:
+            continue
+        target = entries[0]["c"]
+        if len(data.get(target, ())) > 1:
+            prototypes[character] = target
+        elif character > target:
+            prototypes[character] = target
+    return prototypes
+
+
+def confusable_skeleton(text):
+    """Return the confusable skeleton of ``text`` (Unicode TR 39, section 4): NFD, each
+    character replaced by its prototype, NFD again. Two strings that look alike have the
+    same skeleton: ``aIice`` and ``alice`` (capital I, small L), ``f00`` and ``fOO``,
+    Cyrillic ``а`` and Latin ``a``, ``rn`` and ``m``. Case is kept (username_key folds it)."""
+    prototypes = confusable_prototypes()
+    decomposed = unicodedata.normalize("NFD", text)
+    mapped = "".join(prototypes.get(character, character) for character in decomposed)
+    return unicodedata.normalize("NFD", mapped)
+
+
+def username_key(username):
+    """Return what makes ``username`` one name: its confusable_skeleton, lower-cased.
+
+    Usernames are one name in any case, so the skeleton is lower-cased too: ``AIice``
+    shows like ``Alice``, which is ``alice``'s name in capitals, so the two collide, as do
+    ``aIice`` and ``alice``, ``B0B`` and ``bob``. ``aiice`` and ``alice`` do not: they look
+    different in any case. Stored in ``User.username_skeleton`` under a unique index.
+    """
+    return confusable_skeleton(username).lower()
 
 
 # SQLite hands a deleted row's id to the next insert unless the key is AUTOINCREMENT, and ids
@@ -80,12 +373,18 @@ class User(BaseModel, BaseUser):
     """
 
     username = CharField(max_length=USERNAME_MAX_LENGTH, unique=True)
+    # username_key(username), unique: names that look alike are one name. Set by save();
+    # "#<id>" follows it for accounts that already looked alike (migration 0004).
+    username_skeleton = CharField(max_length=USERNAME_SKELETON_MAX_LENGTH, unique=True)
     email = CharField(max_length=EMAIL_MAX_LENGTH, unique=True)
     password = CharField(max_length=255)
     join_date = DateTimeField(default=datetime.datetime.now, index=True)
     active = BooleanField(default=True, index=True)
     admin = BooleanField(default=False)
     session_token = CharField(max_length=32, default=new_session_token)
+    # Shown instead of the username where a name is wanted; "" means "use the username".
+    display_name = CharField(max_length=DISPLAY_NAME_MAX_LENGTH, default="")
+    bio = CharField(max_length=BIO_MAX_LENGTH, default="")
 
     class Meta:
         table_name = "user"
@@ -93,11 +392,48 @@ class User(BaseModel, BaseUser):
     def __str__(self):
         return self.username
 
+    @property
+    def name(self):
+        """The name to show: the display name, or the username when there is none."""
+        return self.display_name or self.username
+
+    @property
+    def avatar_url(self):
+        """The path of this user's generated avatar (an SVG identicon, see identicon_svg)."""
+        return AVATAR_PATH.format(self.id)
+
+    def update_profile(self, display_name, bio):
+        """Set and save the display name and bio, each as clean_display_name / clean_bio
+        return it ("" for none). Raises TextRefused, saving nothing, if either is refused."""
+        display_name, bio = clean_display_name(display_name), clean_bio(bio)
+        self.display_name, self.bio = display_name, bio
+        self.save(only=[User.display_name, User.bio])
+
+    def profile_counts(self):
+        """Return ``{"messages": n, "followers": n, "following": n}`` for the profile
+        header: visible messages, and follows with active users only."""
+        return {
+            "messages": Message.select().where(Message.user == self).count(),
+            "followers": self.follower_count(),
+            "following": self.following_count(),
+        }
+
     def save(self, *args, **kwargs):
         """Save the row; saving a deactivated user ends their sessions, so they stay ended
-        when the account is reactivated."""
+        when the account is reactivated.
+
+        The username's skeleton follows the username. A newly set e-mail address is stored
+        as clean_email returns it (TextRefused otherwise); one that was not assigned since
+        the row was read is left alone, so an account with an address from before today's
+        rules can still save its settings.
+        """
         if not self.active:
             self.session_token = new_session_token()
+        skeleton = username_key(self.username)
+        if (self.username_skeleton or "").split("#")[0] != skeleton:
+            self.username_skeleton = skeleton
+        if "email" in self._dirty or self.id is None:
+            self.email = clean_email(self.email)
         recount = self.id is not None and "active" in self.dirty_fields
         with db.database.atomic():
             result = super().save(*args, **kwargs)
@@ -145,6 +481,31 @@ class User(BaseModel, BaseUser):
     def by_username(cls, username):
         """Return a query for the user named ``username``, ignoring case."""
         return cls.select().where(fn.LOWER(cls.username) == username.lower())
+
+    @classmethod
+    def username_taken(cls, username, user=None):
+        """Return True if another account than ``user`` (None when signing up) is called
+        ``username`` in any case, or has a name that looks like it (the same username_key:
+        ``aIice`` next to ``alice``). Accounts that already looked alike before migration
+        0004 ("#<id>" keys) count too."""
+        key = username_key(username)
+        query = cls.select().where(
+            (fn.LOWER(cls.username) == username.lower())
+            | (cls.username_skeleton == key)
+            | cls.username_skeleton.startswith(key + "#")
+        )
+        if user is not None and user.id is not None:
+            query = query.where(cls.id != user.id)
+        return query.exists()
+
+    @classmethod
+    def email_taken(cls, email, user=None):
+        """Return True if an account other than ``user`` uses ``email`` (as clean_email
+        returns it) in any case."""
+        query = cls.select().where(fn.LOWER(cls.email) == email.lower())
+        if user is not None and user.id is not None:
+            query = query.where(cls.id != user.id)
+        return query.exists()
 
     def timeline(self, before=None, limit=None):
         """Return this user's own messages, newest (highest id) first: their user timeline.
@@ -199,33 +560,8 @@ class User(BaseModel, BaseUser):
         if len(authors) > HOME_MERGE_MAX_FOLLOWEES + 1:
             return keyset(self._home_timeline_by_scan(), Message.id, before, limit)
         per_author = limit if limit is not None else HOME_MERGE_DEFAULT_LIMIT
-        ranges = []
-        for author in authors:
-            ranges.append(
-                keyset(
-                    Message.select(Message.id).where(Message.user == author),
-                    Message.id,
-                    before,
-                    per_author,
-                )
-            )
-            ranges.append(
-                keyset(
-                    Repost.select(Repost.message.alias("id")).where(Repost.user == author),
-                    Repost.message,
-                    before,
-                    per_author,
-                )
-            )
-        # SQLite refuses ORDER BY/LIMIT directly inside a UNION member: wrap each one.
-        wrapped = [
-            Select(from_list=[part.alias(f"r{number}")], columns=[SQL("id")])
-            for number, part in enumerate(ranges)
-        ]
-        merged = wrapped[0]
-        for other in wrapped[1:]:
-            merged = merged.union_all(other)
-        return keyset(Message.visible().where(Message.id.in_(merged)), Message.id, None, limit)
+        newest = Message.id.in_(newest_ids_sql(authors, before, per_author))
+        return keyset(Message.visible().where(newest), Message.id, None, limit)
 
     def _home_timeline_by_scan(self):
         """The home timeline as one filter (for readers following very many people)."""
@@ -429,6 +765,9 @@ User.LIST_COLUMNS = (User.id, User.username, User.join_date)
 # Case-insensitive uniqueness: the database, not just the join form, refuses "Alice"
 # next to "alice", so two racing sign-ups cannot both win.
 User.add_index(User.index(fn.LOWER(User.username), unique=True, name="user_username_lower"))
+# E-mail addresses too (migration 0004): clean_email lower-cases, and rows from before
+# that rule may hold capitals.
+User.add_index(User.index(fn.LOWER(User.email), unique=True, name="user_email_lower"))
 
 
 class Relationship(BaseModel):
@@ -453,12 +792,18 @@ class Relationship(BaseModel):
 
 
 class Message(BaseModel):
-    """A short message: 1 to MESSAGE_MAX_LENGTH characters of plain text."""
+    """A short message: 1 to MESSAGE_MAX_LENGTH characters of plain text.
+
+    Saving a message (re)extracts its #tags and @mentions into MessageTag and Mention in
+    the same transaction, so tag pages and mention lists are index look-ups, never scans
+    of the text. ``edited_date`` is set when the author changes the text (``edit``).
+    """
 
     # The indexes below start with user_id, so it needs none of its own.
     user = ForeignKeyField(User, backref="messages", on_delete="CASCADE", index=False)
     content = TextField(constraints=[Check(f"length(content) BETWEEN 1 AND {MESSAGE_MAX_LENGTH}")])
     pub_date = DateTimeField(default=datetime.datetime.now, index=True)
+    edited_date = DateTimeField(null=True)
     # The message this one answers. Deleting it leaves the reply in place with NULL here and
     # is_reply still True, so the reply can say it answered a deleted message.
     in_reply_to = ForeignKeyField(
@@ -482,6 +827,54 @@ class Message(BaseModel):
 
     def __str__(self):
         return self.content[:40]
+
+    def save(self, *args, **kwargs):
+        """Save the row; newly set content is stored as clean_message returns it
+        (TextRefused otherwise), whoever writes it: web, API, admin or a script, and its
+        tags and mentions are extracted anew in the same transaction."""
+        content_changed = "content" in self._dirty or self.id is None
+        if content_changed:
+            self.content = clean_message(self.content)
+        with db.database.atomic():
+            result = super().save(*args, **kwargs)
+            if content_changed:
+                self.extract_links()
+        return result
+
+    def edit(self, content):
+        """Replace the text with ``content`` (already validated), mark the message as
+        edited now, and save it (tags and mentions follow the new text)."""
+        self.content = content
+        self.edited_date = datetime.datetime.now()
+        self.save()
+
+    def extract_links(self):
+        """Replace this message's MessageTag and Mention rows with those its text holds
+        now: each distinct tag (lower case) and each mentioned user that exists."""
+        MessageTag.delete().where(MessageTag.message == self.id).execute()
+        Mention.delete().where(Mention.message == self.id).execute()
+        tags = extract_tags(self.content)
+        if tags:
+            Tag.insert_many([{"name": name} for name in tags]).on_conflict_ignore().execute()
+            tag_ids = Tag.select(Tag.id, Value(self.id)).where(Tag.name << tags)
+            MessageTag.insert_from(tag_ids, [MessageTag.tag, MessageTag.message]).execute()
+        names = extract_mentions(self.content)
+        if names:
+            users = User.select(User.id, Value(self.id)).where(fn.LOWER(User.username) << names)
+            Mention.insert_from(users, [Mention.user, Mention.message]).execute()
+
+    def links(self):
+        """Return ``{"mentions": [...], "tags": [...], "urls": [...]}`` in the order the
+        text holds them: the usernames of the existing users it mentions, its tags (lower
+        case) and its web addresses. What the API shows beside the text."""
+        names = extract_mentions(self.content)
+        users = User.select(User.username).where(fn.LOWER(User.username) << names)
+        known = {user.username.lower(): user.username for user in users} if names else {}
+        return {
+            "mentions": [known[name] for name in names if name in known],
+            "tags": extract_tags(self.content),
+            "urls": extract_urls(self.content),
+        }
 
     def delete_instance(self, *args, **kwargs):
         """Delete this message; its replies stay (answering a deleted message), its likes,
@@ -579,9 +972,9 @@ class Message(BaseModel):
     def annotate(messages, viewer=None):
         """Prepare a page of ``messages`` (a list) for display in a constant number of
         queries, whatever its length: sets ``parent`` (the visible message each answers, or
-        None), ``liked`` and ``reposted`` (by ``viewer``, a User or None) and
-        ``reposted_by`` (the users ``viewer`` follows, or ``viewer``, who reposted it).
-        Returns ``messages``."""
+        None), ``liked`` and ``reposted`` (by ``viewer``, a User or None),
+        ``reposted_by`` (the users ``viewer`` follows, or ``viewer``, who reposted it) and
+        ``known_mentions`` (the @mentions linkify makes links of). Returns ``messages``."""
         ids = [message.id for message in messages]
         parent_ids = {m.in_reply_to_id for m in messages if m.in_reply_to_id is not None}
         parents = {}
@@ -606,17 +999,52 @@ class Message(BaseModel):
             )
             for row in rows:
                 reposters.setdefault(row.message_id, []).append(row.user)
+        mentioned = Message.mentioned_names(messages)
         for message in messages:
+            message.known_mentions = mentioned.get(message.id, set())
             message.parent = parents.get(message.in_reply_to_id)
             message.liked = message.id in liked
             message.reposted = message.id in reposted
             message.reposted_by = reposters.get(message.id, [])
         return messages
 
+    @classmethod
+    def tagged(cls, name):
+        """Return the visible messages tagged ``name`` (any case), newest first by id.
 
-# The author columns a timeline shows with each message. Others (display name, avatar)
-# are added here when templates start showing them; the API adds its own.
-Message.AUTHOR_COLUMNS = (User.id, User.username)
+        Walks the (tag, message) index of MessageTag backwards, so a page costs the same
+        however many messages exist.
+        """
+        return (
+            cls.visible()
+            .join_from(cls, MessageTag)
+            .join(Tag)
+            .where(Tag.name == name.lower())
+            .order_by(MessageTag.message.desc())
+        )
+
+    @staticmethod
+    def mentioned_names(messages):
+        """Return ``{message id: {lower-case username, ...}}``: the active users each of
+        ``messages`` mentions, in one query for the whole page (linkify needs them)."""
+        ids = [message.id for message in messages]
+        names = {}
+        if not ids:
+            return names
+        query = (
+            Mention.select(Mention.message, User.username)
+            .join(User)
+            .where(Mention.message << ids, User.active)
+            .tuples()
+        )
+        for message_id, username in query:
+            names.setdefault(message_id, set()).add(username.lower())
+        return names
+
+
+# The author columns a timeline shows with each message (the avatar needs only the id).
+# Add one here when templates start showing it; the API adds its own.
+Message.AUTHOR_COLUMNS = (User.id, User.username, User.display_name)
 
 
 def keyset(query, key, cursor=None, limit=None, descending=True):
@@ -632,6 +1060,36 @@ def keyset(query, key, cursor=None, limit=None, descending=True):
     if cursor is not None:
         query = query.where(key < cursor if descending else key > cursor)
     return query.limit(limit) if limit is not None else query
+
+
+def newest_ids_sql(authors, before, limit):
+    """Return SQL (a peewee SQL node, for ``IN``) selecting, for each user id in
+    ``authors``, the ids of their ``limit`` newest messages and of the ``limit`` newest
+    messages they reposted, all below ``before`` (None: no bound): one range of the
+    ``message(user_id, id)`` or ``repost(user_id, message_id)`` index each, merged with
+    UNION ALL (User.home_timeline says why).
+
+    Written as text from one template per range: peewee takes ~1 ms to render each
+    subquery, which with a hundred followees cost more than running the whole query.
+    """
+    param = db.database.param
+    bound = f" AND {{id}} < {param}" if before is not None else ""
+    ranges = []
+    for model, key in ((Message, Message.id), (Repost, Repost.message)):
+        table = model._meta.table_name
+        user, id_ = model.user.column_name, key.column_name
+        ranges.append(
+            f'SELECT "{id_}" AS "id" FROM "{table}" WHERE "{user}" = {param}'
+            + bound.format(id=f'"{id_}"')
+            + f' ORDER BY "{id_}" DESC LIMIT {param}'
+        )
+    # SQLite refuses ORDER BY/LIMIT directly inside a UNION member: wrap each range.
+    parts, params = [], []
+    for author in authors:
+        for text in ranges:
+            parts.append(f"SELECT * FROM ({text}) AS r{len(parts)}")
+            params += [author, before, limit] if before is not None else [author, limit]
+    return SQL("(" + " UNION ALL ".join(parts) + ")", params)
 
 
 # The most followees whose messages User.home_timeline merges index range by index range.
@@ -748,6 +1206,122 @@ class Notification(BaseModel):
         return groups
 
 
+# PostgreSQL's full-text index on messages (created by migration 0005; on SQLite the FTS5
+# table message_fts plays its part). Declared here so models and migrations agree.
+SEARCH_CONFIGURATION = "simple"
+if isinstance(db.database, PostgresqlDatabase):
+    Message.add_index(
+        Message.index(
+            fn.to_tsvector(SQL(f"'{SEARCH_CONFIGURATION}'"), Message.content),
+            using="GIN",
+            name="message_content_search",
+        )
+    )
+
+
+class Tag(BaseModel):
+    """A #tag, stored in lower case; created the first time a message uses it."""
+
+    name = CharField(max_length=TAG_MAX_LENGTH, unique=True)
+
+    def __str__(self):
+        return self.name
+
+
+class MessageTag(BaseModel):
+    """``message`` carries ``tag``. One row per pair; written by Message.save."""
+
+    # The (tag, message) index serves both the tag page and uniqueness.
+    tag = ForeignKeyField(Tag, backref="message_tags", on_delete="CASCADE", index=False)
+    message = ForeignKeyField(Message, backref="message_tags", on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("tag", "message"), True),)
+
+    def __str__(self):
+        return f"#{self.tag_id} on message {self.message_id}"
+
+
+class Mention(BaseModel):
+    """``message`` mentions ``user`` (an existing user). Written by Message.save."""
+
+    # The (user, message) index serves "messages mentioning me" and uniqueness.
+    user = ForeignKeyField(User, backref="mentions", on_delete="CASCADE", index=False)
+    message = ForeignKeyField(Message, backref="mentions", on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("user", "message"), True),)
+
+    def __str__(self):
+        return f"@{self.user_id} in message {self.message_id}"
+
+
+def extract_tags(text):
+    """Return the distinct #tags of ``text``, lower case, in order of first use."""
+    return list(dict.fromkeys(tag.lower() for tag in re.findall(TAG_PATTERN, text)))
+
+
+def extract_mentions(text):
+    """Return the distinct @usernames of ``text``, lower case, in order of first use
+    (whether or not such users exist)."""
+    return list(dict.fromkeys(name.lower() for name in re.findall(MENTION_PATTERN, text)))
+
+
+def extract_urls(text):
+    """Return the web addresses in ``text``, in order, without trailing punctuation."""
+    return [match.rstrip(URL_TRAILING_PUNCTUATION) for match in re.findall(URL_PATTERN, text)]
+
+
+def linkify(text, known_usernames):
+    """Return ``text`` as safe HTML (Markup) with its addresses, mentions and tags as links.
+
+    Everything else is escaped. Addresses open with ``rel="nofollow ugc noopener"``;
+    an @mention links only when its lower-cased name is in ``known_usernames`` (the
+    active users the message mentions, see Message.mentioned_names), else stays text.
+    """
+    parts = []
+    position = 0
+    for match in MESSAGE_TOKENS.finditer(text):
+        url, username, tag = match.groups()
+        start, end = match.span()
+        if url is not None:
+            url = url.rstrip(URL_TRAILING_PUNCTUATION)
+            end = start + len(url)
+        parts.append(escape(text[position:start]))
+        visible = escape(text[start:end])
+        if url is not None:
+            parts.append(f'<a href="{escape(url)}" rel="nofollow ugc noopener">{visible}</a>')
+        elif username is not None and username.lower() in known_usernames:
+            parts.append(f'<a class="mention" href="{USER_PATH.format(username)}">{visible}</a>')
+        elif tag is not None:
+            path = TAG_PATH.format(quote(tag.lower()))
+            parts.append(f'<a class="tag" href="{path}">{visible}</a>')
+        else:
+            parts.append(visible)
+        position = end
+    parts.append(escape(text[position:]))
+    return Markup("".join(parts))
+
+
+def identicon_svg(user_id):
+    """Return an SVG identicon for ``user_id``: a symmetric 5×5 pattern in one colour,
+    derived from a hash of the id, so it is the same everywhere, for ever, and costs
+    no storage and no third party. Returns text (image/svg+xml)."""
+    digest = hashlib.sha256(f"chirp-avatar:{user_id}".encode()).digest()
+    hue = int.from_bytes(digest[:2], "big") % 360
+    cells = []
+    for row in range(5):
+        for column in range(3):  # the right two columns mirror the left two
+            if digest[2 + row * 3 + column] % 2:
+                for x in {column, 4 - column}:
+                    cells.append(f'<rect x="{x + 1}" y="{row + 1}" width="1" height="1"/>')
+    return (
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 7 7" shape-rendering="crispEdges">'
+        f'<rect width="7" height="7" fill="hsl({hue},45%,92%)"/>'
+        f'<g fill="hsl({hue},55%,42%)">{"".join(cells)}</g></svg>'
+    )
+
+
 class Note(BaseModel):
     """An admin's note, posted from the admin dashboard's Notes panel."""
 
@@ -760,8 +1334,20 @@ class Note(BaseModel):
     status = IntegerField(default=LIVE, choices=STATUS_CHOICES)
     created_date = DateTimeField(default=datetime.datetime.now, index=True)
 
+    class Meta:
+        constraints = [
+            Check(f"length(message) BETWEEN 1 AND {NOTE_MAX_LENGTH}", name="note_message_length")
+        ]
+
     def __str__(self):
         return self.message[:40]
+
+    def save(self, *args, **kwargs):
+        """Save the row; newly set text is stored as clean_note returns it (TextRefused
+        otherwise), from the dashboard panel, the admin form or the API alike."""
+        if "message" in self._dirty or self.id is None:
+            self.message = clean_note(self.message)
+        return super().save(*args, **kwargs)
 
 
 class ApiToken(BaseModel):
@@ -806,10 +1392,12 @@ class AuditEntry(BaseModel):
     """One admin action: who did it, when, to which row of which model, and what changed.
 
     ``changes`` is a JSON object of ``{field: [old, new]}``; ``object_id`` is text so a
-    bulk action can record a list of ids.
+    bulk action can record a list of ids. ``actor_name`` keeps the actor's username as
+    it was, so the trail still says who acted after that account is deleted.
     """
 
     actor = ForeignKeyField(User, null=True, backref="audit_entries", on_delete="SET NULL")
+    actor_name = CharField(max_length=USERNAME_MAX_LENGTH, default="")
     action = CharField(max_length=50)
     model_name = CharField(max_length=50)
     object_id = TextField(default="")
@@ -817,7 +1405,20 @@ class AuditEntry(BaseModel):
     created_date = DateTimeField(default=datetime.datetime.now, index=True)
 
 
-MODELS = [User, Relationship, Message, Note, ApiToken, AuditEntry, Like, Repost, Notification]
+MODELS = [
+    User,
+    Relationship,
+    Message,
+    Note,
+    ApiToken,
+    AuditEntry,
+    Like,
+    Repost,
+    Notification,
+    Tag,
+    MessageTag,
+    Mention,
+]
 
 # Schema changes ship as numbered migrations here (peewee's playhouse.migrations, the
 # `pwmigrate` tool); `python main.py db upgrade` applies them.

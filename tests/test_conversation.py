@@ -132,7 +132,7 @@ def test_reply_button_prefills_the_composer_and_the_reply_links_back(client):
     assert reply.in_reply_to_id == root.id
     thread = text(client.get(f"/messages/{reply.id}/"))
     assert "replying to <a" in thread and "@alice" in thread
-    assert thread.index("what do you think?") < thread.index("@alice fine")
+    assert thread.index("what do you think?") < thread.index("</a> fine</p>")
     assert client.get("/create/?in_reply_to=abc").status_code == 400
     assert client.get("/create/?in_reply_to=999").status_code == 404
 
