@@ -197,6 +197,7 @@ def test_lists_answer_304_while_unchanged(client, people, path):
     assert changed.status_code == 200 and changed.headers["ETag"] != etag
 
 
+@pytest.mark.sqlite  # reads SQLite's EXPLAIN QUERY PLAN
 def test_api_date_filters_read_the_date_index(client, people):
     bob = people[1]
     resource = api.api._registry[Message]
