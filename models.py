@@ -291,11 +291,14 @@ def clean_email(value):
 
 
 def clean_username(value):
-    """Return ``value`` if it is a valid new username (1 to USERNAME_MAX_LENGTH of
-    ``[A-Za-z0-9_]``), else raise TextRefused. Whether it is taken is User.username_taken."""
-    if not isinstance(value, str) or not USERNAME_PATTERN.fullmatch(value):
-        raise TextRefused("Use 1 to 30 letters, digits or underscores.")
-    return value
+    """Return ``value`` trimmed (normalize_text) if it is then a valid username (1 to
+    USERNAME_MAX_LENGTH of ``[A-Za-z0-9_]``), else raise TextRefused. Whether it is taken
+    is User.username_taken."""
+    if isinstance(value, str) and len(value) <= RAW_LENGTH_FACTOR * USERNAME_MAX_LENGTH:
+        value = normalize_text(value)
+        if USERNAME_PATTERN.fullmatch(value):
+            return value
+    raise TextRefused("Use 1 to 30 letters, digits or underscores.")
 
 
 @functools.cache

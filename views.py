@@ -100,9 +100,7 @@ def email_field():
 class JoinForm(Form):
     """Sign-up: a new username and e-mail (both unique), and a confirmed password."""
 
-    username = StringField(
-        "Username", filters=[strip], validators=[DataRequired(), Rule(clean_username)]
-    )
+    username = StringField("Username", validators=[DataRequired(), Rule(clean_username)])
     email = email_field()
     password = PasswordField(
         "Password", validators=[DataRequired(), Length(PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH)]

@@ -604,8 +604,8 @@ def test_only_admins_write_users(client, alice, root):
         ({"active": False}, 400),
         ({"password": "new-password"}, 400),
         ({"join_date": "2020-01-01T00:00:00Z"}, 400),
-        ({"username": "bad name"}, 400),
-        ({"email": "not-an-address"}, 400),
+        ({"username": "bad name"}, 422),  # well-formed JSON, refused by clean_username
+        ({"email": "not-an-address"}, 422),
         ({"username": "ALICE"}, 409),  # taken, case-insensitively
         ({"email": "alice@example.com"}, 409),  # taken by alice
     ],
