@@ -45,6 +45,7 @@ from models import Relationship
 from models import TextRefused
 from models import User
 from models import clean_email
+from models import clean_token_name
 from models import migration_runner
 from models import pending_migrations
 from models import username_key
@@ -329,7 +330,11 @@ def create_token(username, name):
     user = User.by_username(username).first()
     if user is None:
         raise click.BadParameter(f"no user called {username!r}", param_hint="USERNAME")
-    _, token = ApiToken.issue(user, name[:TOKEN_NAME_MAX_LENGTH])
+    try:
+        name = clean_token_name(name[:TOKEN_NAME_MAX_LENGTH])
+    except TextRefused as exc:
+        raise click.BadParameter(str(exc), param_hint="--name") from None
+    _, token = ApiToken.issue(user, name)
     click.echo(token)
 
 
