@@ -288,11 +288,13 @@ class User(BaseModel, BaseUser):
     def notifications(self):
         """Return this user's notifications from active users, newest first."""
         actor = User.alias()
+        author = User.alias()
         return (
-            Notification.select(Notification, actor, Message)
-            .join(actor, on=(Notification.actor == actor.id))
+            Notification.select(Notification, actor, Message, author)
+            .join(actor, on=(Notification.actor == actor.id), attr="actor")
             .switch(Notification)
             .join(Message, JOIN.LEFT_OUTER)
+            .join(author, JOIN.LEFT_OUTER, on=(Message.user == author.id), attr="user")
             .where(Notification.recipient == self, actor.active)
             .order_by(Notification.id.desc())
         )
@@ -506,6 +508,13 @@ class Like(BaseModel):
     def __str__(self):
         return f"{self.user} likes {self.message_id}"
 
+    def delete_instance(self, *args, **kwargs):
+        """Delete this row (say from the admin) and recount its message."""
+        with db.database.atomic():
+            result = super().delete_instance(*args, **kwargs)
+            Message.refresh_counts([self.message_id])
+        return result
+
 
 class Repost(BaseModel):
     """``user`` reposted ``message`` to their followers: at most once."""
@@ -519,6 +528,13 @@ class Repost(BaseModel):
 
     def __str__(self):
         return f"{self.user} reposted {self.message_id}"
+
+    def delete_instance(self, *args, **kwargs):
+        """Delete this row (say from the admin) and recount its message."""
+        with db.database.atomic():
+            result = super().delete_instance(*args, **kwargs)
+            Message.refresh_counts([self.message_id])
+        return result
 
 
 class Notification(BaseModel):

@@ -254,3 +254,25 @@ def test_counts_cost_constant_queries_per_page(client):
         bob.repost(reply)
         carol.like(reply)
     assert queries_for_home() == small
+
+
+# Admin ---------------------------------------------------------------------------------
+
+
+def test_admin_browses_replies_likes_reposts_and_notifications(client):
+    make_user("root", admin=True)
+    alice, bob = make_user("alice"), make_user("bob")
+    root = alice.post("root message")
+    bob.reply(root, "bob's reply")
+    bob.like(root)
+    bob.repost(root)
+    login(client, "root")
+    messages = text(client.get("/admin/message/?fo_is_reply=eq&fv_is_reply=1"))
+    assert "bob&#39;s reply" in messages and "root message" not in messages
+    for name in ("like", "repost", "notification"):
+        page = text(client.get(f"/admin/{name}/"))
+        assert "bob" in page, name
+    like = Like.get()
+    response = post(client, "/admin/like/delete/", {"id": str(like.id)}, token_from="/admin/")
+    assert response.status_code == 302
+    assert fresh(root).like_count == 0
