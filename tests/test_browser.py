@@ -172,6 +172,8 @@ def test_every_page_works_under_the_csp(browser):
     assert Message.select().where(Message.content == "posted from Chromium").exists()
     for path in ["/create/", f"/edit/{message.id}/", "/settings/", "/users/bob/"]:
         browser.visit(path)
+    for path in ["/notifications/", "/users/alice/likes/", f"/messages/{message.id}/"]:
+        browser.visit(path)
     browser.submit("form[action$='/follow/']", {})
     assert alice.is_following(bob)
     browser.visit("/settings/")
@@ -188,6 +190,7 @@ def test_every_page_works_under_the_csp(browser):
     browser.submit("form[action$='/notes/create/']", {"[name=message]": "posted in Chromium"})
     assert Note.select().where(Note.message == "posted in Chromium").exists()
     models = ["user", "message", "relationship", "note", "apitoken", "auditentry"]
+    models += ["like", "repost", "notification"]
     for name in models:
         browser.visit(f"/admin/{name}/")
         browser.visit(f"/admin/{name}/?ordering=-id")

@@ -2,6 +2,7 @@
 on the web pages."""
 
 import re
+import threading
 
 from conftest import login
 from conftest import make_message
@@ -9,6 +10,7 @@ from conftest import make_user
 from conftest import post
 from playhouse.test_utils import count_queries
 
+from app import db
 from models import Like
 from models import Message
 from models import Notification
@@ -276,3 +278,48 @@ def test_admin_browses_replies_likes_reposts_and_notifications(client):
     response = post(client, "/admin/like/delete/", {"id": str(like.id)}, token_from="/admin/")
     assert response.status_code == 302
     assert fresh(root).like_count == 0
+
+
+# Concurrency ---------------------------------------------------------------------------
+
+
+def at_once(*calls):
+    """Run each call in its own thread (its own database connection), released together
+    by a barrier; return their results in order."""
+    barrier = threading.Barrier(len(calls))
+    results = [None] * len(calls)
+    errors = []
+
+    def run(index, call):
+        try:
+            with db.database.connection_context():
+                barrier.wait()
+                results[index] = call()
+        except Exception as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=item) for item in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    return results
+
+
+def test_two_clients_liking_at_once_count_once(app):
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    db.database.close()  # the threads open their own connections
+    for round_number in range(5):
+        message = alice.post(f"race {round_number}")
+        # The same person clicking twice at once: one like, counted once.
+        assert sorted(at_once(lambda m=message: bob.like(m), lambda m=message: bob.like(m))) == [
+            False,
+            True,
+        ]
+        # Two people at once: both counted, none lost.
+        at_once(lambda m=message: carol.like(m), lambda m=message: carol.repost(m))
+        at_once(lambda m=message: bob.repost(m), lambda m=message: bob.unlike(m))
+        row = fresh(message)
+        assert (row.like_count, row.repost_count) == (1, 2)
+        assert Like.select().where(Like.message == message).count() == 1
