@@ -45,6 +45,9 @@ from werkzeug.exceptions import HTTPException
 
 from app import MAX_ID
 from app import MAX_PAGE
+from app import MAX_PAGE_OFFSET
+from app import KeysetPage
+from app import PageProbe
 from app import app
 from app import check_limit
 from app import client_address
@@ -398,6 +401,25 @@ class ChirpResource(RestResource):
         """Return every accepted ``ordering`` value, ascending and descending."""
         return [prefix + name for name in self.ordering_fields for prefix in ("", "-")]
 
+    def paginated_object_list(self, filtered_query):
+        """One page of ``filtered_query`` as ``{"meta": ..., "objects": [...]}``, counted
+        by nobody: PageProbe fetches one row more than the page instead."""
+        pagination = PageProbe(filtered_query, self.get_paginate_by())
+        objects = self.serialize_query(pagination.get_list())
+        return self.response({"meta": self.get_request_metadata(pagination), "objects": objects})
+
+    def get_request_metadata(self, paginated_query):
+        """Return the list's ``meta``: model, page, limit, and the URLs of the previous and
+        next pages ("" when there is none): no counts (see PageProbe)."""
+        endpoint = self.get_url_name("api_list")
+        return {
+            "model": self.get_api_name(),
+            "page": paginated_query.get_page(),
+            "limit": paginated_query.paginate_by,
+            "previous": paginated_query.previous_url(endpoint) or "",
+            "next": paginated_query.next_url(endpoint) or "",
+        }
+
     def get_paginate_by(self):
         """Return ``?limit`` (1 or more, lowered to MAX_PAGE_SIZE), else PAGE_SIZE."""
         if "limit" not in request.args:
@@ -537,6 +559,15 @@ class UserResource(ChirpResource):
         return super().save_object(instance, raw_data)
 
 
+# The author columns the API shows with each message (UserResource.fields), all it reads.
+API_AUTHOR_COLUMNS = (User.id, User.username, User.join_date)
+
+
+def with_api_authors(fetch):
+    """Return the timeline ``fetch`` (see KeysetPage) reading API_AUTHOR_COLUMNS."""
+    return lambda cursor, limit: fetch(cursor, limit).select_extend(*API_AUTHOR_COLUMNS)
+
+
 class MessageResource(OwnedResource):
     """Messages, each with its author as a nested user. Messages of inactive users are
     hidden. Members post as themselves (``in_reply_to`` makes a reply) and edit or delete
@@ -591,7 +622,7 @@ class MessageResource(OwnedResource):
     required_fields = ("content",)
 
     def get_query(self):
-        return Message.visible()
+        return Message.visible(API_AUTHOR_COLUMNS)
 
     def apply_related_joins(self, query):
         # Message.visible() already selects the author in the same query (no N+1).
@@ -656,10 +687,16 @@ class RelationshipResource(OwnedResource):
     required_fields = ("to_user",)
 
     def get_query(self):
-        active = User.select(User.id).where(User.active)
+        # Each follow's two users are looked up by primary key: "user_id IN (every active
+        # user)" made the database pair every active user with every other (28 s a page
+        # at 10 000 users).
+        follower, followed = User.alias(), User.alias()
         return (
-            Relationship.select()
-            .where(Relationship.from_user.in_(active), Relationship.to_user.in_(active))
+            Relationship.select(Relationship)
+            .join(follower, on=Relationship.from_user == follower.id)
+            .switch(Relationship)
+            .join(followed, on=Relationship.to_user == followed.id)
+            .where(follower.active, followed.active)
             .order_by(Relationship.id)
         )
 
@@ -886,7 +923,7 @@ class ChirpAPI(RestAPI):
 
     def visible_message(self, pk):
         """Return the visible message ``pk``, else ApiError 404."""
-        message = Message.visible().where(Message.id == pk).first()
+        message = Message.visible(API_AUTHOR_COLUMNS).where(Message.id == pk).first()
         if message is None:
             raise ApiError(404, "No such message.")
         return message
@@ -897,7 +934,7 @@ class ChirpAPI(RestAPI):
         check_query(["after", "limit"])
         message = self.visible_message(pk)
         limit = page_limit()
-        replies = message.thread_replies()
+        replies = message.thread_replies(API_AUTHOR_COLUMNS)
         after = request.args.get("after")
         if after is not None:
             replies = replies.where(Message.id > parse_integer("after", after))
@@ -908,7 +945,7 @@ class ChirpAPI(RestAPI):
             next_url = url_for(
                 f"{self.blueprint.name}.message_context", pk=pk, after=replies[-1].id, limit=limit
             )
-        ancestors = message.ancestors()
+        ancestors = message.ancestors(author_columns=API_AUTHOR_COLUMNS)
         objects = self.message_resource().serialize_query(ancestors + [message] + replies)
         count = len(ancestors)
         return json_response(
@@ -932,7 +969,7 @@ class ChirpAPI(RestAPI):
                 getattr(g.user, undo)(message)
                 return Response(status=204)
             created = getattr(g.user, do)(message)
-            fresh = Message.visible().where(Message.id == pk).first() or message
+            fresh = self.visible_message(pk)
             return json_response(
                 self.message_resource().serialize_object(fresh), 201 if created else 200
             )
@@ -1002,16 +1039,17 @@ class ChirpAPI(RestAPI):
 
     def timeline_home(self):
         """The caller's home timeline: their messages and those of everyone they follow."""
-        return self.timeline(g.user.home_timeline(), "timeline_home")
+        return self.timeline(g.user.home_timeline, "timeline_home")
 
     def timeline_public(self):
         """Every visible message."""
-        return self.timeline(Message.public_timeline(), "timeline_public")
+        return self.timeline(Message.public_timeline, "timeline_public")
 
-    def timeline(self, query, endpoint):
-        """One page of ``query``, newest (highest id) first, with keyset paging:
+    def timeline(self, fetch, endpoint):
+        """One KeysetPage of the timeline ``fetch``, newest (highest id) first:
         ``?before=<message id>`` continues below that id, so every page costs the same
-        however far a client scrolls. ``meta.next`` is the next page's URL, or null."""
+        however far a client scrolls. ``meta.next`` is the next page's URL, or null; past
+        the end the list is empty."""
         unknown = set(request.args) - {"before", "limit"}
         if unknown:
             raise ApiError(
@@ -1021,24 +1059,18 @@ class ChirpAPI(RestAPI):
         limit = min(
             parse_integer("limit", request.args.get("limit", str(PAGE_SIZE))), MAX_PAGE_SIZE
         )
-        before = request.args.get("before")
-        query = query.order_by(Message.id.desc())
-        if before is not None:
-            query = query.where(Message.id < parse_integer("before", before))
-        rows = list(query.limit(limit + 1))
-        next_url = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            next_url = url_for(f"{self.blueprint.name}.{endpoint}", before=rows[-1].id, limit=limit)
+        if "before" in request.args:
+            parse_integer("before", request.args["before"])
+        page = KeysetPage(with_api_authors(fetch), limit, not_found_when_empty=False)
         resource = self.message_resource()
         return json_response(
             {
                 "meta": {
                     "limit": limit,
-                    "before": int(before) if before else None,
-                    "next": next_url,
+                    "before": page.cursor,
+                    "next": page.next_url(f"{self.blueprint.name}.{endpoint}", limit=limit),
                 },
-                "objects": resource.serialize_query(rows),
+                "objects": resource.serialize_query(page.items),
             }
         )
 
@@ -1105,7 +1137,7 @@ ERROR_STATUSES = {
     "400": "Bad request: malformed JSON, a wrong type, an unknown field or query parameter.",
     "401": "Credentials are missing or wrong.",
     "403": "The caller may not do this.",
-    "404": "No such row (or it is hidden).",
+    "404": "No such row (or it is hidden), or a list page starting too deep.",
     "405": "Method not allowed.",
     "409": "The change conflicts with existing data (a taken username, a follow that exists).",
     "413": "The body is larger than 1 MB.",
@@ -1172,7 +1204,10 @@ def list_parameters(resource):
     )
     params.append(
         query_parameter(
-            "page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "Page number."
+            "page",
+            {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+            f"Page number. A page starting more than {MAX_PAGE_OFFSET} rows deep is a 404: "
+            "narrow the list with filters instead.",
         )
     )
     params.append(
@@ -1193,8 +1228,7 @@ def page_schema(item_ref):
         "properties": {
             "model": {"type": "string"},
             "page": {"type": "integer"},
-            "page_count": {"type": "integer"},
-            "object_count": {"type": "integer"},
+            "limit": {"type": "integer"},
             "previous": {"type": "string", "description": "URL of the previous page, or empty."},
             "next": {"type": "string", "description": "URL of the next page, or empty."},
         },
@@ -1231,6 +1265,7 @@ def resource_paths(resource):
                 page_schema(ref),
                 "GET" in protected,
                 list_parameters(resource),
+                errors=["404"],
             ),
             "post": write(f"Create a {title}", True),
         },

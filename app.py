@@ -27,9 +27,11 @@ from flask import has_request_context
 from flask import jsonify
 from flask import render_template
 from flask import request
+from flask import url_for
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_peewee.db import Database
+from flask_peewee.utils import PaginatedQuery
 from flask_seasurf import SeaSurf
 from limits import parse_many
 from markupsafe import Markup
@@ -131,6 +133,152 @@ MAX_ID = 2**63 - 1
 # The largest page number a list accepts (web and API): beyond it an OFFSET only makes the
 # database skip rows for nothing.
 MAX_PAGE = 100_000
+
+
+# The deepest row a numbered page may start at (web, admin and API). OFFSET makes the
+# database read and drop every earlier row, so deeper pages are not served (404): filter the
+# list, or page by keyset (``?before=``) where the list offers it.
+MAX_PAGE_OFFSET = 10_000
+
+
+def parse_id_cursor(name, raw):
+    """Return the query-string value ``raw`` of ``name`` as a row id (1..MAX_ID), or abort
+    with 400: a keyset cursor such as ``?before=123``."""
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
+        abort(400, f"{name} must be a row id: a whole number from 1 to {MAX_ID}.")
+    return int(raw)
+
+
+class PageProbe(PaginatedQuery):
+    """Chirp's numbered pagination (``?page=N``): flask-peewee's PaginatedQuery without
+    the ``COUNT(*)``. Use it for every list paged by number (admin lists, API resources).
+
+    Counting a million-row list costs more than showing a page of it, so instead of a
+    total this fetches one row more than a page (the "has more" probe): ``has_next()``
+    says whether a next page exists, and ``get_pages()`` is the last page known so far.
+    ``get_count()`` raises NotImplementedError so no template or caller counts by accident.
+
+    ``query_or_model``: a peewee SELECT (ordered: give it a unique final sort key) or a
+    model; ``paginate_by``: rows per page. ``get_page()`` aborts with 400 unless ``?page``
+    is a whole number from 1 to MAX_PAGE, and with 404 if the page would start more than
+    MAX_PAGE_OFFSET rows deep (such pages are not served, as if past the end).
+    Query count: one, however large the list.
+    """
+
+    def __init__(self, query_or_model, paginate_by):
+        super().__init__(query_or_model, paginate_by)
+        self._rows = None
+
+    def get_page(self):
+        raw = request.args.get(self.page_var, "1")
+        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+            abort(400, f"The page number must be a whole number from 1 to {MAX_PAGE}.")
+        page = int(raw)
+        if (page - 1) * self.paginate_by > MAX_PAGE_OFFSET:
+            abort(
+                404,
+                f"Pages start at most {MAX_PAGE_OFFSET} rows deep: narrow the list with a "
+                "filter or search instead.",
+            )
+        return page
+
+    def _fetch(self):
+        if self._rows is None:
+            offset = (self.get_page() - 1) * self.paginate_by
+            self._rows = list(self.query.limit(self.paginate_by + 1).offset(offset))
+        return self._rows
+
+    def get_list(self):
+        """Return this page's rows (a list of at most ``paginate_by``), from one query."""
+        return self._fetch()[: self.paginate_by]
+
+    def has_next(self):
+        """Return True if at least one row follows this page."""
+        return len(self._fetch()) > self.paginate_by
+
+    def has_previous(self):
+        """Return True unless this is page 1."""
+        return self.get_page() > 1
+
+    def get_pages(self):
+        """Return the number of the last page known to exist: this one, or the next."""
+        return self.get_page() + (1 if self.has_next() else 0)
+
+    def get_count(self):
+        raise NotImplementedError("PageProbe never counts: use has_next() instead.")
+
+    def page_url(self, page, endpoint=None):
+        """Return the URL of page ``page`` of this list: the current URL (``endpoint``,
+        default the request's), its other query arguments kept."""
+        args = {**request.view_args, **request.args.to_dict(flat=False), self.page_var: page}
+        return url_for(endpoint or request.endpoint, **args)
+
+    def previous_url(self, endpoint=None):
+        """Return the URL of the previous page, or None on page 1."""
+        return self.page_url(self.get_page() - 1, endpoint) if self.has_previous() else None
+
+    def next_url(self, endpoint=None):
+        """Return the URL of the next page, or None on the last."""
+        return self.page_url(self.get_page() + 1, endpoint) if self.has_next() else None
+
+
+class KeysetPage:
+    """Chirp's keyset pagination, for timelines and other lists with a unique sort key:
+    ``?before=<id>`` (or another ``cursor_arg``) continues after the last row shown, so
+    page 1000 costs what page 1 costs. Use it wherever a list can be paged this way.
+
+    ``fetch(cursor, limit)`` returns the rows past ``cursor`` (None for the first page),
+    at most ``limit`` of them, in display order: e.g. ``Message.public_timeline`` or
+    ``user.timeline`` (see ``models.keyset``). One page costs one ``fetch`` of
+    ``paginate_by + 1`` rows: the extra row only tells whether there is a next page.
+    ``parse_cursor(name, raw)`` turns the query-string text into a cursor or aborts with
+    400 (default: a row id). ``cursor_of(row)`` is the cursor continuing after ``row``
+    (default ``row.id``). With ``not_found_when_empty`` a cursor past the end is a 404,
+    as a web page that does not exist; the API answers an empty list instead.
+
+    Attributes: ``items`` (the rows to show), ``cursor`` (the one requested, or None),
+    ``has_next``; ``next_url()``/``previous_url()`` for "Older" and "Newest" links.
+    """
+
+    previous_label = "Newest"
+    next_label = "Older"
+
+    def __init__(
+        self,
+        fetch,
+        paginate_by,
+        cursor_arg="before",
+        parse_cursor=parse_id_cursor,
+        cursor_of=lambda row: row.id,
+        not_found_when_empty=True,
+    ):
+        self.paginate_by = paginate_by
+        self.cursor_arg = cursor_arg
+        raw = request.args.get(cursor_arg)
+        self.cursor = None if raw is None else parse_cursor(cursor_arg, raw)
+        rows = list(fetch(self.cursor, paginate_by + 1))
+        self.items = rows[:paginate_by]
+        self.has_next = len(rows) > paginate_by
+        self.next_cursor = cursor_of(self.items[-1]) if self.has_next else None
+        if not_found_when_empty and self.cursor is not None and not self.items:
+            abort(404, "There is nothing further back in this list.")
+
+    def url(self, cursor, endpoint=None, **values):
+        """Return the URL of the page after ``cursor`` (None: the first page) of the
+        current view (or ``endpoint``), with ``values`` as extra query arguments."""
+        args = dict(request.view_args)
+        args.update(values)
+        if cursor is not None:
+            args[self.cursor_arg] = cursor
+        return url_for(endpoint or request.endpoint, **args)
+
+    def next_url(self, endpoint=None, **values):
+        """Return the URL of the next (older) page, or None when this is the last."""
+        return self.url(self.next_cursor, endpoint, **values) if self.has_next else None
+
+    def previous_url(self, endpoint=None, **values):
+        """Return the URL of the first (newest) page, or None when this is it."""
+        return self.url(None, endpoint, **values) if self.cursor is not None else None
 
 
 class IdConverter(IntegerConverter):

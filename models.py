@@ -15,6 +15,7 @@ import secrets
 from flask_peewee.auth import BaseUser
 from flask_peewee.utils import is_legacy_password
 from peewee import JOIN
+from peewee import SQL
 from peewee import AutoField
 from peewee import BooleanField
 from peewee import CharField
@@ -22,6 +23,7 @@ from peewee import Check
 from peewee import DateTimeField
 from peewee import ForeignKeyField
 from peewee import IntegerField
+from peewee import Select
 from peewee import SqliteDatabase
 from peewee import TextField
 from peewee import Value
@@ -144,14 +146,89 @@ class User(BaseModel, BaseUser):
         """Return a query for the user named ``username``, ignoring case."""
         return cls.select().where(fn.LOWER(cls.username) == username.lower())
 
-    def timeline(self):
-        """Return this user's own messages, newest first (their user timeline)."""
-        return Message.visible().where(Message.user == self)
+    def timeline(self, before=None, limit=None):
+        """Return this user's own messages, newest (highest id) first: their user timeline.
 
-    def home_timeline(self):
-        """Return the messages of everyone this user follows, and their own, newest first,
-        plus the messages those people (or this user) reposted, in their place by date.
-        Reposts by deactivated users do not count (annotate marks who reposted)."""
+        ``before`` (a message id) keeps only older messages, ``limit`` caps the rows: one
+        range of the ``message(user_id, id)`` index, however many messages the user has.
+        """
+        query = Message.visible().where(Message.user == self)
+        return keyset(query, Message.id, before, limit)
+
+    def liked_messages(self):
+        """Return the visible messages this user liked, most recently liked first."""
+        return (
+            Message.select(Message, *Message.AUTHOR_COLUMNS)
+            .join(User)
+            .switch(Message)
+            .join(Like)
+            .where(Like.user == self, User.active)
+            .order_by(Like.id.desc())
+        )
+
+    def home_timeline(self, before=None, limit=None):
+        """Return the messages of everyone this user follows, and their own, plus the
+        messages those people (or this user) reposted, in their place by id: newest (highest
+        id) first, ``before`` a message id, at most ``limit`` of them. Two queries: the
+        active followees, then the page. Reposts by deactivated users do not count
+        (Message.annotate marks who reposted).
+
+        Why this shape: "my messages or my followees'" as one ``user_id IN (...)`` filter
+        sorted by id makes the database either sort every matching message (hundreds of
+        thousands for a popular followee) or walk the whole table newest first until enough
+        rows match (all of it, for someone who follows a few quiet people). Instead, each
+        followed user contributes two small index ranges: the ``limit`` newest ids below
+        ``before`` of their messages (``message(user_id, id)``) and of their reposts
+        (``repost(user_id, message_id)``). The database merges those ``followees x 2 x
+        limit`` ids and keeps the newest ``limit``: the work is bounded by what the page
+        shows, not by the data. Fan-out on write (a per-reader inbox table) would make reads
+        cheaper still, but costs a write per follower for each message and a backfill on
+        every follow.
+
+        Beyond HOME_MERGE_MAX_FOLLOWEES followees the union grows too long to be cheap;
+        such a reader's followees post so often between them that scanning messages newest
+        first finds a page almost at once, so the plain ``IN`` filter is used instead.
+        """
+        followed = (
+            Relationship.select(Relationship.to_user)
+            .join(User, on=Relationship.to_user)
+            .where(Relationship.from_user == self, User.active)
+            .limit(HOME_MERGE_MAX_FOLLOWEES + 1)
+        )
+        authors = [self.id, *(row.to_user_id for row in followed)]
+        if len(authors) > HOME_MERGE_MAX_FOLLOWEES + 1:
+            return keyset(self._home_timeline_by_scan(), Message.id, before, limit)
+        per_author = limit if limit is not None else HOME_MERGE_DEFAULT_LIMIT
+        ranges = []
+        for author in authors:
+            ranges.append(
+                keyset(
+                    Message.select(Message.id).where(Message.user == author),
+                    Message.id,
+                    before,
+                    per_author,
+                )
+            )
+            ranges.append(
+                keyset(
+                    Repost.select(Repost.message.alias("id")).where(Repost.user == author),
+                    Repost.message,
+                    before,
+                    per_author,
+                )
+            )
+        # SQLite refuses ORDER BY/LIMIT directly inside a UNION member: wrap each one.
+        wrapped = [
+            Select(from_list=[part.alias(f"r{number}")], columns=[SQL("id")])
+            for number, part in enumerate(ranges)
+        ]
+        merged = wrapped[0]
+        for other in wrapped[1:]:
+            merged = merged.union_all(other)
+        return keyset(Message.visible().where(Message.id.in_(merged)), Message.id, None, limit)
+
+    def _home_timeline_by_scan(self):
+        """The home timeline as one filter (for readers following very many people)."""
         followed = Relationship.select(Relationship.to_user).where(Relationship.from_user == self)
         reposted = (
             Repost.select(Repost.message)
@@ -162,34 +239,59 @@ class User(BaseModel, BaseUser):
             (Message.user == self) | (Message.user << followed) | (Message.id << reposted)
         )
 
-    def liked_messages(self):
-        """Return the visible messages this user liked, most recently liked first."""
-        return (
-            Message.select(Message, User)
-            .join(User)
-            .switch(Message)
-            .join(Like)
-            .where(Like.user == self, User.active)
-            .order_by(Like.id.desc())
-        )
+    def following(self, before=None, limit=None):
+        """Return the active users this user follows, most recently followed first.
 
-    def following(self):
-        """Return the active users this user follows, by username."""
-        return (
-            User.select()
+        Each row carries ``follow_id``, the id of the follow: the cursor for ``before``
+        (keyset paging on ``relationship(from_user_id, id)``); ``limit`` caps the rows.
+        """
+        query = (
+            User.select(*User.LIST_COLUMNS, Relationship.id.alias("follow_id"))
             .join(Relationship, on=Relationship.to_user)
             .where(Relationship.from_user == self, User.active)
-            .order_by(fn.LOWER(User.username))
+            .objects()  # follow_id lands on the User row
         )
+        return keyset(query, Relationship.id, before, limit)
 
-    def followers(self):
-        """Return the active users who follow this user, by username."""
-        return (
-            User.select()
+    def followers(self, before=None, limit=None):
+        """Return the active users who follow this user, most recent follower first.
+
+        Rows carry ``follow_id`` as in ``following`` (index ``relationship(to_user_id, id)``).
+        """
+        query = (
+            User.select(*User.LIST_COLUMNS, Relationship.id.alias("follow_id"))
             .join(Relationship, on=Relationship.from_user)
             .where(Relationship.to_user == self, User.active)
-            .order_by(fn.LOWER(User.username))
+            .objects()  # follow_id lands on the User row
         )
+        return keyset(query, Relationship.id, before, limit)
+
+    def follower_count(self):
+        """Return how many active users follow this user (one COUNT over the
+        ``relationship(to_user_id, id)`` index range, each follower's row by primary key)."""
+        return (
+            Relationship.select()
+            .join(User, on=Relationship.from_user)
+            .where(Relationship.to_user == self, User.active)
+            .count()
+        )
+
+    def following_count(self):
+        """Return how many active users this user follows (one COUNT over an index range)."""
+        return (
+            Relationship.select()
+            .join(User, on=Relationship.to_user)
+            .where(Relationship.from_user == self, User.active)
+            .count()
+        )
+
+    @classmethod
+    def directory(cls, after=None, limit=None):
+        """Return active users by username (byte order), only LIST_COLUMNS: those whose
+        username sorts after ``after`` (keyset paging on the username index), at most
+        ``limit`` of them."""
+        query = cls.select(*cls.LIST_COLUMNS).where(cls.active)
+        return keyset(query, cls.username, after, limit, descending=False)
 
     def is_following(self, other):
         """Return True if this user follows ``other``."""
@@ -289,8 +391,10 @@ class User(BaseModel, BaseUser):
         """Return this user's notifications from active users, newest first."""
         actor = User.alias()
         author = User.alias()
+        # Only what the page and the API show of each person: never the password hash.
+        people = [column for user in (actor, author) for column in user_summary(user)]
         return (
-            Notification.select(Notification, actor, Message, author)
+            Notification.select(Notification, Message, *people)
             .join(actor, on=(Notification.actor == actor.id), attr="actor")
             .switch(Notification)
             .join(Message, JOIN.LEFT_OUTER)
@@ -314,6 +418,11 @@ class User(BaseModel, BaseUser):
         return query.where(Notification.recipient == self, ~Notification.read).execute()
 
 
+def user_summary(user):
+    """Return the columns of ``user`` (User or an alias) a notification shows."""
+    return (user.id, user.username, user.join_date)
+
+
 def _reacted(model, user, message_ids):
     """Return the subset of ``message_ids`` that ``user`` has a ``model`` row for."""
     if not message_ids:
@@ -321,6 +430,10 @@ def _reacted(model, user, message_ids):
     query = model.select(model.message).where(model.user == user, model.message << message_ids)
     return {row.message_id for row in query}
 
+
+# What a list of people shows of each (the directory, followers, following): never the
+# password hash or e-mail. Add a column here when a list starts showing it.
+User.LIST_COLUMNS = (User.id, User.username, User.join_date)
 
 # Case-insensitive uniqueness: the database, not just the join form, refuses "Alice"
 # next to "alice", so two racing sign-ups cannot both win.
@@ -330,12 +443,18 @@ User.add_index(User.index(fn.LOWER(User.username), unique=True, name="user_usern
 class Relationship(BaseModel):
     """``from_user`` follows ``to_user``. One row per pair; nobody follows themself."""
 
-    from_user = ForeignKeyField(User, backref="relationships", on_delete="CASCADE")
-    to_user = ForeignKeyField(User, backref="related_to", on_delete="CASCADE")
-    created_date = DateTimeField(default=datetime.datetime.now)
+    # No single-column indexes on the foreign keys: the indexes below start with them.
+    from_user = ForeignKeyField(User, backref="relationships", on_delete="CASCADE", index=False)
+    to_user = ForeignKeyField(User, backref="related_to", on_delete="CASCADE", index=False)
+    created_date = DateTimeField(default=datetime.datetime.now, index=True)
 
     class Meta:
-        indexes = ((("from_user", "to_user"), True),)
+        indexes = (
+            (("from_user", "to_user"), True),
+            # Keyset pages of someone's follows and followers, newest first.
+            (("from_user", "id"), False),
+            (("to_user", "id"), False),
+        )
         constraints = [Check("from_user_id <> to_user_id")]
 
     def __str__(self):
@@ -345,7 +464,8 @@ class Relationship(BaseModel):
 class Message(BaseModel):
     """A short message: 1 to MESSAGE_MAX_LENGTH characters of plain text."""
 
-    user = ForeignKeyField(User, backref="messages", on_delete="CASCADE")
+    # The indexes below start with user_id, so it needs none of its own.
+    user = ForeignKeyField(User, backref="messages", on_delete="CASCADE", index=False)
     content = TextField(constraints=[Check(f"length(content) BETWEEN 1 AND {MESSAGE_MAX_LENGTH}")])
     pub_date = DateTimeField(default=datetime.datetime.now, index=True)
     # The message this one answers. Deleting it leaves the reply in place with NULL here and
@@ -360,6 +480,14 @@ class Message(BaseModel):
     reply_count = IntegerField(default=0)
     like_count = IntegerField(default=0)
     repost_count = IntegerField(default=0)
+
+    class Meta:
+        indexes = (
+            # A user's timeline and each range of the home timeline, newest id first.
+            (("user", "id"), False),
+            # A user's messages by date (API filters and ordering on pub_date).
+            (("user", "pub_date"), False),
+        )
 
     def __str__(self):
         return self.content[:40]
@@ -415,23 +543,25 @@ class Message(BaseModel):
         cls.update(counts).where(cls.id << message_ids).execute()
 
     @classmethod
-    def visible(cls):
-        """Return messages of active users with their author joined in, newest first."""
+    def visible(cls, author_columns=None):
+        """Return messages of active users, newest (highest id) first, each with its author
+        joined in (``message.user``) holding only ``author_columns`` (default
+        AUTHOR_COLUMNS): never a password hash, and nothing a page does not show."""
+        author_columns = author_columns or cls.AUTHOR_COLUMNS
         return (
-            cls.select(cls, User)
-            .join(User)
-            .where(User.active)
-            .order_by(cls.pub_date.desc(), cls.id.desc())
+            cls.select(cls, *author_columns).join(User).where(User.active).order_by(cls.id.desc())
         )
 
     @classmethod
-    def public_timeline(cls):
-        """Return every visible message, newest first."""
-        return cls.visible()
+    def public_timeline(cls, before=None, limit=None):
+        """Return every visible message, newest first; ``before`` a message id, at most
+        ``limit`` rows (keyset paging on the primary key)."""
+        return keyset(cls.visible(), cls.id, before, limit)
 
-    def ancestors(self, limit=100):
+    def ancestors(self, limit=100, author_columns=None):
         """Return the visible messages this one answers, up the chain to the root, root
-        first, at most ``limit`` of them (one recursive query)."""
+        first, at most ``limit`` of them (one recursive query); ``author_columns`` as for
+        ``visible``."""
         if self.in_reply_to_id is None:
             return []
         base = Message.alias()
@@ -448,12 +578,14 @@ class Message(BaseModel):
             .where(top.c.level < limit)
         )
         ids = chain.select_from(chain.c.id)
-        query = Message.visible().where(Message.id << ids).order_by(Message.id)
+        query = Message.visible(author_columns).where(Message.id << ids).order_by(Message.id)
         return list(query.with_cte(chain))
 
-    def thread_replies(self):
-        """Return the visible replies to this message, oldest first (newest last)."""
-        return Message.visible().where(Message.in_reply_to == self).order_by(Message.id)
+    def thread_replies(self, author_columns=None):
+        """Return the visible replies to this message, oldest first (newest last);
+        ``author_columns`` as for ``visible``."""
+        query = Message.visible(author_columns).where(Message.in_reply_to == self)
+        return query.order_by(Message.id)
 
     @staticmethod
     def annotate(messages, viewer=None):
@@ -475,7 +607,7 @@ class Message(BaseModel):
                 Relationship.from_user == viewer
             )
             rows = (
-                Repost.select(Repost, User)
+                Repost.select(Repost, *Message.AUTHOR_COLUMNS)
                 .join(User)
                 .where(
                     Repost.message << ids,
@@ -492,6 +624,32 @@ class Message(BaseModel):
             message.reposted = message.id in reposted
             message.reposted_by = reposters.get(message.id, [])
         return messages
+
+
+# The author columns a timeline shows with each message. Others (display name, avatar)
+# are added here when templates start showing them; the API adds its own.
+Message.AUTHOR_COLUMNS = (User.id, User.username)
+
+
+def keyset(query, key, cursor=None, limit=None, descending=True):
+    """Return ``query`` ordered by ``key`` (a unique column), newest/largest first unless
+    ``descending`` is False, keeping only rows past ``cursor`` (``key < cursor``, or
+    ``key > cursor`` ascending) and at most ``limit`` of them.
+
+    This is keyset paging: the next page starts from the last row shown, so page 1000
+    costs what page 1 costs, unlike OFFSET, which reads and drops every earlier row.
+    ``cursor=None`` is the first page; ``limit=None`` means no limit.
+    """
+    query = query.order_by(key.desc() if descending else key.asc())
+    if cursor is not None:
+        query = query.where(key < cursor if descending else key > cursor)
+    return query.limit(limit) if limit is not None else query
+
+
+# The most followees whose messages User.home_timeline merges index range by index range.
+HOME_MERGE_MAX_FOLLOWEES = 500
+# The per-followee range of User.home_timeline when the caller sets no limit.
+HOME_MERGE_DEFAULT_LIMIT = 1000
 
 
 class Like(BaseModel):

@@ -14,7 +14,6 @@ from flask import redirect
 from flask import render_template
 from flask import request
 from flask import url_for
-from flask_peewee.utils import PaginatedQuery
 from flask_peewee.utils import get_object_or_404
 from peewee import IntegrityError
 from wtforms import Form
@@ -30,6 +29,9 @@ from wtforms.validators import Regexp
 
 from app import MAX_ID
 from app import MAX_PAGE
+from app import MAX_PAGE_OFFSET
+from app import KeysetPage
+from app import PageProbe
 from app import app
 from app import db
 from app import rate_limited
@@ -154,25 +156,86 @@ class TokenForm(Form):
     )
 
 
-class Page(PaginatedQuery):
-    """flask-peewee's PaginatedQuery, refusing page numbers that are not 1..MAX_PAGE."""
+def page_size():
+    """Return how many rows a web list shows per page (the PAGE_SIZE setting)."""
+    return app.config["PAGE_SIZE"]
 
-    def get_page(self):
-        raw = request.args.get(self.page_var, "1")
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-            abort(400, f"The page number must be a whole number from 1 to {MAX_PAGE}.")
-        return int(raw)
+
+def parse_username_cursor(name, raw):
+    """Return ``raw`` if it is a possible username (the directory's ``?after=`` cursor),
+    else abort with 400."""
+    if not USERNAME_PATTERN.fullmatch(raw):
+        abort(400, f"{name} must be a username.")
+    return raw
+
+
+def legacy_page_redirect(fetch=None, cursor_arg="before", cursor_of=lambda row: row.id):
+    """Answer an old ``?page=N`` URL, from before keyset paging, with a 301 to the keyset
+    URL (``?before=``, or ``cursor_arg``) showing the same rows; None when there is no
+    ``page`` argument. Garbage is a 400.
+
+    ``fetch``, ``cursor_of``: as for KeysetPage. The last row of page N-1 is found by one
+    OFFSET query, bounded by MAX_PAGE_OFFSET (deeper pages are a 404, as are pages past
+    the end). Without ``fetch`` every page goes to the first: the home timeline merges
+    many ranges, and an offset into each would cost far more than a page.
+    """
+    raw = request.args.get("page")
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        abort(400, f"The page number must be a whole number from 1 to {MAX_PAGE}.")
+    offset = (int(raw) - 1) * page_size()
+    if offset > MAX_PAGE_OFFSET:
+        abort(404, "Pages this old are no longer numbered: follow the Older links.")
+    values = dict(request.view_args)
+    if offset and fetch is not None:
+        rows = list(fetch(None, offset + 1).offset(offset - 1).limit(2))
+        if len(rows) < 2:
+            abort(404, "This page is past the end of the list.")
+        values[cursor_arg] = cursor_of(rows[0])
+    return redirect(url_for(request.endpoint, **values), 301)
+
+
+def render_timeline(template, fetch, legacy_pages=True, **context):
+    """Render ``template`` with one keyset page (KeysetPage) of the timeline ``fetch``
+    as ``message_list`` (annotated: parents, counts, the viewer's likes and reposts, in
+    a constant number of queries) and the page as ``pagination``; an old ``?page=`` URL is
+    redirected (legacy_page_redirect, to the page itself exactly when ``legacy_pages``)."""
+    legacy = legacy_page_redirect(fetch if legacy_pages else None)
+    if legacy is not None:
+        return legacy
+    pagination = KeysetPage(fetch, page_size())
+    return render_template(
+        template, message_list=annotate(pagination.items), pagination=pagination, **context
+    )
+
+
+def render_people(fetch, title, **context):
+    """Render user_list.html with one keyset page of the people list ``fetch`` (followers
+    or following, newest follow first, by ``?before=<follow id>``)."""
+
+    def cursor_of(row):
+        return row.follow_id
+
+    legacy = legacy_page_redirect(fetch, cursor_of=cursor_of)
+    if legacy is not None:
+        return legacy
+    pagination = KeysetPage(fetch, page_size(), cursor_of=cursor_of)
+    return render_template(
+        "user_list.html", user_list=pagination.items, pagination=pagination, title=title, **context
+    )
 
 
 def render_list(template, query, var_name, prepare=None, **context):
-    """Render ``template`` with one page (PAGE_SIZE rows) of ``query`` as ``var_name``,
-    plus ``pagination`` for the newer/older links. ``prepare``, if given, receives the
-    page's rows (a list) and returns what the template gets."""
-    pagination = Page(query, app.config["PAGE_SIZE"])
+    """Render ``template`` with one numbered page (PageProbe: no count) of ``query`` as
+    ``var_name``, plus ``pagination`` for the newer/older links. ``prepare``, if given,
+    receives the page's rows (a list) and returns what the template gets. Prefer
+    render_timeline (keyset) where the list has a unique sort key of its own."""
+    pagination = PageProbe(query, page_size())
     context[var_name] = pagination.get_list()
     if prepare is not None:
         context[var_name] = prepare(context[var_name])
-    return render_template(template, pagination=pagination, page=pagination.get_page(), **context)
+    return render_template(template, pagination=pagination, **context)
 
 
 def render_messages(template, query, **context):
@@ -236,14 +299,16 @@ def index():
 @app.route("/public/")
 def public_timeline():
     """Every visible message, newest first."""
-    return render_messages("public_timeline.html", Message.public_timeline())
+    return render_timeline("public_timeline.html", Message.public_timeline)
 
 
 @app.route("/private/")
 @auth.login_required
 def home_timeline():
     """The logged-in user's messages and those of everyone they follow."""
-    return render_messages("home_timeline.html", g.user.home_timeline(), form=MessageForm())
+    return render_timeline(
+        "home_timeline.html", g.user.home_timeline, legacy_pages=False, form=MessageForm()
+    )
 
 
 @app.route("/join/", methods=["GET", "POST"])
@@ -271,9 +336,25 @@ def join():
 
 @app.route("/users/")
 def user_list():
-    """The directory of active users, by username."""
-    query = User.select().where(User.active).order_by(User.username)
-    return render_list("user_list.html", query, "user_list", title="People")
+    """The directory of active users, by username, paged with ``?after=<username>``."""
+
+    def cursor_of(row):
+        return row.username
+
+    legacy = legacy_page_redirect(User.directory, "after", cursor_of)
+    if legacy is not None:
+        return legacy
+    pagination = KeysetPage(
+        User.directory,
+        page_size(),
+        cursor_arg="after",
+        parse_cursor=parse_username_cursor,
+        cursor_of=cursor_of,
+    )
+    pagination.previous_label, pagination.next_label = "First", "Next"
+    return render_template(
+        "user_list.html", user_list=pagination.items, pagination=pagination, title="People"
+    )
 
 
 @app.route("/users/<username>/")
@@ -281,13 +362,13 @@ def user_detail(username):
     """One user's page: their messages and follower/following counts."""
     person = get_person(username)
     following = g.user is not None and g.user.is_following(person)
-    return render_messages(
+    return render_timeline(
         "user_detail.html",
-        person.timeline(),
+        person.timeline,
         person=person,
         is_following=following,
-        follower_count=person.followers().count(),
-        following_count=person.following().count(),
+        follower_count=person.follower_count(),
+        following_count=person.following_count(),
     )
 
 
@@ -296,9 +377,7 @@ def user_followers(username):
     """The users who follow ``username``."""
     person = get_person(username)
     title = f"People following {person.username}"
-    return render_list(
-        "user_list.html", person.followers(), "user_list", person=person, title=title
-    )
+    return render_people(person.followers, title, person=person)
 
 
 @app.route("/users/<username>/following/")
@@ -306,9 +385,7 @@ def user_following(username):
     """The users ``username`` follows."""
     person = get_person(username)
     title = f"People {person.username} follows"
-    return render_list(
-        "user_list.html", person.following(), "user_list", person=person, title=title
-    )
+    return render_people(person.following, title, person=person)
 
 
 @app.route("/users/<username>/follow/", methods=["POST"])

@@ -858,7 +858,7 @@ def crashing_public_timeline(app, monkeypatch):
     and let Flask handle it as in production (no exception propagation)."""
     monkeypatch.setitem(app.config, "PROPAGATE_EXCEPTIONS", False)
 
-    def crash(cls):
+    def crash(cls, *args, **kwargs):
         raise RuntimeError('no such column: "password" in SELECT * FROM user')
 
     monkeypatch.setattr(Message, "public_timeline", classmethod(crash))

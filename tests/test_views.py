@@ -1,6 +1,7 @@
 """The web pages, for an anonymous visitor, a member, a message's owner and an admin."""
 
 import datetime
+import re
 
 from conftest import PASSWORD
 from conftest import csrf_token
@@ -60,28 +61,74 @@ def test_private_timeline_requires_login(client):
     assert response.headers["Location"] == "/accounts/login/?next=/private/?page%3D2"
 
 
-def test_timelines_paginate_with_newer_and_older_links(client):
+def test_timelines_page_by_keyset_newest_id_first(client):
     alice = make_user("alice")
-    now = datetime.datetime.now()
-    for number in range(25):
-        make_message(
-            alice,
-            f"message number {number:02d}",
-            pub_date=now.replace(microsecond=0) - datetime.timedelta(minutes=number),
-        )
+    messages = [make_message(alice, f"message number {number:02d}") for number in range(25)]
     first = text(client.get("/public/"))
-    assert "message number 00" in first and "message number 19" in first
-    assert "message number 20" not in first
-    assert "Older" in first and "Newer" not in first
-    second = text(client.get("/public/?page=2"))
-    assert "message number 20" in second and "message number 24" in second
-    assert "message number 19" not in second
-    assert "Newer" in second and "Older" not in second
+    assert "message number 24" in first and "message number 05" in first
+    assert "message number 04" not in first
+    assert first.index("number 24") < first.index("number 23")
+    assert f'href="/public/?before={messages[5].id}"' in first
+    assert "Older" in first and "Newest" not in first
+    second = text(client.get(f"/public/?before={messages[5].id}"))
+    assert "message number 04" in second and "message number 00" in second
+    assert "message number 05" not in second
+    assert "Newest" in second and "Older" not in second
+    # Past the end, and an id that is not a number.
+    assert client.get(f"/public/?before={messages[0].id}").status_code == 404
+    assert client.get("/public/?before=abc").status_code == 400
+    # The same on a user's page.
+    page = text(client.get(f"/users/alice/?before={messages[5].id}"))
+    assert "message number 04" in page and "message number 05" not in page
+
+
+def test_old_page_numbers_redirect_to_the_same_messages(client):
+    alice = make_user("alice")
+    messages = [make_message(alice, f"message number {number:02d}") for number in range(25)]
+    response = client.get("/public/?page=2")
+    assert response.status_code == 301
+    assert response.headers["Location"] == f"/public/?before={messages[5].id}"
+    assert "message number 04" in text(client.get(response.headers["Location"]))
+    assert client.get("/public/?page=1").headers["Location"] == "/public/"
+    assert client.get("/users/alice/?page=2").headers["Location"].startswith("/users/alice/?")
+    assert client.get("/public/?page=3").status_code == 404  # past the end
+    assert client.get("/public/?page=100000").status_code == 404  # deeper than pages go
+    for number in range(25):
+        make_user(f"user{number:02d}")
+    assert client.get("/users/?page=2").headers["Location"] == "/users/?after=user18"
 
 
 def test_bad_page_numbers_are_a_400_not_a_500(client):
-    for page in ("abc", "0", "-1", "99999999999999999999999"):
+    for page in ("abc", "0", "-1", "99999999999999999999999", "١"):
         assert client.get(f"/public/?page={page}").status_code == 400
+
+
+def test_user_directory_pages_by_username(client):
+    names = [f"user{number:02d}" for number in range(25)]
+    for name in names:
+        make_user(name)
+    first = text(client.get("/users/"))
+    assert "@user19" in first and "@user20" not in first
+    assert 'href="/users/?after=user19"' in first
+    second = text(client.get("/users/?after=user19"))
+    assert "@user20" in second and "@user24" in second and "@user19" not in second
+    assert client.get("/users/?after=user24").status_code == 404
+    assert client.get("/users/?after=no%20such").status_code == 400
+
+
+def test_followers_and_following_page_newest_follow_first(client):
+    alice = make_user("alice")
+    fans = [make_user(f"fan{number:02d}") for number in range(22)]
+    for fan in fans:
+        fan.follow(alice)
+        alice.follow(fan)
+    for path in ("/users/alice/followers/", "/users/alice/following/"):
+        first = text(client.get(path))
+        assert first.index("@fan21") < first.index("@fan20")
+        assert "@fan02" in first and "@fan01" not in first
+        older = re.search(r'href="([^"]+before=[0-9]+)"', first)[1]
+        second = text(client.get(older))
+        assert "@fan01" in second and "@fan00" in second and "@fan02" not in second
 
 
 def test_inactive_users_messages_are_hidden(client):

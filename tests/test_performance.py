@@ -1,0 +1,171 @@
+"""Pages whose cost does not grow with the data: every hot query reads an index range (its
+EXPLAIN QUERY PLAN shows no table scan and no sort), and every page runs the same number
+of queries whether the database holds a little or a lot."""
+
+import re
+
+import pytest
+from conftest import login
+from conftest import make_user
+from playhouse.test_utils import count_queries
+
+import api
+from app import db
+from models import Message
+from models import Relationship
+from models import User
+
+
+def query_plan(query):
+    """Return the detail lines of SQLite's EXPLAIN QUERY PLAN for a peewee ``query``."""
+    sql, params = query.sql()
+    return [row[3] for row in db.database.execute_sql("EXPLAIN QUERY PLAN " + sql, params)]
+
+
+def assert_reads_only_index_ranges(query, ordered_scan=None):
+    """Fail if ``query`` sorts in a temporary B-tree or scans a table, except the one plan
+    line ``ordered_scan``: a walk along the sort order's own index (or the primary key),
+    which the query's LIMIT stops after a page. (``SCAN r0``... are the merged index
+    ranges of the home timeline.)"""
+    plan = query_plan(query)
+    assert not [line for line in plan if "TEMP B-TREE" in line], plan
+    scans = [line for line in plan if line.startswith("SCAN") and not re.match(r"SCAN r\d", line)]
+    assert scans == ([] if ordered_scan is None else [ordered_scan]), plan
+    if ordered_scan:
+        assert re.search(r" ORDER BY [^()]+ LIMIT \?$", query.sql()[0]), query.sql()[0]
+
+
+@pytest.fixture
+def people(app):
+    """alice follows bob and carol; everyone has a message."""
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    alice.follow(bob)
+    alice.follow(carol)
+    bob.follow(alice)
+    for person in (alice, bob, carol):
+        Message.create(user=person, content=f"{person.username} says hi")
+    return alice, bob, carol
+
+
+def test_hot_queries_read_index_ranges_without_sorting(people):
+    alice, bob, _ = people
+    limit = 21  # a page and the "has more" probe
+    ranges = [
+        alice.timeline(None, limit),
+        alice.timeline(100, limit),
+        alice.home_timeline(None, limit),
+        alice.home_timeline(100, limit),
+        Message.public_timeline(100, limit),
+        User.directory("m", limit),
+        alice.followers(None, limit),
+        alice.followers(100, limit),
+        alice.following(100, limit),
+        Relationship.select()
+        .join(User, on=Relationship.from_user)
+        .where(Relationship.to_user == alice, User.active),
+        # API lists: filtered by author, or by follower / followed user.
+        Message.visible(api.API_AUTHOR_COLUMNS).where(Message.user == bob).limit(limit),
+        api.RelationshipResource.get_query(None).where(Relationship.to_user == bob).limit(limit),
+        api.RelationshipResource.get_query(None).where(Relationship.from_user == bob).limit(limit),
+    ]
+    for query in ranges:
+        assert_reads_only_index_ranges(query)
+    # Unfiltered lists walk the primary key newest first and stop after a page.
+    assert_reads_only_index_ranges(Message.public_timeline(None, limit), "SCAN t1")
+    assert_reads_only_index_ranges(Message.visible(api.API_AUTHOR_COLUMNS).limit(limit), "SCAN t1")
+    assert_reads_only_index_ranges(User.directory(None, limit), "SCAN t1 USING INDEX user_username")
+
+
+def test_the_home_timeline_merges_one_index_range_per_followed_user(people):
+    alice, bob, carol = people
+    plan = query_plan(alice.home_timeline(None, 21))
+    ranges = [line for line in plan if "USING COVERING INDEX message_user_id_id" in line]
+    assert len(ranges) == 3  # alice herself, bob and carol
+
+
+def test_the_home_timeline_is_newest_first_and_pages(people):
+    alice, bob, carol = people
+    dave = make_user("dave")  # alice does not follow dave
+    for number in range(30):
+        Message.create(user=(alice, bob, carol, dave)[number % 4], content=f"m{number}")
+    expected = [
+        m.id
+        for m in Message.select()
+        .where(Message.user << [alice, bob, carol])
+        .order_by(Message.id.desc())
+    ]
+    first = [m.id for m in alice.home_timeline(None, 10)]
+    second = [m.id for m in alice.home_timeline(first[-1], 10)]
+    everything = [m.id for m in alice.home_timeline()]
+    assert first + second == expected[:20]
+    assert everything == expected
+
+
+def test_the_home_timeline_falls_back_for_very_many_followees(people, monkeypatch):
+    alice, bob, carol = people
+    monkeypatch.setattr("models.HOME_MERGE_MAX_FOLLOWEES", 1)
+    assert [m.user.username for m in alice.home_timeline(None, 10)] == ["carol", "bob", "alice"]
+    plan = query_plan(alice.home_timeline(None, 10))
+    assert not [line for line in plan if "COVERING INDEX message_user_id_id" in line]
+
+
+def test_authors_come_without_their_password_hash(people):
+    alice = people[0]
+    for message in (*Message.public_timeline(None, 5), *alice.home_timeline(None, 5)):
+        assert message.user.username
+        assert message.user.password is None and message.user.email is None
+    for person in (*User.directory(None, 5), *alice.followers(None, 5)):
+        assert person.password is None and person.email is None
+
+
+def grow(times):
+    """Add ``times`` users who each post 3 messages and follow and are followed by alice."""
+    alice = User.get(User.username == "alice")
+    start = User.select().count()
+    for number in range(start, start + times):
+        other = make_user(f"user{number}", password="x" * 8)
+        other.follow(alice)
+        alice.follow(other)
+        Message.insert_many([{"user": other.id, "content": f"m{i}"} for i in range(3)]).execute()
+
+
+def queries_per_page(client, paths):
+    """Return ``{path: number of SQL queries}`` for GETs of ``paths`` (each must be 200)."""
+    counts = {}
+    for path in paths:
+        with count_queries() as counter:
+            response = client.get(path)
+        assert response.status_code == 200, (path, response.status_code)
+        counts[path] = counter.count
+    return counts
+
+
+def test_pages_run_the_same_number_of_queries_however_much_data(client, people):
+    alice = people[0]
+    paths = [
+        "/public/",
+        "/users/",
+        "/users/bob/",
+        "/users/alice/followers/",
+        "/users/alice/following/",
+        "/api/message/",
+        "/api/relationship/",
+        "/api/timeline/public/",
+        "/api/user/",
+    ]
+    client.get("/public/")  # the one-off schema check of a new process
+    small = queries_per_page(client, paths)
+    grow(45)
+    large = queries_per_page(client, paths)
+    assert small == large, (small, large)
+    assert small["/public/"] <= 2 and small["/api/message/"] <= 2
+    # Older pages cost what the first costs.
+    oldest = Message.select(Message.id).order_by(Message.id).limit(5)[4].id
+    older = queries_per_page(client, [f"/public/?before={oldest}"])
+    assert older[f"/public/?before={oldest}"] == small["/public/"]
+
+    login(client, alice.username)
+    member = ["/", "/private/", "/users/alice/"]
+    before = queries_per_page(client, member)
+    grow(30)
+    assert queries_per_page(client, member) == before
