@@ -379,13 +379,20 @@ class User(BaseModel, BaseUser):
                 Notification.withdraw(message.user, self, kind, message)
         return deleted
 
-    def likes(self, message_ids):
-        """Return the set of ``message_ids`` this user liked (one query)."""
-        return _reacted(Like, self, message_ids)
-
-    def reposts(self, message_ids):
-        """Return the set of ``message_ids`` this user reposted (one query)."""
-        return _reacted(Repost, self, message_ids)
+    def reactions(self, message_ids):
+        """Return ``(liked, reposted)``: the sets of ``message_ids`` this user liked and
+        reposted, in one query."""
+        if not message_ids:
+            return set(), set()
+        likes = Like.select(Like.message.alias("message_id"), Value("like").alias("kind"))
+        reposts = Repost.select(Repost.message.alias("message_id"), Value("repost").alias("kind"))
+        query = likes.where(Like.user == self, Like.message << message_ids) | reposts.where(
+            Repost.user == self, Repost.message << message_ids
+        )
+        liked, reposted = set(), set()
+        for row in query.dicts():
+            (liked if row["kind"] == "like" else reposted).add(row["message_id"])
+        return liked, reposted
 
     def notifications(self):
         """Return this user's notifications from active users, newest first."""
@@ -421,14 +428,6 @@ class User(BaseModel, BaseUser):
 def user_summary(user):
     """Return the columns of ``user`` (User or an alias) a notification shows."""
     return (user.id, user.username, user.join_date)
-
-
-def _reacted(model, user, message_ids):
-    """Return the subset of ``message_ids`` that ``user`` has a ``model`` row for."""
-    if not message_ids:
-        return set()
-    query = model.select(model.message).where(model.user == user, model.message << message_ids)
-    return {row.message_id for row in query}
 
 
 # What a list of people shows of each (the directory, followers, following): never the
@@ -588,42 +587,49 @@ class Message(BaseModel):
         return query.order_by(Message.id)
 
     @staticmethod
-    def annotate(messages, viewer=None):
+    def annotate(messages, viewer=None, context=True):
         """Prepare a page of ``messages`` (a list) for display in a constant number of
-        queries, whatever its length: sets ``parent`` (the visible message each answers, or
-        None), ``liked`` and ``reposted`` (by ``viewer``, a User or None) and
-        ``reposted_by`` (the users ``viewer`` follows, or ``viewer``, who reposted it).
-        Returns ``messages``."""
+        queries, whatever its length: sets ``liked`` and ``reposted`` (by ``viewer``, a
+        User or None: one query) and, with ``context`` (web pages), ``parent`` (the visible
+        message each answers, or None) and ``reposted_by`` (the users ``viewer`` follows,
+        or ``viewer``, who reposted it): one query each. Returns ``messages``."""
         ids = [message.id for message in messages]
-        parent_ids = {m.in_reply_to_id for m in messages if m.in_reply_to_id is not None}
         parents = {}
-        if parent_ids:
-            parents = {m.id: m for m in Message.visible().where(Message.id << list(parent_ids))}
-        liked = viewer.likes(ids) if viewer else set()
-        reposted = viewer.reposts(ids) if viewer else set()
         reposters = {}
-        if viewer and ids:
-            followed = Relationship.select(Relationship.to_user).where(
-                Relationship.from_user == viewer
-            )
-            rows = (
-                Repost.select(Repost, *Message.AUTHOR_COLUMNS)
-                .join(User)
-                .where(
-                    Repost.message << ids,
-                    User.active,
-                    (Repost.user == viewer) | (Repost.user << followed),
-                )
-                .order_by(Repost.id)
-            )
-            for row in rows:
-                reposters.setdefault(row.message_id, []).append(row.user)
+        liked, reposted = viewer.reactions(ids) if viewer else (set(), set())
+        if context:
+            parent_ids = {m.in_reply_to_id for m in messages if m.in_reply_to_id is not None}
+            if parent_ids:
+                query = Message.visible().where(Message.id << list(parent_ids))
+                parents = {parent.id: parent for parent in query}
+            if viewer and ids:
+                reposters = Message._reposters(ids, viewer)
         for message in messages:
             message.parent = parents.get(message.in_reply_to_id)
             message.liked = message.id in liked
             message.reposted = message.id in reposted
             message.reposted_by = reposters.get(message.id, [])
         return messages
+
+    @staticmethod
+    def _reposters(ids, viewer):
+        """Return ``{message id: [users]}``: who among ``viewer`` and the people they
+        follow (active ones) reposted each of the messages ``ids``, first reposter first."""
+        followed = Relationship.select(Relationship.to_user).where(Relationship.from_user == viewer)
+        rows = (
+            Repost.select(Repost, *Message.AUTHOR_COLUMNS)
+            .join(User)
+            .where(
+                Repost.message << ids,
+                User.active,
+                (Repost.user == viewer) | (Repost.user << followed),
+            )
+            .order_by(Repost.id)
+        )
+        reposters = {}
+        for row in rows:
+            reposters.setdefault(row.message_id, []).append(row.user)
+        return reposters
 
 
 # The author columns a timeline shows with each message. Others (display name, avatar)
