@@ -22,6 +22,7 @@ from flask import redirect
 from flask import render_template
 from flask import request
 from flask import session
+from flask import stream_with_context
 from flask_peewee.admin import Action
 from flask_peewee.admin import Admin
 from flask_peewee.admin import AdminPanel
@@ -55,6 +56,10 @@ from models import Notification
 from models import Relationship
 from models import Repost
 from models import User
+
+# The most rows one export holds: more would tie a worker up for minutes. A longer list
+# is cut there (the X-Chirp-Export-Truncated header says so): filter it into parts.
+MAX_EXPORT_ROWS = 100_000
 
 # Columns that no admin page, export or audit entry may ever show.
 SECRET_FIELDS = frozenset({User.password, User.session_token, ApiToken.token_hash})
@@ -332,11 +337,22 @@ class ChirpModelAdmin(ModelAdmin):
             flash("Choose at least one field, and JSON or CSV, to export.", "danger")
             return redirect(request.full_path.rstrip("?"))
         query = self.export_query(lookups)
-        rows = [[self.lookup_value(obj, name) for name in lookups] for obj in query]
+        # Rows are read, converted and sent one at a time (constant memory), at most
+        # MAX_EXPORT_ROWS of them; one probe past the cap says whether the file is cut.
+        truncated = query.offset(MAX_EXPORT_ROWS).limit(1).exists()
+
+        def rows():  # runs while the body is sent, not now
+            for obj in query.limit(MAX_EXPORT_ROWS).iterator():
+                yield [self.lookup_value(obj, name) for name in lookups]
+
         name = f"export-{self.get_admin_name()}.{export_format}"
         if export_format == "csv":
-            return self.csv_response(lookups, rows, name)
-        return self.json_response(lookups, rows, name)
+            response = self.csv_response(lookups, rows(), name)
+        else:
+            response = self.json_response(lookups, rows(), name)
+        if truncated:
+            response.headers["X-Chirp-Export-Truncated"] = str(MAX_EXPORT_ROWS)
+        return response
 
     def export_query(self, lookups):
         """Return the list's query (filters, search, ordering, ids) with a LEFT JOIN per
@@ -375,21 +391,46 @@ class ChirpModelAdmin(ModelAdmin):
         return export_value(getattr(getattr(obj, path), name))
 
     def json_response(self, lookups, rows, filename):
-        """Return ``rows`` as a JSON list of ``{lookup: value}`` objects, to download."""
-        body = json.dumps([dict(zip(lookups, row, strict=True)) for row in rows], indent=1)
-        return self.download(body, "application/json", filename)
+        """Stream ``rows`` (an iterable) as a JSON list of ``{lookup: value}`` objects, to
+        download. Each separator is written before a row, never after, so the document
+        is valid however many rows arrive (S10)."""
+
+        def chunks():
+            yield "["
+            for number, row in enumerate(rows):
+                item = json.dumps(dict(zip(lookups, row, strict=True)))
+                yield ("\n" if number == 0 else ",\n") + item
+            yield "\n]\n"
+
+        return self.download(chunks(), "application/json", filename)
 
     def csv_response(self, lookups, rows, filename):
-        """Return ``rows`` as CSV with a header row of ``lookups``, to download."""
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(lookups)
-        writer.writerows([[csv_cell(value) for value in row] for row in rows])
-        return self.download(buffer.getvalue(), "text/csv", filename)
+        """Stream ``rows`` (an iterable) as CSV with a header row of ``lookups``."""
 
-    def download(self, body, mimetype, filename):
-        """Return ``body`` as an uncached attachment called ``filename``."""
-        response = Response(body, mimetype=mimetype)
+        def chunks():
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            writer.writerow(lookups)
+            for row in rows:
+                writer.writerow([csv_cell(value) for value in row])
+                if buffer.tell() > 64 * 1024:
+                    yield buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+            yield buffer.getvalue()
+
+        return self.download(chunks(), "text/csv", filename)
+
+    def download(self, chunks, mimetype, filename):
+        """Return the text ``chunks`` (an iterable of str) as an uncached attachment called
+        ``filename``, streamed on a database connection of its own."""
+
+        def streamed():
+            # flask-peewee closes the connection at teardown, before the body is sent.
+            with db.database.connection_context():
+                yield from chunks
+
+        response = Response(stream_with_context(streamed()), mimetype=mimetype)
         response.headers["Content-Disposition"] = f"attachment; filename={filename}"
         response.headers["Cache-Control"] = "no-store"
         return response

@@ -395,6 +395,17 @@ def require_clean_json(raw):
 
 
 csrf = SeaSurf(app)
+
+
+@csrf.disable_cookie
+def csrf_cookie_unneeded(response):
+    """Tell SeaSurf to skip its cookie (and the session write behind it) unless the page
+    put a CSRF token in a form: an anonymous visitor reading timelines then gets no
+    cookie and costs no session signing. The token lives in the session; a page with a
+    form stores it there when it renders the form."""
+    return not g.get("seasurf_csrf_token_requested", False)
+
+
 # Limits are checked where they apply (check_limit); none by default.
 limiter = Limiter(get_remote_address, app=app)
 
@@ -524,6 +535,28 @@ def add_security_headers(response):
     if "request_id" in g:
         response.headers["X-Request-ID"] = g.request_id
     return response
+
+
+@app.after_request
+def make_conditional(response):
+    """Give every successful GET a weak ``ETag`` (a hash of its body) and answer a
+    request whose ``If-None-Match`` already names it with ``304 Not Modified``, no body.
+
+    Timelines, lists and the API are read again and again by clients that already hold
+    the page; a 304 spares the transfer and the client's work. Responses that must not be
+    stored (``no-store``) or that stream (exports) are left alone. ``Cache-Control:
+    no-cache`` (unless the view set one) makes every cache ask again each time, so a page
+    is never shown stale; pages that depend on the session vary on ``Cookie``."""
+    if (
+        request.method not in ("GET", "HEAD")
+        or response.status_code != 200
+        or response.is_streamed
+        or "no-store" in response.headers.get("Cache-Control", "")
+    ):
+        return response
+    response.add_etag(weak=True)
+    response.headers.setdefault("Cache-Control", "no-cache")
+    return response.make_conditional(request)
 
 
 @app.errorhandler(HTTPException)

@@ -538,6 +538,22 @@ def test_json_export_honours_filters_and_search(as_admin):
     ]
 
 
+def test_exports_stream_and_stop_at_the_cap(as_admin, monkeypatch):
+    alice = make_user("alice")
+    for number in range(5):
+        make_message(alice, f"message {number}")
+    monkeypatch.setattr("admin.MAX_EXPORT_ROWS", 3)
+    response = export(as_admin, "/admin/message/export/", ["content"])
+    assert response.is_streamed
+    assert len(response.get_json()) == 3
+    assert response.headers["X-Chirp-Export-Truncated"] == "3"
+    response = export(as_admin, "/admin/message/export/", ["content"], "csv")
+    assert len(list(csv.reader(io.StringIO(response.get_data(as_text=True))))) == 1 + 3
+    monkeypatch.setattr("admin.MAX_EXPORT_ROWS", 5)
+    response = export(as_admin, "/admin/message/export/", ["content"])
+    assert len(response.get_json()) == 5 and "X-Chirp-Export-Truncated" not in response.headers
+
+
 def test_csv_export_honours_filters_and_selection(as_admin):
     alice, carol = make_user("alice"), make_user("carol", active=False)
     response = export(as_admin, "/admin/user/export/?fo_active=eq&fv_active=1", ["username"], "csv")

@@ -169,3 +169,45 @@ def test_pages_run_the_same_number_of_queries_however_much_data(client, people):
     before = queries_per_page(client, member)
     grow(30)
     assert queries_per_page(client, member) == before
+
+
+def test_anonymous_pages_without_a_form_set_no_cookie(client, people):
+    for path in ("/", "/public/", "/users/", "/users/bob/", "/api/message/"):
+        response = client.get(path)
+        assert response.status_code == 200
+        assert response.headers.getlist("Set-Cookie") == [], path
+    cookies = client.get("/accounts/login/").headers.getlist("Set-Cookie")
+    assert any(cookie.startswith("session=") for cookie in cookies)  # the form's token
+
+
+@pytest.mark.parametrize(
+    "path", ["/public/", "/users/bob/", "/api/message/", "/api/timeline/public/"]
+)
+def test_lists_answer_304_while_unchanged(client, people, path):
+    bob = people[1]
+    first = client.get(path)
+    etag = first.headers["ETag"]
+    again = client.get(path, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.data == b""
+    Message.create(user=bob, content="something new")
+    changed = client.get(path, headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag
+
+
+def test_api_date_filters_read_the_date_index(client, people):
+    bob = people[1]
+    resource = api.api._registry[Message]
+    with client.application.test_request_context("/api/message/?pub_date__lt=2030-01-01T00:00:00Z"):
+        query = resource.process_query(resource.apply_ordering(resource.get_query()))
+        assert_reads_only_index_ranges(query.limit(21))
+        assert "SEARCH t1 USING INDEX message_pub_date (pub_date<?)" in query_plan(query)
+    with client.application.test_request_context(
+        f"/api/message/?user={bob.id}&pub_date__gt=2020-01-01T00:00:00Z"
+    ):
+        query = resource.process_query(resource.apply_ordering(resource.get_query()))
+        assert_reads_only_index_ranges(query.limit(21))
+    page = client.get("/api/message/?pub_date__lt=2030-01-01T00:00:00Z").get_json()
+    dates = [message["pub_date"] for message in page["objects"]]
+    assert len(dates) == 3 and dates == sorted(dates, reverse=True)
+    refused = client.get("/api/message/?pub_date__lt=2030-01-01T00:00:00Z&ordering=id")
+    assert refused.status_code == 422
