@@ -44,9 +44,10 @@ from app import PageProbe
 from app import app
 from app import db
 from auth import auth
+from models import NOTE_MAX_LENGTH
 from models import PASSWORD_MAX_LENGTH
 from models import PASSWORD_MIN_LENGTH
-from models import USERNAME_PATTERN
+from models import TAKEN_MESSAGE
 from models import ApiToken
 from models import AuditEntry
 from models import Like
@@ -56,6 +57,10 @@ from models import Notification
 from models import Relationship
 from models import Repost
 from models import User
+from models import clean_email
+from models import clean_message
+from models import clean_note
+from models import clean_username
 
 # The most rows one export holds: more would tie a worker up for minutes. A longer list
 # is cut there (the X-Chirp-Export-Truncated header says so): filter it into parts.
@@ -73,7 +78,6 @@ STATS_DAYS = 30
 # Inline SVG chart size in user units (the viewBox); CSS scales it to the panel.
 CHART_WIDTH = 300
 CHART_HEIGHT = 60
-NOTE_MAX_LENGTH = 1000
 NOTES_SHOWN = 10
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -123,8 +127,10 @@ def record_audit(action, model, object_ids, changes=None):
     transaction that makes the change, so the entry and the change commit together.
     """
     ids = object_ids if isinstance(object_ids, list | tuple) else [object_ids]
+    actor = getattr(g, "user", None)
     return AuditEntry.create(
-        actor=getattr(g, "user", None),
+        actor=actor,
+        actor_name=actor.username if actor is not None else "",
         action=action,
         model_name=model.__name__,
         object_id=",".join(str(pk) for pk in ids),
@@ -145,6 +151,19 @@ def csv_cell(value):
     if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
         return "'" + value
     return value
+
+
+def rule_validator(clean):
+    """Return a wtforms ``validate_<field>`` method applying ``clean`` (a models rule): its
+    result replaces the field's data; its TextRefused/Taken becomes the field's error."""
+
+    def validate(form, field):
+        try:
+            field.data = clean(field.data)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+    return validate
 
 
 class ChirpFilterMapping(FilterMapping):
@@ -174,6 +193,9 @@ class ChirpModelAdmin(ModelAdmin):
     can_edit = True
     can_delete = True
     display_name = None
+    # {field name: models' clean function}: the same rule the web forms and the API apply,
+    # run as the form's validator (its message shown on the field) and again by save().
+    field_rules = {}
     filter_mapping = ChirpFilterMapping
     base_templates = {**ModelAdmin.base_templates, "detail": "admin/models/detail.html"}
 
@@ -184,6 +206,16 @@ class ChirpModelAdmin(ModelAdmin):
         # Sorting by a hash would leak its order (?ordering=password): secrets never sort.
         field = self.model._meta.fields.get(col)
         return field is not None and field not in SECRET_FIELDS
+
+    def get_form(self, adding=False):
+        """flask-peewee's model form, plus a validator per ``field_rules`` entry."""
+        form_class = super().get_form(adding)
+        if not self.field_rules:
+            return form_class
+        validators = {
+            f"validate_{name}": rule_validator(clean) for name, clean in self.field_rules.items()
+        }
+        return type(form_class.__name__, (form_class,), validators)
 
     def index(self):
         """The list page: flask-peewee's, paged by PageProbe, so that no page counts the
@@ -476,8 +508,8 @@ class UserAdmin(ChirpModelAdmin):
     a write-only "new password" field is hashed before the one save."""
 
     columns = ("username", "email", "join_date", "active", "admin", "message_count")
-    exclude = ("password", "session_token")
-    export_exclude = ("password", "session_token")
+    exclude = ("password", "session_token", "username_skeleton")
+    export_exclude = ("password", "session_token", "username_skeleton")
     search_fields = ("username", "email")
     filter_fields = ["username", "email", "join_date", "active", "admin"]
     actions = [SetActiveAction(False), SetActiveAction(True)]
@@ -489,18 +521,18 @@ class UserAdmin(ChirpModelAdmin):
         return User.select(User, count.alias("message_count")).order_by(*newest_first)
 
     def get_add_form(self):
-        return self.user_form(adding=True, user_id=None)
+        return self.user_form(adding=True, instance=User())
 
     def get_edit_form(self, instance):
-        return self.user_form(adding=False, user_id=instance.id)
+        return self.user_form(adding=False, instance=instance)
 
-    def user_form(self, adding, user_id):
+    def user_form(self, adding, instance):
         """Return the user form class: the model's fields minus ``password``, plus
-        ``new_password`` (required when adding), a username pattern, and
-        case-insensitive uniqueness checks on username and e-mail."""
+        ``new_password`` (required when adding), and the rules every surface applies to
+        usernames and e-mail addresses (models.clean_username, clean_email, taken). A
+        value left as it was is not judged again, so an old row can still be saved."""
         required = DataRequired() if adding else Optional()
         length = Length(PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH)
-        others = User.select().where(User.id != (user_id or 0))
 
         class UserForm(self.get_form(adding)):
             new_password = PasswordField(
@@ -511,21 +543,24 @@ class UserAdmin(ChirpModelAdmin):
             )
 
             def validate_username(form, field):
-                if not USERNAME_PATTERN.fullmatch(field.data or ""):
-                    raise ValidationError("Use 1 to 30 letters, digits or underscores.")
-                if others.where(fn.LOWER(User.username) == field.data.lower()).exists():
-                    raise ValidationError("That username is taken.")
+                if not adding and field.data == instance.username:
+                    return
+                rule_validator(clean_username)(form, field)
+                if User.username_taken(field.data, instance):
+                    raise ValidationError(TAKEN_MESSAGE)
 
             def validate_email(form, field):
-                if others.where(fn.LOWER(User.email) == field.data.lower()).exists():
-                    raise ValidationError("That e-mail address is in use.")
+                if not adding and field.data == instance.email:
+                    return
+                rule_validator(clean_email)(form, field)
+                if User.email_taken(field.data, instance):
+                    raise ValidationError(TAKEN_MESSAGE)
 
         return UserForm
 
     def before_save(self, instance, form, adding):
         # populate_obj never sees "password" (excluded), so the row is saved once, with
         # the hash: 4.0.1 saved the plaintext first and hashed it in a second UPDATE.
-        instance.email = instance.email.lower()
         if form.new_password.data:
             instance.set_password(form.new_password.data)
             if instance.id == g.user.id:  # an admin changing their own password stays in
@@ -544,6 +579,7 @@ class MessageAdmin(ChirpModelAdmin):
 
     columns = ("excerpt", "user", "pub_date", "replying_to", "reply_count", "like_count")
     exclude = ("in_reply_to", "is_reply", "reply_count", "like_count", "repost_count")
+    field_rules = {"content": clean_message}
     search_fields = ("content", "user__username")
     filter_fields = ["user", "user__username", "pub_date", "content", "is_reply"]
     foreign_key_lookups = {"user": "username"}
@@ -632,6 +668,7 @@ class NoteAdmin(ChirpModelAdmin):
     """Admins' notes (also posted from the dashboard's Notes panel)."""
 
     columns = ("message", "user", "state", "created_date")
+    field_rules = {"message": clean_note}
     search_fields = ("message", "user__username")
     filter_fields = ["user", "status", "created_date"]
     foreign_key_lookups = {"user": "username"}
@@ -669,8 +706,8 @@ class AuditAdmin(ChirpModelAdmin):
     can_edit = False
     can_delete = False
     display_name = "Audit trail"
-    columns = ("created_date", "actor", "action", "model_name", "object_id", "changed")
-    search_fields = ("action", "model_name", "object_id", "actor__username")
+    columns = ("created_date", "who", "action", "model_name", "object_id", "changed")
+    search_fields = ("action", "model_name", "object_id", "actor_name")
     filter_fields = ["actor", "action", "model_name", "object_id", "created_date"]
     foreign_key_lookups = {"actor": "username"}
 
@@ -681,6 +718,13 @@ class AuditAdmin(ChirpModelAdmin):
             .switch(AuditEntry)
             .order_by(AuditEntry.created_date.desc(), AuditEntry.id.desc())
         )
+
+    def who(self, entry):
+        """The actor's username as it was when they acted; "(deleted)" after it once the
+        account is gone."""
+        if entry.actor_name and entry.actor_id is None:
+            return f"{entry.actor_name} (deleted)"
+        return entry.actor_name or (entry.actor.username if entry.actor_id else "")
 
     def changed(self, entry):
         """The names of the fields ``entry`` changed, comma-separated."""
@@ -778,12 +822,13 @@ class NotesPanel(AdminPanel):
         return {"notes": notes, "note_max_length": NOTE_MAX_LENGTH}
 
     def create(self):
-        """POST: save the note in ``message`` (1 to NOTE_MAX_LENGTH characters) and audit
+        """POST: save the note in ``message`` (as models.clean_note accepts it) and audit
         it; either way, back to the dashboard. A GET just goes back."""
         if request.method == "POST":
-            message = request.form.get("message", "").strip()
-            if not 1 <= len(message) <= NOTE_MAX_LENGTH:
-                flash(f"A note is 1 to {NOTE_MAX_LENGTH} characters long.", "danger")
+            try:
+                message = clean_note(request.form.get("message", ""))
+            except ValueError as exc:
+                flash(str(exc), "danger")
             else:
                 with db.database.atomic():
                     note = Note.create(user=g.user, message=message)

@@ -58,14 +58,21 @@ from auth import ApiCredentials
 from models import EMAIL_MAX_LENGTH
 from models import EMAIL_PATTERN
 from models import MESSAGE_MAX_LENGTH
-from models import TEXT_PATTERN
+from models import NOTE_MAX_LENGTH
+from models import RAW_LENGTH_FACTOR
 from models import USERNAME_MAX_LENGTH
 from models import USERNAME_PATTERN
 from models import Message
 from models import Note
 from models import Notification
 from models import Relationship
+from models import Taken
+from models import TextRefused
 from models import User
+from models import clean_email
+from models import clean_message
+from models import clean_note
+from models import clean_username
 
 API_PREFIX = "/api"
 PAGE_SIZE = 20
@@ -73,7 +80,6 @@ PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 # Longest string a query-string filter accepts (characters).
 MAX_FILTER_LENGTH = 254
-NOTE_MAX_LENGTH = 5000
 # Patterns exclude NUL, which app.reject_malformed_input refuses anywhere in a request.
 NO_NUL_PATTERN = r"^[^\u0000]*$"
 # Sent as X-Chirp-Auth-Hint on every /api/ response, so clients learn which credentials
@@ -469,7 +475,13 @@ class ChirpResource(RestResource):
         """
         data = check_body(data, body_schema(self, creating=instance.get_id() is None))
         for name, value in data.items():
-            setattr(instance, name, getattr(self, f"clean_{name}")(value, instance))
+            try:
+                value = getattr(self, f"clean_{name}")(value, instance)
+            except Taken as exc:
+                raise ApiError(409, str(exc)) from None
+            except TextRefused as exc:  # well-formed, but the text rule refuses it
+                raise ApiError(422, f"{name}: {exc}") from None
+            setattr(instance, name, value)
         return instance, [instance]
 
     def save_changes(self, instance, data):
@@ -521,6 +533,25 @@ def without_final_newline(value):
     return value.removesuffix("\n")
 
 
+def text_schema(max_length, description):
+    """Return the OpenAPI schema of a text field that models.clean_text judges: up to
+    RAW_LENGTH_FACTOR times ``max_length`` characters as sent; once normalised, 1 to
+    ``max_length`` characters with something visible (else 422)."""
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": RAW_LENGTH_FACTOR * max_length,
+        "pattern": NO_NUL_PATTERN,
+        "x-chirp-max-characters": max_length,
+        "description": (
+            f"{description} Line breaks become \\n, the text is normalised to Unicode NFC and "
+            f"trimmed, then it must hold 1 to {max_length} characters (code points), something "
+            "visible, and no text direction controls or invisible format characters: "
+            "otherwise 422."
+        ),
+    }
+
+
 def caller_is_admin():
     """Return True if the request's API credentials belong to an admin."""
     return bool(g.get("user") and g.user.admin)
@@ -561,17 +592,15 @@ class UserResource(ChirpResource):
         return data
 
     def clean_username(self, value, instance):
-        value = without_final_newline(value)
-        if not USERNAME_PATTERN.fullmatch(value):
-            raise ApiError(400, "username must be 1 to 30 letters, digits or underscores.")
-        if others(User.by_username(value), instance).exists():
-            raise ApiError(409, "That username is taken.")
+        value = clean_username(without_final_newline(value))
+        if value != instance.username and User.username_taken(value, instance):
+            raise Taken()
         return value
 
     def clean_email(self, value, instance):
-        value = without_final_newline(value).lower()
-        if others(User.select().where(User.email == value), instance).exists():
-            raise ApiError(409, "That e-mail address is already registered.")
+        value = clean_email(without_final_newline(value))
+        if value != instance.email and User.email_taken(value, instance):
+            raise Taken()
         return value
 
     def save_object(self, instance, raw_data):
@@ -626,13 +655,7 @@ class MessageResource(OwnedResource):
         **date_filters("pub_date", Message.pub_date),
     }
     writable_fields = {
-        "content": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": MESSAGE_MAX_LENGTH,
-            "pattern": TEXT_PATTERN,
-            "description": "Surrounding white space is trimmed.",
-        },
+        "content": text_schema(MESSAGE_MAX_LENGTH, "The message."),
         "in_reply_to": {
             "type": ["integer", "null"],
             "minimum": 1,
@@ -650,7 +673,7 @@ class MessageResource(OwnedResource):
         return query
 
     def clean_content(self, value, instance):
-        return value.strip()
+        return clean_message(value)
 
     def clean_in_reply_to(self, value, instance):
         """Return the visible message ``value`` answers (422 if there is none); a message
@@ -759,12 +782,7 @@ class NoteResource(ChirpResource):
         **date_filters("created_date", Note.created_date),
     }
     writable_fields = {
-        "message": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": NOTE_MAX_LENGTH,
-            "pattern": TEXT_PATTERN,
-        },
+        "message": text_schema(NOTE_MAX_LENGTH, "The note."),
         "status": {"type": "integer", "enum": [Note.LIVE, Note.DELETED]},
     }
     required_fields = ("message",)
@@ -774,7 +792,7 @@ class NoteResource(ChirpResource):
         return query if caller_is_admin() else query.where(Note.status == Note.LIVE)
 
     def clean_message(self, value, instance):
-        return value.strip()
+        return clean_note(value)
 
     def clean_status(self, value, instance):
         return value
@@ -1161,12 +1179,14 @@ ERROR_STATUSES = {
     "403": "The caller may not do this.",
     "404": "No such row (or it is hidden), or a list page starting too deep.",
     "405": "Method not allowed.",
-    "409": "The change conflicts with existing data (a taken username, a follow that exists).",
+    "409": "The change conflicts with existing data (a taken username or e-mail address, a "
+    "follow that exists).",
     "413": "The body is larger than 1 MB.",
     "415": "The body is not application/json.",
     "422": (
-        "Well-formed but impossible (following yourself, or a user who does not exist; a "
-        "list filtered by a date but ordered by another field)."
+        "Well-formed but impossible: following yourself or a user who does not exist; a list "
+        "filtered by a date but ordered by another field; text the text rule refuses "
+        "(nothing visible, too long once normalised, direction controls)."
     ),
     "429": "Too many requests; see Retry-After.",
 }

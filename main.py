@@ -32,14 +32,18 @@ from app import require_secret_key
 from models import MESSAGE_MAX_LENGTH
 from models import PASSWORD_MAX_LENGTH
 from models import PASSWORD_MIN_LENGTH
+from models import TAKEN_MESSAGE
 from models import TOKEN_NAME_MAX_LENGTH
 from models import USERNAME_PATTERN
 from models import ApiToken
 from models import Message
 from models import Relationship
+from models import TextRefused
 from models import User
+from models import clean_email
 from models import migration_runner
 from models import pending_migrations
+from models import username_key
 
 SECRET_KEY_FILE = os.path.join(app.instance_path, "secret_key")
 # Rows per INSERT while seeding: well under SQLite's 32766 bound parameters per statement.
@@ -155,7 +159,7 @@ def read_new_password(from_stdin):
 
 @app.cli.command("create-admin")
 @click.argument("username")
-@click.option("--email", help="E-mail address; defaults to USERNAME@localhost.")
+@click.option("--email", help="E-mail address; defaults to USERNAME@localhost.localdomain.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def create_admin(username, email, password_stdin):
     """Create the admin USERNAME, or make the existing user USERNAME an admin.
@@ -167,13 +171,23 @@ def create_admin(username, email, password_stdin):
         raise click.BadParameter(
             "use 1 to 30 letters, digits or underscores", param_hint="USERNAME"
         )
+    if email is not None:
+        try:
+            email = clean_email(email)
+        except TextRefused as exc:
+            raise click.BadParameter(str(exc), param_hint="--email") from None
     password = read_new_password(password_stdin)
     with db.database.atomic():
         user = User.by_username(username).first()
         if user is None:
-            user = User(username=username, email=(email or f"{username}@localhost").lower())
-        elif email:
-            user.email = email.lower()
+            email = email or clean_email(f"{username}@localhost.localdomain")
+            if User.username_taken(username) or User.email_taken(email):
+                raise click.UsageError(TAKEN_MESSAGE)
+            user = User(username=username, email=email)
+        elif email and email != user.email:
+            if User.email_taken(email, user):
+                raise click.UsageError(TAKEN_MESSAGE)
+            user.email = email
         user.admin = user.active = True
         user.set_password(password)
         user.save()
@@ -194,15 +208,18 @@ def create_token(username, name):
 
 
 def unique_usernames(fake, count):
-    """Return ``count`` Faker usernames made safe for USERNAME_PATTERN and not yet taken."""
-    taken = {name.lower() for (name,) in User.select(User.username).tuples()}
+    """Return ``count`` Faker usernames made safe for USERNAME_PATTERN and not yet taken
+    (in any case, or by a name that looks alike: User.username_taken's rule)."""
+    taken = set()
+    for name, skeleton in User.select(User.username, User.username_skeleton).tuples():
+        taken.update((name.lower(), skeleton.split("#")[0]))
     names = []
     while len(names) < count:
         name = re.sub(r"[^A-Za-z0-9_]", "_", fake.user_name())[:24]
-        if name.lower() in taken:
+        if {name.lower(), username_key(name)} & taken:
             name = f"{name}_{random.randint(10, 99999)}"
-        if name.lower() not in taken:
-            taken.add(name.lower())
+        if not {name.lower(), username_key(name)} & taken:
+            taken.update((name.lower(), username_key(name)))
             names.append(name)
     return names
 
@@ -245,6 +262,7 @@ def seed(users, messages, random_seed):
     user_rows = [
         {
             "username": name,
+            "username_skeleton": username_key(name),
             "email": f"{name.lower()}@example.com",
             "password": unusable,
             "join_date": now - datetime.timedelta(days=random.uniform(30, 365)),

@@ -25,7 +25,6 @@ from wtforms.validators import DataRequired
 from wtforms.validators import EqualTo
 from wtforms.validators import Length
 from wtforms.validators import Optional
-from wtforms.validators import Regexp
 
 from app import MAX_ID
 from app import MAX_PAGE
@@ -36,20 +35,24 @@ from app import app
 from app import db
 from app import rate_limited
 from auth import auth
-from models import EMAIL_MAX_LENGTH
-from models import EMAIL_PATTERN
 from models import MESSAGE_MAX_LENGTH
 from models import PASSWORD_MAX_LENGTH
 from models import PASSWORD_MIN_LENGTH
-from models import TEXT_PATTERN
+from models import TAKEN_MESSAGE
 from models import TOKEN_NAME_MAX_LENGTH
-from models import USERNAME_MAX_LENGTH
 from models import USERNAME_PATTERN
 from models import ApiToken
 from models import Message
 from models import Notification
 from models import User
+from models import clean_email
+from models import clean_message
+from models import clean_username
 from models import pending_migrations
+
+# The composer's counter reads data-max-characters (the browser's maxlength would count
+# UTF-16 units, stopping at 140 emoji) and counts as models.normalize_text says.
+app.add_template_global(MESSAGE_MAX_LENGTH, "message_max_length")
 
 
 def strip(value):
@@ -57,33 +60,31 @@ def strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
+class Rule:
+    """wtforms validator applying one of models' rules: ``clean(value)`` returns the value
+    to keep (it replaces the field's data) or raises TextRefused / Taken, whose message
+    becomes the field's error. The same functions guard the API, the admin and save()."""
+
+    def __init__(self, clean):
+        self.clean = clean
+
+    def __call__(self, form, field):
+        try:
+            field.data = self.clean(field.data)
+        except ValueError as exc:  # TextRefused and Taken
+            raise ValidationError(str(exc)) from None
+
+
 def email_field():
-    """Return a required e-mail field, trimmed, at most EMAIL_MAX_LENGTH characters."""
-    return StringField(
-        "Email",
-        filters=[strip],
-        validators=[
-            DataRequired(),
-            Length(max=EMAIL_MAX_LENGTH),
-            Regexp(EMAIL_PATTERN, message="Enter an e-mail address."),
-        ],
-    )
+    """Return a required e-mail field checked by models.clean_email."""
+    return StringField("Email", validators=[DataRequired(), Rule(clean_email)])
 
 
 class JoinForm(Form):
     """Sign-up: a new username and e-mail (both unique), and a confirmed password."""
 
     username = StringField(
-        "Username",
-        filters=[strip],
-        validators=[
-            DataRequired(),
-            Length(max=USERNAME_MAX_LENGTH),
-            Regexp(
-                f"^{USERNAME_PATTERN.pattern}$",
-                message="Use 1 to 30 letters, digits or underscores.",
-            ),
-        ],
+        "Username", filters=[strip], validators=[DataRequired(), Rule(clean_username)]
     )
     email = email_field()
     password = PasswordField(
@@ -95,34 +96,27 @@ class JoinForm(Form):
     )
 
     def validate_username(self, field):
-        if User.by_username(field.data).exists():
-            raise ValidationError("That username is taken.")
+        if User.username_taken(field.data):
+            raise ValidationError(TAKEN_MESSAGE)
 
     def validate_email(self, field):
-        if User.select().where(User.email == field.data.lower()).exists():
-            raise ValidationError("That e-mail address is already registered.")
+        if User.email_taken(field.data):
+            raise ValidationError(TAKEN_MESSAGE)
 
 
 class MessageForm(Form):
-    """A message: 1 to 280 characters once surrounding white space is trimmed."""
+    """A message, as models.clean_message accepts it: normalised, 1 to 280 characters
+    with something visible, no direction overrides or invisible format characters."""
 
-    content = TextAreaField(
-        "Message",
-        filters=[strip],
-        validators=[
-            DataRequired(),
-            Length(max=MESSAGE_MAX_LENGTH),
-            Regexp(
-                TEXT_PATTERN, message="Write something other than spaces and control characters."
-            ),
-        ],
-    )
+    content = TextAreaField("Message", validators=[DataRequired(), Rule(clean_message)])
 
 
 class SettingsForm(Form):
-    """Change e-mail and/or password; both need the current password."""
+    """Change e-mail and/or password; both need the current password. The address the
+    account already has is always accepted, even one from before today's rules, so an
+    account can always save its settings."""
 
-    email = email_field()
+    email = StringField("Email", validators=[DataRequired()])
     new_password = PasswordField(
         "New password",
         validators=[Optional(), Length(PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH)],
@@ -137,9 +131,14 @@ class SettingsForm(Form):
     )
 
     def validate_email(self, field):
-        taken = User.select().where(User.email == field.data.lower(), User.id != g.user.id)
-        if taken.exists():
-            raise ValidationError("That e-mail address is already registered.")
+        if field.data == g.user.email:
+            return
+        try:
+            field.data = clean_email(field.data)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+        if User.email_taken(field.data, g.user):
+            raise ValidationError(TAKEN_MESSAGE)
 
     def validate_current_password(self, field):
         if not auth.check_current_password(g.user, field.data):
@@ -320,13 +319,13 @@ def join():
         return redirect(url_for("index"))
     form = JoinForm(request.form)
     if request.method == "POST" and form.validate():
-        user = User(username=form.username.data, email=form.email.data.lower())
+        user = User(username=form.username.data, email=form.email.data)
         user.set_password(form.password.data)
         try:
             with db.database.atomic():
                 user.save()
         except IntegrityError:  # a concurrent sign-up took the name or address
-            form.username.errors.append("That username or e-mail address is taken.")
+            form.username.errors.append(TAKEN_MESSAGE)
         else:
             auth.login_user(user)
             flash(f"Welcome to Chirp, {user.username}!", "success")
@@ -574,7 +573,8 @@ def settings():
     password ends every other session of the account; this one stays logged in."""
     form = SettingsForm(request.form, obj=g.user)
     if request.method == "POST" and form.validate():
-        g.user.email = form.email.data.lower()
+        if form.email.data != g.user.email:
+            g.user.email = form.email.data
         if form.new_password.data:
             g.user.set_password(form.new_password.data)
         g.user.save()

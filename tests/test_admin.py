@@ -21,6 +21,7 @@ from admin import admin
 from admin import bar_chart
 from admin import daily_counts
 from app import app as flask_app
+from models import TAKEN_MESSAGE
 from models import ApiToken
 from models import AuditEntry
 from models import Message
@@ -298,7 +299,7 @@ def test_user_form_refuses_taken_username_any_case(as_admin):
     carol = make_user("carol")
     response = send(as_admin, f"/admin/user/{carol.id}/", user_form(carol, username="ALICE"))
     assert response.status_code == 200
-    assert "That username is taken." in response.get_data(as_text=True)
+    assert TAKEN_MESSAGE in response.get_data(as_text=True)
     assert User.get_by_id(carol.id).username == "carol" and alice.username == "alice"
 
 
@@ -633,7 +634,7 @@ def test_notes_panel_refuses_empty_or_long_notes(as_admin):
     send(as_admin, "/admin/notes/create/", {"message": "   "})
     send(as_admin, "/admin/notes/create/", {"message": "x" * 1001})
     assert Note.select().count() == 0
-    assert "A note is 1 to 1000 characters long." in page(as_admin, "/admin/")
+    assert "A note must be at most 1000 characters long (it has 1001)." in page(as_admin, "/admin/")
 
 
 def test_notes_panel_needs_csrf_and_an_admin(client, as_user):

@@ -422,8 +422,6 @@ def test_a_member_posts_as_themself(client, alice):
         {"content": 5},
         {"content": None},
         {"content": ""},
-        {"content": "   "},
-        {"content": "x" * 281},
         {"content": "\ud800"},
         {},
     ],

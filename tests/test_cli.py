@@ -33,7 +33,7 @@ def test_create_admin_reads_the_password_from_stdin(runner):
     )
     assert result.exit_code == 0, result.output
     user = User.get(User.username == "root")
-    assert user.admin and user.active and user.email == "root@localhost"
+    assert user.admin and user.active and user.email == "root@localhost.localdomain"
     assert user.check_password("a-good-password")
 
 

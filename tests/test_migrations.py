@@ -2,12 +2,14 @@
 data without losing a row, step back, and gate the server and the command line."""
 
 import datetime
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 import requests
 from live_server import running_gunicorn
+from peewee import IntegrityError
 from peewee import SqliteDatabase
 from playhouse.schema_diff import diff_models
 
@@ -195,3 +197,45 @@ def test_gunicorn_never_migrates_and_says_so(tmp_path):
         assert response.json()["pending_migrations"] == ALL_MIGRATIONS
         assert "run `python main.py db upgrade`" in server.read_log()
         assert sqlite_file(server.database).get_tables() == []
+
+
+def test_0004_keeps_lookalikes_and_duplicate_addresses_and_audits_what_it_changed(tmp_path):
+    """Rows from before the text rules: two names that look alike, two addresses that differ
+    only in case, a note over 1000 characters. 0004 keeps every account and every word."""
+    path = tmp_path / "old.db"
+    build_database_before_migrations(path)
+    long_note = "n" * 1500
+    with sqlite3.connect(path) as connection:
+        connection.executemany(
+            'INSERT INTO "user" VALUES (?, ?, ?, ?, ?, ?, ?)',
+            [
+                (4, "aIice", "ALICE@example.com", "!", NOW, 1, 0),
+                (5, "carole", "carol@example.com", "!", NOW, 1, 0),
+            ],
+        )
+        connection.execute("INSERT INTO note VALUES (3, 1, ?, 1, ?)", (long_note, NOW))
+    connection.close()
+    database = sqlite_file(path)
+    runner = migration_runner(database)
+    runner.up()
+
+    users = dict(table_rows(database, "user", ["id", "username_skeleton"]))
+    assert users == {1: "alice", 2: "bob_2", 3: "carol", 4: "alice#4", 5: "carole"}
+    emails = dict(table_rows(database, "user", ["id", "email"]))
+    assert emails[4] == "duplicate-4@invalid" and emails[5] == "duplicate-5@invalid"
+    assert emails[1] == "alice@example.com" and emails[3] == "Carol@Example.com"
+    (note,) = database.execute_sql("SELECT message FROM note WHERE id = 3").fetchone()
+    assert len(note) == 1000 and note.endswith("…")
+    audit = table_rows(database, "auditentry", ["action", "object_id", "changes", "actor_name"])
+    assert ("lookalike", "4") in {row[:2] for row in audit}
+    shortened = [row for row in audit if row[0] == "note-shortened"]
+    assert json.loads(shortened[0][2])["message"][0] == long_note  # nothing lost
+    assert audit[0][3] == "Alice"  # the actor's name, filled in from the user table
+    with pytest.raises(IntegrityError), database.atomic():  # the CHECK now holds
+        database.execute_sql("UPDATE note SET message = ? WHERE id = 1", ("x" * 1001,))
+    with pytest.raises(IntegrityError), database.atomic():
+        database.execute_sql("UPDATE \"user\" SET email = 'BOB@example.com' WHERE id = 1")
+    assert database.execute_sql("PRAGMA integrity_check").fetchone()[0] == "ok"
+    runner.down()
+    runner.up()
+    assert not diff_models(database, MODELS)

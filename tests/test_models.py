@@ -13,6 +13,7 @@ from app import timesince
 from models import ApiToken
 from models import Message
 from models import Relationship
+from models import TextRefused
 from models import User
 
 
@@ -39,10 +40,14 @@ def test_the_database_refuses_self_follows_and_duplicate_follows(app):
 
 
 def test_the_database_refuses_empty_and_overlong_messages(app):
+    """Message.save applies the text rule; under it, the database's CHECK refuses what a
+    writer that skips save() (an INSERT) would store."""
     alice = make_user("alice")
     for content in ("", "x" * 281):
-        with pytest.raises(IntegrityError), db.database.atomic():
+        with pytest.raises(TextRefused):
             Message.create(user=alice, content=content)
+        with pytest.raises(IntegrityError), db.database.atomic():
+            Message.insert(user=alice, content=content).execute()
     assert Message.create(user=alice, content="é" * 280).id
 
 
