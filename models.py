@@ -15,9 +15,12 @@ import os
 import re
 import secrets
 import unicodedata
+from urllib.parse import quote
 
 from flask_peewee.auth import BaseUser
 from flask_peewee.utils import is_legacy_password
+from markupsafe import Markup
+from markupsafe import escape
 from peewee import JOIN
 from peewee import SQL
 from peewee import AutoField
@@ -27,6 +30,7 @@ from peewee import Check
 from peewee import DateTimeField
 from peewee import ForeignKeyField
 from peewee import IntegerField
+from peewee import PostgresqlDatabase
 from peewee import Select
 from peewee import SqliteDatabase
 from peewee import TextField
@@ -62,6 +66,27 @@ BLANK_CHARACTERS = r"\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u
 EMAIL_PATTERN = rf"^[^@{BLANK_CHARACTERS}]+@[^@{BLANK_CHARACTERS}]+\.[^@{BLANK_CHARACTERS}]+$"
 # Text with something visible in it (not only white space or control characters), no NUL.
 TEXT_PATTERN = rf"^[^\u0000]*[^{BLANK_CHARACTERS}][^\u0000]*$"
+DISPLAY_NAME_MAX_LENGTH = 50
+BIO_MAX_LENGTH = 160
+TAG_MAX_LENGTH = 50
+# A #tag: letters, digits or underscores of any script, at least one of them not a digit
+# (so "#1" is not a tag), not glued to a word before it ("a#b") nor running on past
+# TAG_MAX_LENGTH characters.
+TAG_PATTERN = rf"(?<![\w#&])#(?=\w*[^\W\d])(\w{{1,{TAG_MAX_LENGTH}}})(?!\w)"
+# An @mention of a username; never inside an e-mail address ("bob@example.com").
+MENTION_PATTERN = rf"(?<![\w@/])@([A-Za-z0-9_]{{1,{USERNAME_MAX_LENGTH}}})(?![\w@])"
+# A web address: http(s)://, up to white space or a character no URL holds unescaped.
+URL_PATTERN = r"\bhttps?://[^\s<>\"'`{}|\\^]+"
+# Punctuation that ends a sentence rather than the address it follows ("see https://x.org.").
+URL_TRAILING_PUNCTUATION = ".,:;!?)]'\""
+# The one regular expression that splits a message into links and plain text; the URL
+# alternative comes first, so "#frag" inside an address stays part of the address.
+# Groups: 1 an address, 2 a mentioned username, 3 a tag.
+MESSAGE_TOKENS = re.compile(f"({URL_PATTERN})|{MENTION_PATTERN}|{TAG_PATTERN}")
+# Where tags and mentions link to (the web routes in views.py serve these paths).
+TAG_PATH = "/tags/{}/"
+USER_PATH = "/users/{}/"
+AVATAR_PATH = "/avatars/{}.svg"
 
 
 # ---------------------------------------------------------------- the text rule
@@ -209,6 +234,28 @@ def clean_message(value):
     return clean_text(value, MESSAGE_MAX_LENGTH, "A message")
 
 
+def clean_profile_text(value, max_length, what):
+    """Return a display name or bio ``value`` normalised (clean_text, one line, at most
+    ``max_length`` characters), or "" when it is empty or only white space (the profile
+    then shows none). Raises TextRefused naming ``what``."""
+    if isinstance(value, str) and not value.strip(TRIM_CHARACTERS):
+        return ""
+    text = clean_text(value, max_length, what)
+    if "\n" in text or "\t" in text:
+        raise TextRefused(f"{what} must be one line, without tabs.")
+    return text
+
+
+def clean_display_name(value):
+    """Return a display name (≤ DISPLAY_NAME_MAX_LENGTH) as clean_profile_text does."""
+    return clean_profile_text(value, DISPLAY_NAME_MAX_LENGTH, "A display name")
+
+
+def clean_bio(value):
+    """Return a bio (≤ BIO_MAX_LENGTH) as clean_profile_text does."""
+    return clean_profile_text(value, BIO_MAX_LENGTH, "A bio")
+
+
 def clean_note(value):
     """Return an admin note's text ``value`` normalised, or raise TextRefused (clean_text
     with NOTE_MAX_LENGTH)."""
@@ -336,12 +383,41 @@ class User(BaseModel, BaseUser):
     active = BooleanField(default=True, index=True)
     admin = BooleanField(default=False)
     session_token = CharField(max_length=32, default=new_session_token)
+    # Shown instead of the username where a name is wanted; "" means "use the username".
+    display_name = CharField(max_length=DISPLAY_NAME_MAX_LENGTH, default="")
+    bio = CharField(max_length=BIO_MAX_LENGTH, default="")
 
     class Meta:
         table_name = "user"
 
     def __str__(self):
         return self.username
+
+    @property
+    def name(self):
+        """The name to show: the display name, or the username when there is none."""
+        return self.display_name or self.username
+
+    @property
+    def avatar_url(self):
+        """The path of this user's generated avatar (an SVG identicon, see identicon_svg)."""
+        return AVATAR_PATH.format(self.id)
+
+    def update_profile(self, display_name, bio):
+        """Set and save the display name and bio, each as clean_display_name / clean_bio
+        return it ("" for none). Raises TextRefused, saving nothing, if either is refused."""
+        display_name, bio = clean_display_name(display_name), clean_bio(bio)
+        self.display_name, self.bio = display_name, bio
+        self.save(only=[User.display_name, User.bio])
+
+    def profile_counts(self):
+        """Return ``{"messages": n, "followers": n, "following": n}`` for the profile
+        header: visible messages, and follows with active users only."""
+        return {
+            "messages": Message.select().where(Message.user == self).count(),
+            "followers": self.follower_count(),
+            "following": self.following_count(),
+        }
 
     def save(self, *args, **kwargs):
         """Save the row; saving a deactivated user ends their sessions, so they stay ended
@@ -609,8 +685,10 @@ class User(BaseModel, BaseUser):
 
     def post(self, content, in_reply_to=None):
         """Publish ``content`` (already validated) as this user's message, optionally as a
-        reply to the message ``in_reply_to``. The parent's reply count and its author's
-        notification are written in the same transaction. Returns the new Message."""
+        reply to the message ``in_reply_to``. The parent's reply count, its author's
+        notification and those of the people the text mentions (not the author, and not
+        the replied-to author twice) are written in the same transaction. Returns the new
+        Message."""
         with db.database.atomic():
             message = Message.create(
                 user=self,
@@ -618,9 +696,26 @@ class User(BaseModel, BaseUser):
                 in_reply_to=in_reply_to,
                 is_reply=in_reply_to is not None,
             )
+            skip = {self.id}
             if in_reply_to is not None:
                 Message.bump(in_reply_to.id, reply_count=1)
                 Notification.notify(in_reply_to.user, self, Notification.REPLY, message)
+                skip.add(in_reply_to.user_id)  # told of the reply already: once is enough
+            # Message.save has recorded who the text mentions.
+            mentioned = Mention.select(Mention.user).where(
+                Mention.message == message.id, Mention.user.not_in(list(skip))
+            )
+            rows = [
+                {
+                    "recipient": row.user_id,
+                    "actor": self.id,
+                    "kind": Notification.MENTION,
+                    "message": message.id,
+                }
+                for row in mentioned
+            ]
+            if rows:
+                Notification.insert_many(rows).execute()
         return message
 
     def reply(self, message, content):
@@ -750,12 +845,18 @@ class Relationship(BaseModel):
 
 
 class Message(BaseModel):
-    """A short message: 1 to MESSAGE_MAX_LENGTH characters of plain text."""
+    """A short message: 1 to MESSAGE_MAX_LENGTH characters of plain text.
+
+    Saving a message (re)extracts its #tags and @mentions into MessageTag and Mention in
+    the same transaction, so tag pages and mention lists are index look-ups, never scans
+    of the text. ``edited_date`` is set when the author changes the text (``edit``).
+    """
 
     # The indexes below start with user_id, so it needs none of its own.
     user = ForeignKeyField(User, backref="messages", on_delete="CASCADE", index=False)
     content = TextField(constraints=[Check(f"length(content) BETWEEN 1 AND {MESSAGE_MAX_LENGTH}")])
     pub_date = DateTimeField(default=datetime.datetime.now, index=True)
+    edited_date = DateTimeField(null=True)
     # The message this one answers. Deleting it leaves the reply in place with NULL here and
     # is_reply still True, so the reply can say it answered a deleted message.
     in_reply_to = ForeignKeyField(
@@ -782,10 +883,51 @@ class Message(BaseModel):
 
     def save(self, *args, **kwargs):
         """Save the row; newly set content is stored as clean_message returns it
-        (TextRefused otherwise), whoever writes it: web, API, admin or a script."""
-        if "content" in self._dirty or self.id is None:
+        (TextRefused otherwise), whoever writes it: web, API, admin or a script, and its
+        tags and mentions are extracted anew in the same transaction."""
+        content_changed = "content" in self._dirty or self.id is None
+        if content_changed:
             self.content = clean_message(self.content)
-        return super().save(*args, **kwargs)
+        with db.database.atomic():
+            result = super().save(*args, **kwargs)
+            if content_changed:
+                self.extract_links()
+        return result
+
+    def edit(self, content):
+        """Replace the text with ``content`` (already validated), mark the message as
+        edited now, and save it (tags and mentions follow the new text)."""
+        self.content = content
+        self.edited_date = datetime.datetime.now()
+        self.save()
+
+    def extract_links(self):
+        """Replace this message's MessageTag and Mention rows with those its text holds
+        now: each distinct tag (lower case) and each mentioned user that exists."""
+        MessageTag.delete().where(MessageTag.message == self.id).execute()
+        Mention.delete().where(Mention.message == self.id).execute()
+        tags = extract_tags(self.content)
+        if tags:
+            Tag.insert_many([{"name": name} for name in tags]).on_conflict_ignore().execute()
+            tag_ids = Tag.select(Tag.id, Value(self.id)).where(Tag.name << tags)
+            MessageTag.insert_from(tag_ids, [MessageTag.tag, MessageTag.message]).execute()
+        names = extract_mentions(self.content)
+        if names:
+            users = User.select(User.id, Value(self.id)).where(fn.LOWER(User.username) << names)
+            Mention.insert_from(users, [Mention.user, Mention.message]).execute()
+
+    def links(self):
+        """Return ``{"mentions": [...], "tags": [...], "urls": [...]}`` in the order the
+        text holds them: the usernames of the existing users it mentions, its tags (lower
+        case) and its web addresses. What the API shows beside the text."""
+        names = extract_mentions(self.content)
+        users = User.select(User.username).where(fn.LOWER(User.username) << names)
+        known = {user.username.lower(): user.username for user in users} if names else {}
+        return {
+            "mentions": [known[name] for name in names if name in known],
+            "tags": extract_tags(self.content),
+            "urls": extract_urls(self.content),
+        }
 
     def delete_instance(self, *args, **kwargs):
         """Delete this message; its replies stay (answering a deleted message), its likes,
@@ -887,11 +1029,13 @@ class Message(BaseModel):
         """Prepare a page of ``messages`` (a list) for display in a constant number of
         queries, whatever its length: sets ``liked`` and ``reposted`` (by ``viewer``, a
         User or None: one query) and, with ``context`` (web pages), ``parent`` (the visible
-        message each answers, or None) and ``reposted_by`` (the users ``viewer`` follows,
-        or ``viewer``, who reposted it): one query each. Returns ``messages``."""
+        message each answers, or None), ``reposted_by`` (the users ``viewer`` follows, or
+        ``viewer``, who reposted it) and ``known_mentions`` (the @mentions linkify makes
+        links of): one query each. Returns ``messages``."""
         ids = [message.id for message in messages]
         parents = {}
         reposters = {}
+        mentioned = {}
         liked, reposted = viewer.reactions(ids) if viewer else (set(), set())
         if context:
             parent_ids = {m.in_reply_to_id for m in messages if m.in_reply_to_id is not None}
@@ -900,7 +1044,9 @@ class Message(BaseModel):
                 parents = {parent.id: parent for parent in query}
             if viewer and ids:
                 reposters = Message._reposters(ids, viewer)
+            mentioned = Message.mentioned_names(messages)
         for message in messages:
+            message.known_mentions = mentioned.get(message.id, set())
             message.parent = parents.get(message.in_reply_to_id)
             message.liked = message.id in liked
             message.reposted = message.id in reposted
@@ -927,10 +1073,43 @@ class Message(BaseModel):
             reposters.setdefault(row.message_id, []).append(row.user)
         return reposters
 
+    @classmethod
+    def tagged(cls, name):
+        """Return the visible messages tagged ``name`` (any case), newest first by id.
 
-# The author columns a timeline shows with each message. Others (display name, avatar)
-# are added here when templates start showing them; the API adds its own.
-Message.AUTHOR_COLUMNS = (User.id, User.username)
+        Walks the (tag, message) index of MessageTag backwards, so a page costs the same
+        however many messages exist.
+        """
+        return (
+            cls.visible()
+            .join_from(cls, MessageTag)
+            .join(Tag)
+            .where(Tag.name == name.lower())
+            .order_by(MessageTag.message.desc())
+        )
+
+    @staticmethod
+    def mentioned_names(messages):
+        """Return ``{message id: {lower-case username, ...}}``: the active users each of
+        ``messages`` mentions, in one query for the whole page (linkify needs them)."""
+        ids = [message.id for message in messages]
+        names = {}
+        if not ids:
+            return names
+        query = (
+            Mention.select(Mention.message, User.username)
+            .join(User)
+            .where(Mention.message << ids, User.active)
+            .tuples()
+        )
+        for message_id, username in query:
+            names.setdefault(message_id, set()).add(username.lower())
+        return names
+
+
+# The author columns a timeline shows with each message (the avatar needs only the id).
+# Add one here when templates start showing it; the API adds its own.
+Message.AUTHOR_COLUMNS = (User.id, User.username, User.display_name)
 
 
 def keyset(query, key, cursor=None, limit=None, descending=True):
@@ -1076,6 +1255,122 @@ class Notification(BaseModel):
         return groups
 
 
+# PostgreSQL's full-text index on messages (created by migration 0005; on SQLite the FTS5
+# table message_fts plays its part). Declared here so models and migrations agree.
+SEARCH_CONFIGURATION = "simple"
+if isinstance(db.database, PostgresqlDatabase):
+    Message.add_index(
+        Message.index(
+            fn.to_tsvector(SQL(f"'{SEARCH_CONFIGURATION}'"), Message.content),
+            using="GIN",
+            name="message_content_search",
+        )
+    )
+
+
+class Tag(BaseModel):
+    """A #tag, stored in lower case; created the first time a message uses it."""
+
+    name = CharField(max_length=TAG_MAX_LENGTH, unique=True)
+
+    def __str__(self):
+        return self.name
+
+
+class MessageTag(BaseModel):
+    """``message`` carries ``tag``. One row per pair; written by Message.save."""
+
+    # The (tag, message) index serves both the tag page and uniqueness.
+    tag = ForeignKeyField(Tag, backref="message_tags", on_delete="CASCADE", index=False)
+    message = ForeignKeyField(Message, backref="message_tags", on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("tag", "message"), True),)
+
+    def __str__(self):
+        return f"#{self.tag_id} on message {self.message_id}"
+
+
+class Mention(BaseModel):
+    """``message`` mentions ``user`` (an existing user). Written by Message.save."""
+
+    # The (user, message) index serves "messages mentioning me" and uniqueness.
+    user = ForeignKeyField(User, backref="mentions", on_delete="CASCADE", index=False)
+    message = ForeignKeyField(Message, backref="mentions", on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("user", "message"), True),)
+
+    def __str__(self):
+        return f"@{self.user_id} in message {self.message_id}"
+
+
+def extract_tags(text):
+    """Return the distinct #tags of ``text``, lower case, in order of first use."""
+    return list(dict.fromkeys(tag.lower() for tag in re.findall(TAG_PATTERN, text)))
+
+
+def extract_mentions(text):
+    """Return the distinct @usernames of ``text``, lower case, in order of first use
+    (whether or not such users exist)."""
+    return list(dict.fromkeys(name.lower() for name in re.findall(MENTION_PATTERN, text)))
+
+
+def extract_urls(text):
+    """Return the web addresses in ``text``, in order, without trailing punctuation."""
+    return [match.rstrip(URL_TRAILING_PUNCTUATION) for match in re.findall(URL_PATTERN, text)]
+
+
+def linkify(text, known_usernames):
+    """Return ``text`` as safe HTML (Markup) with its addresses, mentions and tags as links.
+
+    Everything else is escaped. Addresses open with ``rel="nofollow ugc noopener"``;
+    an @mention links only when its lower-cased name is in ``known_usernames`` (the
+    active users the message mentions, see Message.mentioned_names), else stays text.
+    """
+    parts = []
+    position = 0
+    for match in MESSAGE_TOKENS.finditer(text):
+        url, username, tag = match.groups()
+        start, end = match.span()
+        if url is not None:
+            url = url.rstrip(URL_TRAILING_PUNCTUATION)
+            end = start + len(url)
+        parts.append(escape(text[position:start]))
+        visible = escape(text[start:end])
+        if url is not None:
+            parts.append(f'<a href="{escape(url)}" rel="nofollow ugc noopener">{visible}</a>')
+        elif username is not None and username.lower() in known_usernames:
+            parts.append(f'<a class="mention" href="{USER_PATH.format(username)}">{visible}</a>')
+        elif tag is not None:
+            path = TAG_PATH.format(quote(tag.lower()))
+            parts.append(f'<a class="tag" href="{path}">{visible}</a>')
+        else:
+            parts.append(visible)
+        position = end
+    parts.append(escape(text[position:]))
+    return Markup("".join(parts))
+
+
+def identicon_svg(user_id):
+    """Return an SVG identicon for ``user_id``: a symmetric 5×5 pattern in one colour,
+    derived from a hash of the id, so it is the same everywhere, for ever, and costs
+    no storage and no third party. Returns text (image/svg+xml)."""
+    digest = hashlib.sha256(f"chirp-avatar:{user_id}".encode()).digest()
+    hue = int.from_bytes(digest[:2], "big") % 360
+    cells = []
+    for row in range(5):
+        for column in range(3):  # the right two columns mirror the left two
+            if digest[2 + row * 3 + column] % 2:
+                for x in {column, 4 - column}:
+                    cells.append(f'<rect x="{x + 1}" y="{row + 1}" width="1" height="1"/>')
+    return (
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 7 7" shape-rendering="crispEdges">'
+        f'<rect width="7" height="7" fill="hsl({hue},45%,92%)"/>'
+        f'<g fill="hsl({hue},55%,42%)">{"".join(cells)}</g></svg>'
+    )
+
+
 class Note(BaseModel):
     """An admin's note, posted from the admin dashboard's Notes panel."""
 
@@ -1159,7 +1454,20 @@ class AuditEntry(BaseModel):
     created_date = DateTimeField(default=datetime.datetime.now, index=True)
 
 
-MODELS = [User, Relationship, Message, Note, ApiToken, AuditEntry, Like, Repost, Notification]
+MODELS = [
+    User,
+    Relationship,
+    Message,
+    Note,
+    ApiToken,
+    AuditEntry,
+    Like,
+    Repost,
+    Notification,
+    Tag,
+    MessageTag,
+    Mention,
+]
 
 # Schema changes ship as numbered migrations here (peewee's playhouse.migrations, the
 # `pwmigrate` tool); `python main.py db upgrade` applies them.

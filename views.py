@@ -35,24 +35,37 @@ from app import app
 from app import db
 from app import rate_limited
 from auth import auth
+from models import BIO_MAX_LENGTH
 from models import MESSAGE_MAX_LENGTH
 from models import PASSWORD_MAX_LENGTH
 from models import PASSWORD_MIN_LENGTH
+from models import TAG_MAX_LENGTH
 from models import TAKEN_MESSAGE
 from models import TOKEN_NAME_MAX_LENGTH
 from models import USERNAME_PATTERN
 from models import ApiToken
 from models import Message
+from models import MessageTag
 from models import Notification
 from models import User
+from models import clean_bio
+from models import clean_display_name
 from models import clean_email
 from models import clean_message
 from models import clean_username
+from models import identicon_svg
+from models import keyset
+from models import linkify
 from models import pending_migrations
 
 # The composer's counter reads data-max-characters (the browser's maxlength would count
 # UTF-16 units, stopping at 140 emoji) and counts as models.normalize_text says.
 app.add_template_global(MESSAGE_MAX_LENGTH, "message_max_length")
+
+# Avatars never change for an id, so browsers and proxies may keep them for a year.
+AVATAR_MAX_AGE = 365 * 24 * 3600
+
+app.add_template_filter(linkify)
 
 
 def strip(value):
@@ -143,6 +156,23 @@ class SettingsForm(Form):
     def validate_current_password(self, field):
         if not auth.check_current_password(g.user, field.data):
             raise ValidationError("That is not your current password.")
+
+
+class ProfileForm(Form):
+    """The public profile: a display name and a short bio, both optional, one line each."""
+
+    display_name = StringField(
+        "Display name",
+        filters=[strip],
+        validators=[Rule(clean_display_name)],
+        description="Shown beside your @username. Leave empty to show just the username.",
+    )
+    bio = StringField(
+        "Bio",
+        filters=[strip],
+        validators=[Rule(clean_bio)],
+        description=f"A few words about you, up to {BIO_MAX_LENGTH} characters.",
+    )
 
 
 class TokenForm(Form):
@@ -366,9 +396,30 @@ def user_detail(username):
         person.timeline,
         person=person,
         is_following=following,
-        follower_count=person.follower_count(),
-        following_count=person.following_count(),
+        counts=person.profile_counts(),
     )
+
+
+@app.route("/avatars/<int:user_id>.svg")
+def avatar(user_id):
+    """The generated avatar (identicon) of user ``user_id``, cached for a year: it depends
+    on the id alone, so it needs no database query."""
+    response = app.response_class(identicon_svg(user_id), mimetype="image/svg+xml")
+    response.headers["Cache-Control"] = f"public, max-age={AVATAR_MAX_AGE}, immutable"
+    return response
+
+
+@app.route("/tags/<tag>/")
+def tag_timeline(tag):
+    """The visible messages tagged ``tag`` (any case), newest first."""
+    if len(tag) > TAG_MAX_LENGTH:
+        abort(404)
+    name = tag.lower()
+
+    def fetch(before, limit):
+        return keyset(Message.tagged(name), MessageTag.message, before, limit)
+
+    return render_timeline("tag_timeline.html", fetch, tag=name, title=f"#{name}")
 
 
 @app.route("/users/<username>/followers/")
@@ -549,8 +600,7 @@ def edit(message_id):
     message = get_own_message(message_id)
     form = MessageForm(request.form, obj=message)
     if request.method == "POST" and form.validate():
-        message.content = form.content.data
-        message.save()
+        message.edit(form.content.data)
         flash("Your message has been updated.", "success")
         return redirect(url_for("user_detail", username=g.user.username))
     status = 422 if form.errors else 200
@@ -584,12 +634,25 @@ def settings():
     return render_settings(form=form), 422 if form.errors else 200
 
 
-def render_settings(form=None, token_form=None, new_token=None):
+@app.route("/settings/profile/", methods=["POST"])
+@auth.login_required
+def profile_update():
+    """Change your display name and bio (no password needed: both are public anyway)."""
+    profile_form = ProfileForm(request.form)
+    if not profile_form.validate():
+        return render_settings(profile_form=profile_form), 422
+    g.user.update_profile(profile_form.display_name.data or "", profile_form.bio.data or "")
+    flash("Your profile has been saved.", "success")
+    return redirect(url_for("settings"))
+
+
+def render_settings(form=None, token_form=None, new_token=None, profile_form=None):
     """Render the settings page; ``new_token`` is a just-created token, shown this once."""
     tokens = g.user.api_tokens.order_by(ApiToken.created_date.desc())
     return render_template(
         "settings.html",
         form=form or SettingsForm(obj=g.user),
+        profile_form=profile_form or ProfileForm(obj=g.user),
         token_form=token_form or TokenForm(),
         tokens=tokens,
         new_token=new_token,

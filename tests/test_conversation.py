@@ -94,6 +94,15 @@ def test_deactivated_users_leave_counts_timelines_and_notifications(app):
     assert (fresh(message).like_count, fresh(message).repost_count) == (0, 0)
 
 
+def test_mentions_notify_everyone_mentioned_once(app):
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    root = alice.post("root")
+    bob.reply(root, "@alice @carol @bob @nobody look")
+    assert kinds(alice) == [("reply", "bob")]
+    assert kinds(carol) == [("mention", "bob")]
+    assert kinds(bob) == []
+
+
 def test_follows_notify_once(app):
     alice, bob = make_user("alice"), make_user("bob")
     bob.follow(alice)
@@ -134,7 +143,7 @@ def test_reply_button_prefills_the_composer_and_the_reply_links_back(client):
     assert reply.in_reply_to_id == root.id
     thread = text(client.get(f"/messages/{reply.id}/"))
     assert "replying to <a" in thread and "@alice" in thread
-    assert thread.index("what do you think?") < thread.index("@alice fine")
+    assert thread.index("what do you think?") < thread.index("</a> fine</p>")
     assert client.get("/create/?in_reply_to=abc").status_code == 400
     assert client.get("/create/?in_reply_to=999").status_code == 404
 

@@ -46,7 +46,7 @@ KILL_POINTS = (0.3, 0.6)
 # Words for message content: ASCII, HTML specials and non-ASCII, so the round trip through
 # forms, JSON, templates and SQLite is checked character for character.
 WORDS = ["chirp", "tweet", "<b>bold</b>", "&amp;", "'quoted'", '"double"', "é", "日本", "🐦", "x"]
-ARTICLE = re.compile(r'<article class="message">(.*?)</article>', re.DOTALL)
+ARTICLE = re.compile(r'<article class="message"[^>]*>(.*?)</article>', re.DOTALL)
 CONTENT = re.compile(r'<p class="content">(.*?)</p>', re.DOTALL)
 EDIT_LINK = re.compile(r'href="/edit/(\d+)/"')
 CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
@@ -367,7 +367,8 @@ class LoadClient:
         path = self.url + self.my_page
         response = self.read(lambda: self.session.get(path, **self.options()))
         for article in ARTICLE.findall(self.expect(response, 200).text):
-            if html.unescape(CONTENT.search(article).group(1)) == content:
+            shown = re.sub(r"<[^>]*>", "", CONTENT.search(article).group(1))
+            if html.unescape(shown) == content:
                 return int(EDIT_LINK.search(article).group(1))
         raise AssertionError(f"acknowledged message {content!r} is not on its author's page")
 
