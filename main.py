@@ -46,8 +46,10 @@ from models import pending_migrations
 from models import username_key
 
 SECRET_KEY_FILE = os.path.join(app.instance_path, "secret_key")
-# Rows per INSERT while seeding: well under SQLite's 32766 bound parameters per statement.
-SEED_BATCH_SIZE = 100
+# The most rows per INSERT while seeding.
+SEED_MAX_BATCH = 500
+# seed --size: (users, messages, follows), the benchmark's data sets.
+SEED_SIZES = {"small": (1_000, 10_000, 20_000), "large": (10_000, 1_000_000, 200_000)}
 
 
 def use_instance_secret_key(flask_app, path=SECRET_KEY_FILE):
@@ -224,34 +226,101 @@ def unique_usernames(fake, count):
     return names
 
 
-def insert_batches(model, rows, advance=lambda rows: None):
-    """Insert ``rows`` (dicts) into ``model`` in batches, calling ``advance(n)`` after each."""
-    for start in range(0, len(rows), SEED_BATCH_SIZE):
-        batch = rows[start : start + SEED_BATCH_SIZE]
-        model.insert_many(batch).on_conflict_ignore().execute()
+def insert_batches(model, fields, rows, advance=lambda count: None):
+    """Insert ``rows`` (tuples of ``fields`` values, any iterable) into ``model`` in
+    multi-row INSERTs, calling ``advance(n)`` after each batch, so a progress bar moves
+    as the database does the work. Other columns get their model defaults. Rows that
+    would break a unique index are skipped."""
+    columns = len(model._meta.fields)
+    # SQLite binds at most 32766 parameters per statement.
+    size = max(1, min(SEED_MAX_BATCH, 32_000 // columns))
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            model.insert_many(batch, fields=fields).on_conflict_ignore().execute()
+            advance(len(batch))
+            batch = []
+    if batch:
+        model.insert_many(batch, fields=fields).on_conflict_ignore().execute()
         advance(len(batch))
 
 
-def random_follows(ids):
-    """Return relationship rows in which each of ``ids`` follows up to 10 others."""
-    return [
-        {"from_user": follower, "to_user": followed}
-        for follower in ids
-        for followed in random.sample(ids, min(len(ids), random.randint(0, 10)))
-        if follower != followed
-    ]
+def zipf_weights(count, exponent=1.0):
+    """Return cumulative weights for ``random.choices`` over ``count`` items where the
+    item of rank r (from 1) is drawn with probability proportional to 1 / r**exponent:
+    with exponent 1 and 10 000 users, the first writes ~10 % of all messages."""
+    total, cumulative = 0.0, []
+    for rank in range(1, count + 1):
+        total += 1.0 / rank**exponent
+        cumulative.append(total)
+    return cumulative
+
+
+def random_follows(ids, count):
+    """Return ``count`` distinct (follower, followed) pairs of ``ids`` (fewer if that many
+    do not exist), nobody following themself: followers drawn uniformly, followed people
+    Zipf-distributed, so a few are followed by very many."""
+    count = min(count, len(ids) * (len(ids) - 1))
+    weights = zipf_weights(len(ids))
+    pairs = set()
+    while len(pairs) < count:
+        need = count - len(pairs)
+        followers = random.choices(ids, k=need)
+        followed = random.choices(ids, cum_weights=weights, k=need)
+        pairs.update((a, b) for a, b in zip(followers, followed, strict=True) if a != b)
+        if len(pairs) < count and need == count - len(pairs):
+            # Only rare pairs remain: fill from the uniform pairs not yet taken.
+            pairs.update((a, b) for a in ids for b in ids if a != b and len(pairs) < count)
+    return sorted(pairs, key=lambda pair: random.random())
+
+
+def message_rows(fake, author_ids, count, now):
+    """Yield ``count`` (user, content, pub_date) rows: authors Zipf-distributed (the first
+    of ``author_ids`` is the most prolific), dates rising with the row over the year
+    before ``now``, so ids and dates agree as on a live site."""
+    sentences = [fake.sentence(nb_words=12)[:MESSAGE_MAX_LENGTH] for _ in range(2_000)]
+    weights = zipf_weights(len(author_ids))
+    span = datetime.timedelta(days=365).total_seconds()
+    start = now - datetime.timedelta(days=365)
+    done = 0
+    while done < count:
+        block = min(10_000, count - done)
+        authors = random.choices(author_ids, cum_weights=weights, k=block)
+        for number, author in enumerate(authors, start=done):
+            pub_date = start + datetime.timedelta(seconds=span * (number + 1) / (count + 1))
+            yield (author, random.choice(sentences), pub_date)
+        done += block
 
 
 @app.cli.command("seed")
-@click.option("--users", default=20, show_default=True, type=click.IntRange(1, 100_000))
-@click.option("--messages", default=200, show_default=True, type=click.IntRange(0, 1_000_000))
+@click.option(
+    "--size",
+    type=click.Choice(sorted(SEED_SIZES)),
+    help="A preset: small = 1 000 users, 10 000 messages, 20 000 follows; large = "
+    "10 000 users, 1 000 000 messages, 200 000 follows (the benchmark's data sets).",
+)
+@click.option("--users", type=click.IntRange(1, 100_000), help="Users to add [default: 20].")
+@click.option(
+    "--messages", type=click.IntRange(0, 10_000_000), help="Messages to add [default: 200]."
+)
+@click.option(
+    "--follows", type=click.IntRange(0, 10_000_000), help="Follows to add [default: 5 a user]."
+)
 @click.option("--seed", "random_seed", type=int, help="Make the demo data repeatable.")
-def seed(users, messages, random_seed):
-    """Fill the database with demo users, messages and follows (Faker), in one transaction.
+def seed(size, users, messages, follows, random_seed):
+    """Fill the database with demo users, follows and messages (Faker), in one transaction.
 
-    Demo users cannot log in: they share one random, unknown password.
+    Authors are Zipf-distributed (a few people write most messages), and so are the people
+    followed. Rows go in as multi-row INSERTs and the progress bar counts rows written;
+    the large preset takes a minute or two. Demo users cannot log in: they share one
+    random, unknown password.
     """
     require_current_schema()
+    preset = SEED_SIZES.get(size, (20, 200, None))
+    users = users if users is not None else preset[0]
+    messages = messages if messages is not None else preset[1]
+    follows = follows if follows is not None else (preset[2] or 5 * users)
     fake = Faker()
     if random_seed is not None:
         Faker.seed(random_seed)
@@ -259,34 +328,27 @@ def seed(users, messages, random_seed):
     now = datetime.datetime.now()
     unusable = make_password(secrets.token_hex(16))
     names = unique_usernames(fake, users)
+    joined = now - datetime.timedelta(days=400)
     user_rows = [
-        {
-            "username": name,
-            "username_skeleton": username_key(name),
-            "email": f"{name.lower()}@example.com",
-            "password": unusable,
-            "join_date": now - datetime.timedelta(days=random.uniform(30, 365)),
-        }
+        (name, username_key(name), f"{name.lower()}@example.com", unusable, joined)
         for name in names
     ]
+    user_fields = [User.username, User.username_skeleton, User.email, User.password, User.join_date]
+    follow_fields = [Relationship.from_user, Relationship.to_user]
+    message_fields = [Message.user, Message.content, Message.pub_date]
+    label = "Seeding"
     with (
         db.database.atomic(),
-        click.progressbar(length=users + messages, label="Seeding", file=sys.stderr) as bar,
+        click.progressbar(length=users + follows + messages, label=label, file=sys.stderr) as bar,
     ):
-        insert_batches(User, user_rows, bar.update)
+        insert_batches(User, user_fields, user_rows, bar.update)
         ids = [user.id for user in User.select(User.id).order_by(User.id.desc()).limit(users)]
-        follows = random_follows(ids)
-        insert_batches(Relationship, follows)
-        message_rows = [
-            {
-                "user": random.choice(ids),
-                "content": fake.sentence(nb_words=12)[:MESSAGE_MAX_LENGTH],
-                "pub_date": now - datetime.timedelta(minutes=random.uniform(1, 43_200)),
-            }
-            for _ in range(messages)
-        ]
-        insert_batches(Message, message_rows, bar.update)
-    click.echo(f"Added {users} users, {len(follows)} follows and {messages} messages.")
+        ids.reverse()
+        pairs = random_follows(ids, follows)
+        bar.length = users + len(pairs) + messages  # fewer when that many pairs do not exist
+        insert_batches(Relationship, follow_fields, pairs, bar.update)
+        insert_batches(Message, message_fields, message_rows(fake, ids, messages, now), bar.update)
+    click.echo(f"Added {users} users, {len(pairs)} follows and {messages} messages.")
 
 
 def print_first_start_hint():

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import make_user
 from live_server import free_port
+from peewee import fn
 
 import main
 from models import ApiToken
@@ -94,6 +95,44 @@ def test_seed_fills_the_database(runner):
     assert all(1 <= len(m.content) <= 280 for m in Message.select())
     # seeded users cannot be logged into with a guessable password
     assert not User.get().check_password("password")
+
+
+def test_seed_draws_prolific_authors_and_popular_people_repeatably(runner):
+    args = ["seed", "--users", "40", "--messages", "2000", "--follows", "300", "--seed", "3"]
+    result = runner.invoke(args=args)
+    assert result.exit_code == 0, result.output
+    assert "Added 40 users, 300 follows and 2000 messages." in result.output
+    per_author = sorted(
+        (n for (n,) in Message.select(fn.COUNT(Message.id)).group_by(Message.user).tuples()),
+        reverse=True,
+    )
+    assert per_author[0] > 2000 / 6  # Zipf: the first of 40 writes about a quarter
+    assert per_author[0] > 5 * per_author[-1]
+    followed = Relationship.select(fn.COUNT(Relationship.id)).group_by(Relationship.to_user)
+    assert max(n for (n,) in followed.tuples()) > 300 / 40 * 3
+    # Dates rise with ids, as on a live site.
+    dates = [m.pub_date for m in Message.select(Message.pub_date).order_by(Message.id)]
+    assert dates == sorted(dates)
+    first = seeded_sample()
+    Message.delete().execute()
+    Relationship.delete().execute()
+    User.delete().execute()
+    assert runner.invoke(args=args).exit_code == 0
+    assert seeded_sample() == first  # the same data again, ids aside
+
+
+def seeded_sample():
+    """Return the first 50 messages as (author's rank among the users, content)."""
+    lowest = User.select(fn.MIN(User.id)).scalar()
+    messages = Message.select().order_by(Message.id).limit(50)
+    return [(message.user_id - lowest, message.content) for message in messages]
+
+
+def test_seed_sizes_are_the_benchmarks_data_sets():
+    assert main.SEED_SIZES == {
+        "small": (1_000, 10_000, 20_000),
+        "large": (10_000, 1_000_000, 200_000),
+    }
 
 
 def test_seed_twice_adds_more_users_without_clashes(runner):

@@ -1,0 +1,501 @@
+"""Chirp's benchmark: what each page costs, against Flask's own ceiling, on small and large data.
+
+    python bench/run.py                      small and large data sets, 10 s per endpoint
+    python bench/run.py --sizes large -d 5   one data set, shorter runs
+    python bench/run.py --smoke              tiny data, 1 s per endpoint (CI keeps it working)
+    python bench/run.py --output bench/latest.md
+
+Needs the test tools (requirements-dev.txt: requests) and wrk (Debian package `wrk`).
+
+Each run starts the hello-world ceiling (bench/hello.py) and then Chirp under the same
+``gunicorn -w 2`` on 127.0.0.1, seeds each data set with ``python main.py seed`` (into
+``bench/data/``, reused by later runs unless ``--reseed``), logs in through the real login
+form, makes a real API token, and drives each endpoint with ``wrk`` for a fixed time at a
+fixed concurrency. Server CPU comes from /proc (utime + stime of gunicorn's master and
+workers), so "CPU ms per request" is what the server spent, whoever else shares the
+machine. Before each measurement the script waits for a quiet machine, and it measures
+again (up to twice) when other processes used more than ``--noise`` cores meanwhile.
+
+Columns: req/s; % of the ceiling by req/s and by CPU (the ceiling's CPU ms per request
+divided by the endpoint's); p50 and p99 latency; responses that were not 2xx or 3xx;
+server CPU ms per request; peak resident memory of the largest worker; growth = CPU per
+request on the large set divided by that on the small one. This is not a test: the test
+suite only runs ``--smoke`` (tests/test_bench.py).
+"""
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+READER = "bench_reader"
+PASSWORD = "bench-reader-password"
+# How many of the most prolific people the benchmark's reader follows (their home timeline).
+READER_FOLLOWS = 100
+# python main.py seed arguments of each data set.
+DATA_SETS = {
+    "small": ["--size", "small"],
+    "large": ["--size", "large"],
+    "smoke-small": ["--users", "30", "--messages", "300", "--follows", "100"],
+    "smoke-large": ["--users", "60", "--messages", "1200", "--follows", "300"],
+}
+# Generous limits: the benchmark's single client must never be throttled (a 429 is cheap
+# and would flatter the numbers), but the limiter stays in the request path.
+SERVER_ENV = {
+    "FLASK_API_RATE_LIMIT": "1000000000 per minute",
+    "FLASK_LOGIN_RATE_LIMIT": "1000 per minute",
+    "FLASK_LOGIN_ADDRESS_RATE_LIMIT": "1000 per minute",
+    "PYTHONUNBUFFERED": "1",
+}
+
+# Runs inside the seeded database: the reader follows the most prolific people and gets a
+# token; prints what the endpoints need as JSON.
+PREPARE = """
+import json
+import main
+from peewee import fn
+from app import db
+from models import ApiToken, Message, Relationship, User
+with db.database.connection_context():
+    me = User.get(User.username == %(reader)r)
+    by_count = (Message.select(Message.user, fn.COUNT(Message.id).alias("n"))
+                .group_by(Message.user).order_by(fn.COUNT(Message.id).desc()))
+    ranked = [row.user_id for row in by_count.limit(%(follows)d + 1) if row.user_id != me.id]
+    Relationship.insert_many([{"from_user": me.id, "to_user": uid} for uid in ranked[:%(follows)d]]
+                             ).on_conflict_ignore().execute()
+    prolific = User.get_by_id(ranked[0])
+    total = Message.select().count()
+    def deep(query, depth):
+        row = query.order_by(Message.id.desc()).offset(depth).limit(1).first()
+        return row.id if row else None
+    own = Message.select(Message.id).where(Message.user == prolific)
+    info = {
+        "prolific": prolific.username,
+        "public_deep": deep(Message.select(Message.id), min(10000, total // 2)),
+        "prolific_deep": deep(own, min(10000, own.count() // 2)),
+        "token": ApiToken.issue(me, "bench")[1],
+        "messages": total,
+        "legacy_page": max(2, min(500, total // 40)),
+    }
+print(json.dumps(info))
+"""
+
+
+def endpoints(info):
+    """Return ``[(name, path, credentials)]``: what is measured. ``credentials`` is None,
+    "session" (logged in through the form) or "token" (Authorization: Bearer)."""
+    return [
+        ("/public/", "/public/", None),
+        ("/public/ older page", f"/public/?before={info['public_deep']}", None),
+        ("/public/?page=N (301)", f"/public/?page={info['legacy_page']}", None),
+        ("/users/<prolific>/", f"/users/{info['prolific']}/", None),
+        (
+            "/users/<prolific>/ older page",
+            f"/users/{info['prolific']}/?before={info['prolific_deep']}",
+            None,
+        ),
+        ("/users/", "/users/", None),
+        ("/private/", "/private/", "session"),
+        ("/api/message/", "/api/message/", None),
+        ("/api/relationship/", "/api/relationship/", None),
+        ("/api/timeline/public/", "/api/timeline/public/", None),
+        ("/api/timeline/home/", "/api/timeline/home/", "token"),
+        ("/admin/message/", "/admin/message/", "session"),
+    ]
+
+
+# ---------------------------------------------------------------- processes and /proc
+
+
+def free_port():
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def process_stat(pid):
+    """Return /proc/PID/stat's fields after the command name (state first), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def server_pids(master):
+    """Return gunicorn's master pid and its workers' pids."""
+    pids = [master]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = process_stat(entry.name)
+            if fields and int(fields[1]) == master:
+                pids.append(int(entry.name))
+    return pids
+
+
+def cpu_seconds(pids):
+    """Return the CPU seconds (user + system) the processes ``pids`` have used so far."""
+    total = 0
+    for pid in pids:
+        fields = process_stat(pid)
+        if fields:
+            total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+def peak_rss_mb(pids):
+    """Return the largest peak resident set size (VmHWM) among ``pids``, in MB."""
+    peak = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{pid}/status").read_text()
+            match = re.search(r"VmHWM:\s+(\d+) kB", status)
+            peak = max(peak, int(match[1]) if match else 0)
+    return peak / 1024
+
+
+def machine_busy_seconds():
+    """Return the CPU seconds every process on the machine has used since boot."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
+
+
+def wait_for_quiet(max_cores, timeout):
+    """Wait (up to ``timeout`` seconds) until the machine uses less than ``max_cores``
+    cores over one second; return the cores in use at the last look."""
+    if timeout <= 0:
+        return None
+    deadline = time.monotonic() + timeout
+    while True:
+        before = machine_busy_seconds()
+        time.sleep(1)
+        busy = machine_busy_seconds() - before
+        if busy < max_cores or time.monotonic() >= deadline:
+            return busy
+
+
+@contextlib.contextmanager
+def gunicorn(app_spec, directory, env, log_path, probe="/"):
+    """Run ``gunicorn -w 2 app_spec`` in ``directory`` on a free port; yield
+    ``(base_url, master_pid)``; stop the whole process group afterwards."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--workers=2",
+        f"--bind=127.0.0.1:{port}",
+        "--no-control-socket",
+        "--graceful-timeout=5",
+        app_spec,
+    ]
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=directory,
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(url + probe, timeout=5).status_code == 200:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn did not start; see {log_path}")
+            time.sleep(0.2)
+        # Warm both workers (imports, first-request work) before anything is measured.
+        for _ in range(20):
+            requests.get(url + probe, timeout=10)
+        yield url, process.pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+# ---------------------------------------------------------------- wrk
+
+
+def seconds(text):
+    """Return a wrk duration (``950.00us``, ``2.31ms``, ``1.20s``) in milliseconds."""
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    value, unit = float(match[1]), match[2]
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def parse_wrk(output):
+    """Return requests, req/s, p50 and p99 (ms) and non-2xx/3xx count from wrk's output."""
+    requests_done = int(re.search(r"(\d+) requests in", output)[1])
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])
+    p50 = seconds(re.search(r"\s50%\s+(\S+)", output)[1])
+    p99 = seconds(re.search(r"\s99%\s+(\S+)", output)[1])
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    return {
+        "requests": requests_done,
+        "rps": rate,
+        "p50": p50,
+        "p99": p99,
+        "non2xx": int(errors[1]) if errors else 0,
+        "socket_errors": socket_errors[1] if socket_errors else "",
+    }
+
+
+def measure(url, headers, pids, options):
+    """Drive ``url`` with wrk for ``options.duration`` seconds; return its numbers plus
+    the server's CPU ms per request, its peak RSS and how many cores other processes
+    used meanwhile (``noise``). A noisy measurement is repeated, up to twice; the
+    quietest is kept."""
+    best = None
+    for _ in range(3):
+        wait_for_quiet(options.noise, options.quiet_timeout)
+        command = ["wrk", f"-t{options.threads}", f"-c{options.connections}"]
+        command += [f"-d{options.duration}s", "--latency", "--timeout", "10s"]
+        for name, value in headers.items():
+            command += ["-H", f"{name}: {value}"]
+        server_before = cpu_seconds(pids)
+        machine_before = machine_busy_seconds()
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.monotonic()
+        output = subprocess.run(command + [url], capture_output=True, text=True, check=True)
+        elapsed = time.monotonic() - started
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server = cpu_seconds(pids) - server_before
+        client = (children_after.ru_utime - children_before.ru_utime) + (
+            children_after.ru_stime - children_before.ru_stime
+        )
+        others = machine_busy_seconds() - machine_before - server - client
+        result = parse_wrk(output.stdout)
+        result["cpu_ms"] = 1000 * server / max(result["requests"], 1)
+        result["noise"] = max(0.0, others / elapsed)
+        result["rss_mb"] = peak_rss_mb(pids[1:])
+        if best is None or result["noise"] < best["noise"]:
+            best = result
+        if result["noise"] <= options.noise:
+            break
+    return best
+
+
+# ---------------------------------------------------------------- Chirp
+
+
+def chirp_env(database):
+    """The environment of every Chirp command and server for ``database`` (a path)."""
+    return {
+        **SERVER_ENV,
+        "DATABASE_URL": f"sqlite:///{database}",
+        "SECRET_KEY": "bench-secret-key",
+    }
+
+
+def run_main(env, *args, stdin=None):
+    """Run ``python main.py ARGS`` with ``env``; return its standard output."""
+    result = subprocess.run(
+        [sys.executable, "main.py", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"main.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def prepare(data_set, options):
+    """Seed ``data_set`` into bench/data (unless already there), make the reader, its
+    follows and token; return ``(env, info)``."""
+    data = Path(options.data)
+    data.mkdir(parents=True, exist_ok=True)
+    database = data / f"{data_set}.db"
+    env = chirp_env(database)
+    if options.reseed or not database.exists():
+        for path in data.glob(f"{data_set}.db*"):
+            path.unlink()
+        started = time.monotonic()
+        run_main(env, "db", "upgrade")
+        run_main(env, "seed", *DATA_SETS[data_set], "--seed", "1")
+        print(f"  seeded {data_set} in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    else:
+        run_main(env, "db", "upgrade")
+    run_main(env, "create-admin", READER, "--password-stdin", stdin=PASSWORD + "\n")
+    script = PREPARE % {"reader": READER, "follows": READER_FOLLOWS}
+    output = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return env, json.loads(output.strip().splitlines()[-1])
+
+
+def log_in(url):
+    """Log in as the reader through the real login form; return the Cookie header."""
+    session = requests.Session()
+    form = session.get(url + "/accounts/login/", timeout=10).text
+    token = re.search(r'name="_csrf_token" value="([^"]+)"', form)[1]
+    response = session.post(
+        url + "/accounts/login/",
+        data={"username": READER, "password": PASSWORD, "_csrf_token": token},
+        timeout=30,
+    )
+    if "/accounts/login/" in response.url:
+        raise RuntimeError("Logging in through the form failed.")
+    return "; ".join(f"{name}={value}" for name, value in session.cookies.items())
+
+
+def bench_chirp(data_set, ceiling, options, log_path):
+    """Measure every endpoint on ``data_set``; return ``{endpoint name: numbers}``."""
+    env, info = prepare(data_set, options)
+    results = {}
+    with gunicorn("main:app", ROOT, env, log_path, probe="/healthz") as (url, master):
+        pids = server_pids(master)
+        credentials = {
+            None: {},
+            "session": {"Cookie": log_in(url)},
+            "token": {"Authorization": f"Bearer {info['token']}"},
+        }
+        for name, path, kind in endpoints(info):
+            check = requests.get(
+                url + path, headers=credentials[kind], timeout=30, allow_redirects=False
+            )
+            if check.status_code >= 400:
+                raise RuntimeError(f"{path} answered {check.status_code} before measuring")
+            result = measure(url + path, credentials[kind], pids, options)
+            result["cpu_share"] = 100 * ceiling["cpu_ms"] / max(result["cpu_ms"], 1e-9)
+            result["rps_share"] = 100 * result["rps"] / ceiling["rps"]
+            results[name] = result
+            print(
+                f"  {data_set:12} {name:32} {result['rps']:8.0f} req/s "
+                f"{result['cpu_ms']:7.2f} CPU ms/req  p99 {result['p99']:6.1f} ms",
+                file=sys.stderr,
+            )
+    return info, results
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine_description():
+    """Return the CPU model, core count, Python and SQLite versions, as one line."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        match = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
+        model = match[1] if match else model
+    return (
+        f"{model}, {os.cpu_count()} cores, Linux {platform.release()}, "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
+    )
+
+
+def table(ceiling, runs, sizes):
+    """Return the Markdown results table."""
+    lines = [
+        "| data | endpoint | req/s | % ceiling (req/s) | % ceiling (CPU) | p50 ms | p99 ms "
+        "| non-2xx/3xx | CPU ms/req | peak RSS MB | growth |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| — | hello world (ceiling) | {ceiling['rps']:.0f} | 100 % | 100 % "
+        f"| {ceiling['p50']:.2f} | {ceiling['p99']:.2f} | {ceiling['non2xx']} "
+        f"| {ceiling['cpu_ms']:.2f} | {ceiling['rss_mb']:.0f} | |",
+    ]
+    first, last = sizes[0], sizes[-1]
+    for size in sizes:
+        for name, r in runs[size].items():
+            growth = ""
+            if size == last and len(sizes) > 1 and name in runs[first]:
+                growth = f"{r['cpu_ms'] / max(runs[first][name]['cpu_ms'], 1e-9):.2f}×"
+            lines.append(
+                f"| {size} | `{name}` | {r['rps']:.0f} | {r['rps_share']:.1f} % "
+                f"| {r['cpu_share']:.1f} % | {r['p50']:.2f} | {r['p99']:.2f} | {r['non2xx']} "
+                f"| {r['cpu_ms']:.2f} | {r['rss_mb']:.0f} | {growth} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="small,large", help="data sets, comma-separated")
+    parser.add_argument("-d", "--duration", type=int, default=10, help="seconds per endpoint")
+    parser.add_argument("-c", "--connections", type=int, default=8)
+    parser.add_argument("-t", "--threads", type=int, default=2)
+    parser.add_argument("--noise", type=float, default=0.3, help="cores others may use")
+    parser.add_argument("--quiet-timeout", type=float, default=60, help="seconds to wait")
+    parser.add_argument("--data", default=str(BENCH / "data"), help="where data sets live")
+    parser.add_argument("--reseed", action="store_true", help="seed the data sets afresh")
+    parser.add_argument("--smoke", action="store_true", help="tiny data, 1 s per endpoint")
+    parser.add_argument("--output", help="also write the report (Markdown) to this file")
+    parser.add_argument("--json", help="also write the raw numbers (JSON) to this file")
+    options = parser.parse_args(argv)
+    if options.smoke:  # checks that the benchmark works, not what it measures
+        options.sizes, options.duration = "smoke-small,smoke-large", 1
+        options.quiet_timeout, options.noise = 0, float("inf")
+    sizes = options.sizes.split(",")
+    unknown = [size for size in sizes if size not in DATA_SETS]
+    if unknown:
+        parser.error(f"unknown data set(s) {unknown}; choose from {sorted(DATA_SETS)}")
+    log_path = Path(options.data) / "gunicorn.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = datetime.datetime.now(datetime.UTC)
+
+    print("ceiling: bench/hello.py", file=sys.stderr)
+    with gunicorn("hello:app", BENCH, {}, log_path) as (url, master):
+        ceiling = measure(url + "/", {}, server_pids(master), options)
+    print(f"  {ceiling['rps']:.0f} req/s, {ceiling['cpu_ms']:.2f} CPU ms/req", file=sys.stderr)
+    runs, infos = {}, {}
+    for size in sizes:
+        print(f"data set: {size}", file=sys.stderr)
+        infos[size], runs[size] = bench_chirp(size, ceiling, options, log_path)
+
+    report = "\n".join(
+        [
+            f"Run {started:%Y-%m-%d %H:%M} UTC on {machine_description()}.",
+            f"`gunicorn -w 2` on 127.0.0.1, SQLite; wrk -t{options.threads} "
+            f"-c{options.connections}, {options.duration} s per endpoint.",
+            "",
+            table(ceiling, runs, sizes),
+            "",
+        ]
+    )
+    print(report)
+    if options.output:
+        Path(options.output).write_text(report)
+    if options.json:
+        document = {"ceiling": ceiling, "runs": runs, "data": infos, "started": str(started)}
+        Path(options.json).write_text(json.dumps(document, indent=1, default=str))
+    noisy = [(size, name) for size in sizes for name, r in runs[size].items() if r["non2xx"] > 0]
+    return 1 if noisy else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
