@@ -12,6 +12,8 @@ import datetime
 import functools
 import io
 import json
+import re
+import unicodedata
 
 from flask import Response
 from flask import abort
@@ -47,6 +49,7 @@ from auth import auth
 from models import NOTE_MAX_LENGTH
 from models import PASSWORD_MAX_LENGTH
 from models import PASSWORD_MIN_LENGTH
+from models import SECRET_FIELDS
 from models import TAKEN_MESSAGE
 from models import ApiToken
 from models import AuditEntry
@@ -57,22 +60,17 @@ from models import Notification
 from models import Relationship
 from models import Repost
 from models import User
+from models import audit_diff
 from models import clean_email
 from models import clean_message
 from models import clean_note
 from models import clean_username
+from models import snapshot
 
 # The most rows one export holds: more would tie a worker up for minutes. A longer list
 # is cut there (the X-Chirp-Export-Truncated header says so): filter it into parts.
 MAX_EXPORT_ROWS = 100_000
 
-# Columns that no admin page, export or audit entry may ever show.
-SECRET_FIELDS = frozenset({User.password, User.session_token, ApiToken.token_hash})
-# Columns the audit trail leaves out: they change only as a consequence of another change
-# (a new password or a deactivation ends the user's sessions).
-UNAUDITED_FIELDS = frozenset({User.session_token})
-# What an audit entry records instead of a secret's value.
-HIDDEN = "(hidden)"
 # The Site stats panel's window, in days, counting today.
 STATS_DAYS = 30
 # Inline SVG chart size in user units (the viewBox); CSS scales it to the panel.
@@ -80,7 +78,15 @@ CHART_WIDTH = 300
 CHART_HEIGHT = 60
 NOTES_SHOWN = 10
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+# Their full-width and small forms (＝＋－＠, ﹦﹢﹣﹫) fold to them under NFKC, and some
+# spreadsheets do that fold, and skip leading white space and control characters, first.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = frozenset("=+-@\u2212")  # U+2212 MINUS SIGN: no NFKC fold, same effect
+# What may stand before a formula and still let it run: white space, controls, format
+# characters (zero-width, direction controls, BOM).
+FORMULA_LEAD = re.compile(
+    r"[\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]*"
+)
 
 
 def parse_ids(values):
@@ -99,43 +105,15 @@ def is_row_id(value):
     return value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_ID
 
 
-def snapshot(instance):
-    """Return ``{field name: value}`` for every column of ``instance`` (a model row)."""
-    return {name: instance.__data__.get(name) for name in instance._meta.sorted_field_names}
-
-
 def diff(model, before, after):
-    """Return ``{field: [old, new]}`` for the fields that differ between two snapshots.
-
-    Secret fields (SECRET_FIELDS) appear as ``[HIDDEN, HIDDEN]`` when they changed, so
-    the audit trail says a password was changed without storing either hash.
-    """
-    changes = {}
-    for name in model._meta.sorted_field_names:
-        old, new = before.get(name), after.get(name)
-        if old != new and model._meta.fields[name] not in UNAUDITED_FIELDS:
-            secret = model._meta.fields[name] in SECRET_FIELDS
-            changes[name] = [HIDDEN, HIDDEN] if secret else [old, new]
-    return changes
+    """models.audit_diff: ``{field: [old, new]}`` between two snapshots, secrets hidden."""
+    return audit_diff(model, before, after)
 
 
 def record_audit(action, model, object_ids, changes=None):
-    """Add an AuditEntry: the logged-in admin did ``action`` to rows ``object_ids``
-    (an id or a list of ids) of ``model``, changing ``changes`` ({field: [old, new]}).
-
-    Values that JSON cannot hold (dates) are stored as text. Call it inside the
-    transaction that makes the change, so the entry and the change commit together.
-    """
-    ids = object_ids if isinstance(object_ids, list | tuple) else [object_ids]
-    actor = getattr(g, "user", None)
-    return AuditEntry.create(
-        actor=actor,
-        actor_name=actor.username if actor is not None else "",
-        action=action,
-        model_name=model.__name__,
-        object_id=",".join(str(pk) for pk in ids),
-        changes=json.dumps(changes or {}, default=str, sort_keys=True),
-    )
+    """Audit ``action`` by the logged-in admin (models.AuditEntry.record), in the caller's
+    transaction."""
+    return AuditEntry.record(getattr(g, "user", None), action, model, object_ids, changes)
 
 
 def export_value(value):
@@ -145,12 +123,28 @@ def export_value(value):
 
 def csv_cell(value):
     """Return ``value`` as a CSV cell: None is empty; text a spreadsheet would run as a
-    formula gets a leading apostrophe (OWASP's advice against CSV injection)."""
+    formula gets a leading apostrophe (OWASP's advice against CSV injection), also when
+    the formula sign is a full-width or small form, or follows white space, control or
+    invisible format characters."""
     if value is None:
         return ""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+    if isinstance(value, str) and runs_as_formula(value):
         return "'" + value
     return value
+
+
+def runs_as_formula(text):
+    """Return True if a spreadsheet could read ``text`` (a str) as a formula."""
+    if text.startswith(FORMULA_PREFIXES):
+        return True
+    first = text[FORMULA_LEAD.match(text).end() :][:1]
+    return bool(first) and unicodedata.normalize("NFKC", first)[:1] in FORMULA_STARTS
+
+
+def is_change(value):
+    """Return True if an audit entry's ``value`` is an ``[old, new]`` pair (an export's
+    entries hold plain values: fields, format, filters)."""
+    return isinstance(value, list) and len(value) == 2
 
 
 def rule_validator(clean):
@@ -247,10 +241,17 @@ class ChirpModelAdmin(ModelAdmin):
         return super().get_object(pk)
 
     def save_model(self, instance, form, adding=False):
-        """Save ``instance`` from ``form`` and audit it, in one transaction."""
+        """Save ``instance`` from ``form`` and audit it, in one transaction. Only what the
+        admin changed changes: the form shows times to the second while rows hold
+        microseconds, so a time submitted as shown keeps its stored value (re-parsing it
+        would truncate it and audit a change nobody made)."""
         before = {} if adding else snapshot(instance)
         with db.database.atomic():
             form.populate_obj(instance)
+            for field in self.model._meta.sorted_fields:
+                old, new = before.get(field.name), instance.__data__.get(field.name)
+                if isinstance(old, datetime.datetime) and new == old.replace(microsecond=0):
+                    setattr(instance, field.name, old)
             self.before_save(instance, form, adding)
             instance.save(force_insert=adding)
             changes = diff(self.model, before, snapshot(instance))
@@ -354,7 +355,24 @@ class ChirpModelAdmin(ModelAdmin):
             return self._index_redirect()
         if request.method == "POST":
             return self.export_download()
-        return super().export()
+        # flask-peewee's page counts get_query() without the search or the ids: count the
+        # query the download will run.
+        query = self.export_query([])
+        filter_form, _, cleaned, field_tree = self.process_filters(self.model.select())
+        return render_template(
+            self.templates["export"],
+            admin=self.admin,
+            model_admin=self,
+            model=self.model,
+            query=query,
+            filter_form=filter_form,
+            field_tree=field_tree,
+            active_filters=cleaned,
+            export_fields=self.get_export_field_objects(),
+            related_fields=self.collect_related_fields(self.model, {}, []),
+            sql=query.sql(),
+            **self.get_extra_context(),
+        )
 
     def export_download(self):
         """Answer an export POST with a JSON or CSV file of the chosen fields.
@@ -369,6 +387,17 @@ class ChirpModelAdmin(ModelAdmin):
             flash("Choose at least one field, and JSON or CSV, to export.", "danger")
             return redirect(request.full_path.rstrip("?"))
         query = self.export_query(lookups)
+        with db.database.atomic():  # who exported what, with which filters
+            record_audit(
+                "export",
+                self.model,
+                request.args.getlist("id"),
+                {
+                    "fields": ", ".join(lookups),
+                    "format": export_format,
+                    "filters": request.query_string.decode("utf-8") or "(none)",
+                },
+            )
         # Rows are read, converted and sent one at a time (constant memory), at most
         # MAX_EXPORT_ROWS of them; one probe past the cap says whether the file is cut.
         truncated = query.offset(MAX_EXPORT_ROWS).limit(1).exists()
@@ -556,6 +585,20 @@ class UserAdmin(ChirpModelAdmin):
                 if User.email_taken(field.data, instance):
                     raise ValidationError(TAKEN_MESSAGE)
 
+            def validate(form, extra_validators=None):
+                # Nobody locks themself out: not here, not in a bulk action, not through
+                # the API. Checked after the fields: their Optional() stops at "False".
+                valid = super().validate(extra_validators)
+                if instance.id is not None and instance.id == g.user.id:
+                    for field, message in (
+                        (form.active, "You cannot deactivate yourself."),
+                        (form.admin, "You cannot remove your own admin rights."),
+                    ):
+                        if not field.data:
+                            field.errors.append(message)
+                            valid = False
+                return valid
+
         return UserForm
 
     def before_save(self, instance, form, adding):
@@ -733,7 +776,10 @@ class AuditAdmin(ChirpModelAdmin):
     def get_detail_rows(self, instance):
         rows = [row for row in super().get_detail_rows(instance) if row[0] != "Changes"]
         changes = json.loads(instance.changes)
-        return rows + [(f"{name}", f"{old} → {new}") for name, (old, new) in changes.items()]
+        return rows + [
+            (name, f"{value[0]} → {value[1]}" if is_change(value) else value)
+            for name, value in changes.items()
+        ]
 
 
 def daily_counts(date_field, days=STATS_DAYS, today=None):

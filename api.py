@@ -62,6 +62,7 @@ from models import NOTE_MAX_LENGTH
 from models import RAW_LENGTH_FACTOR
 from models import USERNAME_MAX_LENGTH
 from models import USERNAME_PATTERN
+from models import AuditEntry
 from models import Message
 from models import Note
 from models import Notification
@@ -69,10 +70,12 @@ from models import Relationship
 from models import Taken
 from models import TextRefused
 from models import User
+from models import audit_diff
 from models import clean_email
 from models import clean_message
 from models import clean_note
 from models import clean_username
+from models import snapshot
 
 API_PREFIX = "/api"
 PAGE_SIZE = 20
@@ -314,6 +317,9 @@ class ChirpResource(RestResource):
     - ``fields``: what is serialized; ``output_schema`` extends the generated schema.
     """
 
+    # Writes (create, edit, delete) go to the audit trail, like the admin's: the admins'
+    # resources (users, notes).
+    audited = False
     paginate_by = PAGE_SIZE
     max_paginate_by = MAX_PAGE_SIZE
     nested_writes = False
@@ -485,9 +491,19 @@ class ChirpResource(RestResource):
         return instance, [instance]
 
     def save_changes(self, instance, data):
-        """Validate and save ``data`` onto ``instance`` in one transaction; return it."""
+        """Validate and save ``data`` onto ``instance`` in one transaction; return it.
+        An ``audited`` resource writes its audit entry in that transaction, as the admin
+        does for the same change."""
+        adding = instance.get_id() is None
+        before = {} if adding else snapshot(instance)
         try:
-            return self.persist_object(instance, data)
+            with self.model._meta.database.atomic():
+                saved = self.persist_object(instance, data)
+                if self.audited:
+                    changes = audit_diff(self.model, before, snapshot(saved))
+                    action = "create" if adding else "edit"
+                    AuditEntry.record(g.user, action, self.model, saved.get_id(), changes)
+                return saved
         except IntegrityError:  # a concurrent request won a uniqueness race
             raise ApiError(409, "That conflicts with existing data.") from None
 
@@ -503,7 +519,11 @@ class ChirpResource(RestResource):
 
     def delete(self, obj):
         with self.model._meta.database.atomic():
-            return super().delete(obj)
+            changes = audit_diff(self.model, snapshot(obj), {})
+            response = super().delete(obj)
+            if self.audited:
+                AuditEntry.record(g.user, "delete", self.model, obj.get_id(), changes)
+            return response
 
 
 class OwnedResource(ChirpResource, RestrictOwnerResource):
@@ -563,6 +583,7 @@ class UserResource(ChirpResource):
     from everyone else. A user created here has no usable password until one is set."""
 
     summary = "Users"
+    audited = True
     fields = ("id", "username", "join_date")
     output_schema = {"email": {"type": "string", "description": "Shown to admins only."}}
     ordering_fields = ("id", "username", "join_date")
@@ -607,6 +628,12 @@ class UserResource(ChirpResource):
         if instance.password is None:
             instance.password = "!"  # matches no password: werkzeug needs "method$salt$hash"
         return super().save_object(instance, raw_data)
+
+    def delete(self, obj):
+        # The admin refuses this too: an admin who deletes themself locks themself out.
+        if obj.id == g.user.id:
+            raise ApiError(403, "You cannot delete yourself.")
+        return super().delete(obj)
 
 
 # The author columns the API shows with each message (UserResource.fields), all it reads.
@@ -759,10 +786,11 @@ class RelationshipResource(OwnedResource):
 
 
 class NoteResource(ChirpResource):
-    """Admins' notes. Everyone reads live notes; admins read all and write them, and a
-    new note's author is the admin who posts it."""
+    """Admins' notes, for admins only (401 without credentials, 403 for members): they read
+    and write them, and a new note's author is the admin who posts it."""
 
     summary = "Admin notes"
+    audited = True
     fields = ("id", "user", "message", "status", "created_date")
     output_schema = {
         "status": {
@@ -788,8 +816,7 @@ class NoteResource(ChirpResource):
     required_fields = ("message",)
 
     def get_query(self):
-        query = Note.select().order_by(Note.id)
-        return query if caller_is_admin() else query.where(Note.status == Note.LIVE)
+        return Note.select().order_by(Note.id)
 
     def clean_message(self, value, instance):
         return clean_note(value)
@@ -1303,6 +1330,9 @@ def resource_paths(resource):
         )
 
     detail_delete = operation(f"Delete one {title}", deleted, True, [pk], errors=["403", "404"])
+    # Reads that need more than credentials (an admin's) can be refused with a 403.
+    admins_only = isinstance(resource.authentication, AdminApiCredentials) and "GET" in protected
+    read_errors = ["403"] if admins_only else []
     items = {
         f"/{name}/": {
             "get": operation(
@@ -1310,12 +1340,14 @@ def resource_paths(resource):
                 page_schema(ref),
                 "GET" in protected,
                 list_parameters(resource),
-                errors=["404", "422"],
+                errors=["404", "422", *read_errors],
             ),
             "post": write(f"Create a {title}", True),
         },
         f"/{name}/{{pk}}/": {
-            "get": operation(f"One {title}", ref, "GET" in protected, [pk], errors=["404"]),
+            "get": operation(
+                f"One {title}", ref, "GET" in protected, [pk], errors=["404", *read_errors]
+            ),
             "put": write(f"Edit a {title} (only the given fields change)", False),
             "post": write(f"Edit a {title}, like PUT", False),
             "delete": detail_delete,
@@ -1590,4 +1622,4 @@ api = ChirpAPI(app, prefix=API_PREFIX)
 api.register(User, UserResource, auth=AdminApiCredentials())
 api.register(Message, MessageResource, auth=ApiCredentials())
 api.register(Relationship, RelationshipResource, auth=ApiCredentials())
-api.register(Note, NoteResource, auth=AdminApiCredentials())
+api.register(Note, NoteResource, auth=AdminApiCredentials(protected_methods=ALL_METHODS))

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 import uuid
 from urllib.parse import unquote_to_bytes
@@ -90,6 +91,10 @@ app.config.from_mapping(
     # How many reverse proxies (nginx, a load balancer) sit in front of Chirp and set
     # X-Forwarded-For and X-Forwarded-Proto. 0: clients connect directly.
     TRUSTED_PROXIES=0,
+    # The host names Chirp answers to, e.g. FLASK_TRUSTED_HOSTS='["chirp.example"]' (a
+    # leading dot allows subdomains). Another Host header is a 400, so absolute URLs Chirp
+    # builds (the trailing-slash redirect) never point elsewhere. None: any host (dev).
+    TRUSTED_HOSTS=None,
 )
 app.config.from_prefixed_env()
 if app.config["TRUSTED_PROXIES"]:
@@ -314,13 +319,36 @@ db = Database(app, database_from_url(app.config["DATABASE_URL"], app.config["SQL
 database = db.database
 
 
+# Characters that would let a logged value start a new log line or rewrite the terminal
+# (a path with %0A, %0D or an escape sequence): logged as \xNN / \uNNNN instead.
+LOG_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_log_text(text):
+    """Return ``text`` with control characters and line separators written as escapes
+    (``\\x0a``), so a value from a request can never forge a line of the log."""
+    return LOG_CONTROL_CHARACTERS.sub(
+        lambda match: (
+            f"\\x{ord(match.group()):02x}"
+            if ord(match.group()) < 0x100
+            else f"\\u{ord(match.group()):04x}"
+        ),
+        text,
+    )
+
+
 class RequestIdFilter(logging.Filter):
     """Tags every log line written while handling a request with that request's id, the
-    one sent back in the ``X-Request-ID`` header and shown on the 500 page."""
+    one sent back in the ``X-Request-ID`` header and shown on the 500 page, and escapes
+    the message (escape_log_text): Flask logs the decoded path of a failed request, and
+    ``/%0A...`` would otherwise write a line of the attacker's choosing. A traceback is
+    added by the formatter after this, with its own line breaks."""
 
     def filter(self, record):
+        message = escape_log_text(record.getMessage())
         if has_request_context() and "request_id" in g:
-            record.msg = f"{record.msg} [request {g.request_id}]"
+            message = f"{message} [request {g.request_id}]"
+        record.msg, record.args = message, None
         return True
 
 

@@ -1457,6 +1457,54 @@ class AuditEntry(BaseModel):
     changes = TextField(default="{}")
     created_date = DateTimeField(default=datetime.datetime.now, index=True)
 
+    @classmethod
+    def record(cls, actor, action, model, object_ids, changes=None):
+        """Add an entry: ``actor`` (a User, or None) did ``action`` to rows ``object_ids``
+        (an id or a list of ids) of ``model``, changing ``changes`` ({field: [old, new]}).
+
+        Values that JSON cannot hold (dates) are stored as text. Call it inside the
+        transaction that makes the change, so the entry and the change commit together;
+        the admin and the API both do (docs/security.md, "The admin and the audit trail").
+        """
+        ids = object_ids if isinstance(object_ids, list | tuple) else [object_ids]
+        return cls.create(
+            actor=actor,
+            actor_name=actor.username if actor is not None else "",
+            action=action,
+            model_name=model.__name__,
+            object_id=",".join(str(pk) for pk in ids),
+            changes=json.dumps(changes or {}, default=str, sort_keys=True),
+        )
+
+
+# Columns that no admin page, export, audit entry or API answer may ever show.
+SECRET_FIELDS = frozenset({User.password, User.session_token, ApiToken.token_hash})
+# Columns the audit trail leaves out: they change only as a consequence of another change
+# (a new password or a deactivation ends the user's sessions; a name's skeleton follows it).
+UNAUDITED_FIELDS = frozenset({User.session_token, User.username_skeleton})
+# What an audit entry records instead of a secret's value.
+HIDDEN = "(hidden)"
+
+
+def snapshot(instance):
+    """Return ``{field name: value}`` for every column of ``instance`` (a model row)."""
+    return {name: instance.__data__.get(name) for name in instance._meta.sorted_field_names}
+
+
+def audit_diff(model, before, after):
+    """Return ``{field: [old, new]}`` for the fields that differ between two snapshots.
+
+    Secret fields (SECRET_FIELDS) appear as ``[HIDDEN, HIDDEN]`` when they changed, so
+    the audit trail says a password was changed without storing either hash.
+    """
+    changes = {}
+    for name in model._meta.sorted_field_names:
+        old, new = before.get(name), after.get(name)
+        if old != new and model._meta.fields[name] not in UNAUDITED_FIELDS:
+            secret = model._meta.fields[name] in SECRET_FIELDS
+            changes[name] = [HIDDEN, HIDDEN] if secret else [old, new]
+    return changes
+
 
 MODELS = [
     User,
