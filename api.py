@@ -56,12 +56,10 @@ from app import limit_action
 from auth import AdminApiCredentials
 from auth import ApiCredentials
 from models import EMAIL_MAX_LENGTH
-from models import EMAIL_PATTERN
 from models import MESSAGE_MAX_LENGTH
 from models import NOTE_MAX_LENGTH
 from models import RAW_LENGTH_FACTOR
 from models import USERNAME_MAX_LENGTH
-from models import USERNAME_PATTERN
 from models import AuditEntry
 from models import Message
 from models import Note
@@ -547,12 +545,6 @@ def others(query, instance):
     return query.where(model._meta.primary_key != instance.get_id())
 
 
-def without_final_newline(value):
-    """Return ``value`` without the one final newline that a pattern ending in ``$`` lets
-    through (``$`` also matches before it), so that it is never stored."""
-    return value.removesuffix("\n")
-
-
 def text_schema(max_length, description):
     """Return the OpenAPI schema of a text field that models.clean_text judges: up to
     RAW_LENGTH_FACTOR times ``max_length`` characters as sent; once normalised, 1 to
@@ -593,13 +585,24 @@ class UserResource(ChirpResource):
         **date_filters("join_date", User.join_date),
     }
     writable_fields = {
+        # Judged by models.clean_username and clean_email, as on the web and in the admin
+        # (trimmed first, so " alice" is alice everywhere): a 422 when they refuse.
         "username": {
             "type": "string",
             "minLength": 1,
-            "maxLength": USERNAME_MAX_LENGTH,
-            "pattern": f"^{USERNAME_PATTERN.pattern}$",
+            "maxLength": RAW_LENGTH_FACTOR * USERNAME_MAX_LENGTH,
+            "pattern": NO_NUL_PATTERN,
+            "description": f"Once trimmed: 1 to {USERNAME_MAX_LENGTH} of A-Z, a-z, 0-9, _ "
+            "(else 422); not taken in any case, nor by a look-alike name (else 409).",
         },
-        "email": {"type": "string", "maxLength": EMAIL_MAX_LENGTH, "pattern": EMAIL_PATTERN},
+        "email": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": RAW_LENGTH_FACTOR * EMAIL_MAX_LENGTH,
+            "pattern": NO_NUL_PATTERN,
+            "description": f"Trimmed and lower-cased, then at most {EMAIL_MAX_LENGTH} "
+            "characters of the form name@domain.tld (else 422); not taken (else 409).",
+        },
     }
     required_fields = ("username", "email")
 
@@ -613,13 +616,13 @@ class UserResource(ChirpResource):
         return data
 
     def clean_username(self, value, instance):
-        value = clean_username(without_final_newline(value))
+        value = clean_username(value)
         if value != instance.username and User.username_taken(value, instance):
             raise Taken()
         return value
 
     def clean_email(self, value, instance):
-        value = clean_email(without_final_newline(value))
+        value = clean_email(value)
         if value != instance.email and User.email_taken(value, instance):
             raise Taken()
         return value

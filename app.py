@@ -240,6 +240,7 @@ class KeysetPage:
     400 (default: a row id). ``cursor_of(row)`` is the cursor continuing after ``row``
     (default ``row.id``). With ``not_found_when_empty`` a cursor past the end is a 404,
     as a web page that does not exist; the API answers an empty list instead.
+    ``keep_args`` names query arguments the page links keep (e.g. ``("q",)``).
 
     Attributes: ``items`` (the rows to show), ``cursor`` (the one requested, or None),
     ``has_next``; ``next_url()``/``previous_url()`` for "Older" and "Newest" links.
@@ -256,8 +257,11 @@ class KeysetPage:
         parse_cursor=parse_id_cursor,
         cursor_of=lambda row: row.id,
         not_found_when_empty=True,
+        keep_args=(),
     ):
         self.paginate_by = paginate_by
+        # Query arguments every page link carries on (a search's ``q``).
+        self.kept = {name: request.args[name] for name in keep_args if name in request.args}
         self.cursor_arg = cursor_arg
         raw = request.args.get(cursor_arg)
         self.cursor = None if raw is None else parse_cursor(cursor_arg, raw)
@@ -272,6 +276,7 @@ class KeysetPage:
         """Return the URL of the page after ``cursor`` (None: the first page) of the
         current view (or ``endpoint``), with ``values`` as extra query arguments."""
         args = dict(request.view_args)
+        args.update(self.kept)
         args.update(values)
         if cursor is not None:
             args[self.cursor_arg] = cursor

@@ -28,6 +28,7 @@ from peewee import BooleanField
 from peewee import CharField
 from peewee import Check
 from peewee import DateTimeField
+from peewee import Expression
 from peewee import ForeignKeyField
 from peewee import IntegerField
 from peewee import PostgresqlDatabase
@@ -37,6 +38,9 @@ from peewee import Value
 from peewee import fn
 from playhouse.migrations import Runner
 from playhouse.sqlite_ext import AutoIncrementField
+from playhouse.sqlite_ext import FTS5Model
+from playhouse.sqlite_ext import RowIDField
+from playhouse.sqlite_ext import SearchField
 
 from app import db
 
@@ -287,11 +291,14 @@ def clean_email(value):
 
 
 def clean_username(value):
-    """Return ``value`` if it is a valid new username (1 to USERNAME_MAX_LENGTH of
-    ``[A-Za-z0-9_]``), else raise TextRefused. Whether it is taken is User.username_taken."""
-    if not isinstance(value, str) or not USERNAME_PATTERN.fullmatch(value):
-        raise TextRefused("Use 1 to 30 letters, digits or underscores.")
-    return value
+    """Return ``value`` trimmed (normalize_text) if it is then a valid username (1 to
+    USERNAME_MAX_LENGTH of ``[A-Za-z0-9_]``), else raise TextRefused. Whether it is taken
+    is User.username_taken."""
+    if isinstance(value, str) and len(value) <= RAW_LENGTH_FACTOR * USERNAME_MAX_LENGTH:
+        value = normalize_text(value)
+        if USERNAME_PATTERN.fullmatch(value):
+            return value
+    raise TextRefused("Use 1 to 30 letters, digits or underscores.")
 
 
 @functools.cache
@@ -787,7 +794,7 @@ def user_summary(user):
 
 # What a list of people shows of each (the directory, followers, following): never the
 # password hash or e-mail. Add a column here when a list starts showing it.
-User.LIST_COLUMNS = (User.id, User.username, User.join_date)
+User.LIST_COLUMNS = (User.id, User.username, User.display_name, User.join_date)
 
 # Case-insensitive uniqueness: the database, not just the join form, refuses "Alice"
 # next to "alice", so two racing sign-ups cannot both win.
@@ -1269,6 +1276,119 @@ if isinstance(db.database, PostgresqlDatabase):
             using="GIN",
             name="message_content_search",
         )
+    )
+
+
+class MessageIndex(FTS5Model):
+    """SQLite's full-text index of message content (FTS5, table ``message_fts``, made by
+    migration 0005): an external-content index over ``message``, kept in step by triggers
+    on insert, update and delete, so it stores no second copy of the text. Queried by
+    Message.search on SQLite only; PostgreSQL uses the ``message_content_search`` index."""
+
+    rowid = RowIDField()
+    content = SearchField()
+
+    class Meta:
+        database = db.database
+        table_name = "message_fts"
+        options = {"content": "message", "content_rowid": "id"}
+
+
+SEARCH_QUERY_MAX_LENGTH = 200
+# At most this many words, phrases, #tags and from: names count in one search: each is
+# one more condition for the database.
+SEARCH_MAX_TERMS = 10
+# People a search shows beside the messages (prefix matches, by username).
+SEARCH_PEOPLE_LIMIT = 10
+SEARCH_TOKENS = re.compile(r'"([^"]*)"?|(\S+)')
+# What FTS5 and to_tsvector('simple') see as one word: letters, digits and underscores.
+SEARCH_WORD = re.compile(r"\w+")
+
+
+class SearchQuery:
+    """A parsed search: ``words`` and ``phrases`` to find in the text (each a list of
+    words, all of which must appear, a phrase's in order), ``tags`` (lower case, matched
+    through MessageTag) and ``authors`` (``from:name``, lower case). Built by parse_search;
+    ``people`` is the text to match against usernames and display names."""
+
+    def __init__(self, text):
+        self.text = text
+        self.phrases = []
+        self.tags = []
+        self.authors = []
+        for match in SEARCH_TOKENS.finditer(text):
+            quoted, token = match.groups()
+            if token and token.startswith("#") and re.fullmatch(r"#\w+", token):
+                self.tags.append(token[1:].lower())
+            elif token and token.lower().startswith("from:") and len(token) > 5:
+                self.authors.append(token[5:].lstrip("@").lower())
+            else:
+                words = SEARCH_WORD.findall((quoted if quoted is not None else token) or "")
+                if words:
+                    self.phrases.append(words)
+        terms = len(self.phrases) + len(self.tags) + len(self.authors)
+        if terms > SEARCH_MAX_TERMS:
+            raise TextRefused(f"A search may hold at most {SEARCH_MAX_TERMS} terms.")
+        self.people = text.strip().lstrip("@").lower()
+
+    def __bool__(self):
+        return bool(self.phrases or self.tags or self.authors)
+
+    def fts5_expression(self):
+        """The phrases as an FTS5 query: each a quoted string (so no word is ever read as
+        FTS5 syntax: AND, NEAR, *, column filters), all required."""
+        return " ".join('"' + " ".join(words) + '"' for words in self.phrases)
+
+
+def parse_search(text):
+    """Return the SearchQuery for the search box text ``text``. Raises TextRefused when
+    it is longer than SEARCH_QUERY_MAX_LENGTH characters or holds too many terms."""
+    if len(text) > SEARCH_QUERY_MAX_LENGTH:
+        raise TextRefused(f"A search must be at most {SEARCH_QUERY_MAX_LENGTH} characters.")
+    return SearchQuery(text)
+
+
+def search_messages(query, before=None, limit=None):
+    """Return the visible messages matching the SearchQuery ``query``, newest (highest id)
+    first, ``before`` a message id, at most ``limit`` (keyset paging). An empty query
+    matches nothing. Words use the full-text index: FTS5 on SQLite, the GIN index on
+    ``to_tsvector('simple', content)`` on PostgreSQL; tags use MessageTag."""
+    found = Message.visible()
+    if not query:
+        return keyset(found.where(SQL("1 = 0")), Message.id, before, limit)
+    for tag in query.tags:
+        tagged = MessageTag.select(MessageTag.message).join(Tag).where(Tag.name == tag)
+        found = found.where(Message.id << tagged)
+    if query.authors:
+        found = found.where(fn.LOWER(User.username) << query.authors)
+    if query.phrases and isinstance(db.database, PostgresqlDatabase):
+        vector = fn.to_tsvector(SQL(f"'{SEARCH_CONFIGURATION}'"), Message.content)
+        for words in query.phrases:
+            wanted = fn.phraseto_tsquery(SQL(f"'{SEARCH_CONFIGURATION}'"), " ".join(words))
+            found = found.where(Expression(vector, "@@", wanted))
+    elif query.phrases:
+        matching = MessageIndex.select(MessageIndex.rowid).where(
+            MessageIndex.match(query.fts5_expression())
+        )
+        found = found.where(Message.id << matching)
+    return keyset(found, Message.id, before, limit)
+
+
+def search_people(query, limit=SEARCH_PEOPLE_LIMIT):
+    """Return up to ``limit`` active users whose username or display name starts with
+    the SearchQuery's ``people`` text (any case), by username."""
+    prefix = query.people
+    if not prefix:
+        return User.select().where(SQL("1 = 0"))
+    return (
+        User.select(*User.LIST_COLUMNS)
+        .where(
+            User.active,
+            fn.LOWER(User.username).startswith(prefix)
+            | fn.LOWER(User.display_name).startswith(prefix),
+        )
+        .order_by(User.username)
+        .limit(limit)
     )
 
 

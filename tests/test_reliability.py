@@ -48,7 +48,7 @@ KILL_POINTS = (0.3, 0.6)
 WORDS = ["chirp", "tweet", "<b>bold</b>", "&amp;", "'quoted'", '"double"', "é", "日本", "🐦", "x"]
 ARTICLE = re.compile(r'<article class="message"[^>]*>(.*?)</article>', re.DOTALL)
 CONTENT = re.compile(r'<p class="content">(.*?)</p>', re.DOTALL)
-EDIT_LINK = re.compile(r'href="/edit/(\d+)/"')
+EDIT_LINK = re.compile(r'href="/edit/(\d+)/[?"]')
 CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
 TOKEN = re.compile(r'<code class="token">([^<]+)</code>')
 
