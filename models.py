@@ -265,6 +265,15 @@ def clean_note(value):
     return clean_text(value, NOTE_MAX_LENGTH, "A note")
 
 
+def clean_token_name(value):
+    """Return an API token's name ``value`` normalised, or raise TextRefused (clean_text
+    with TOKEN_NAME_MAX_LENGTH, one line): its owner reads it in their settings."""
+    text = clean_text(value, TOKEN_NAME_MAX_LENGTH, "A token name")
+    if "\n" in text or "\t" in text:
+        raise TextRefused("A token name must be one line, without tabs.")
+    return text
+
+
 def clean_email(value):
     """Return the e-mail address ``value`` as Chirp stores it, or raise TextRefused.
 

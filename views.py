@@ -41,7 +41,6 @@ from models import PASSWORD_MAX_LENGTH
 from models import PASSWORD_MIN_LENGTH
 from models import TAG_MAX_LENGTH
 from models import TAKEN_MESSAGE
-from models import TOKEN_NAME_MAX_LENGTH
 from models import USERNAME_PATTERN
 from models import ApiToken
 from models import Message
@@ -53,6 +52,7 @@ from models import clean_bio
 from models import clean_display_name
 from models import clean_email
 from models import clean_message
+from models import clean_token_name
 from models import clean_username
 from models import identicon_svg
 from models import keyset
@@ -180,11 +180,7 @@ class ProfileForm(Form):
 class TokenForm(Form):
     """A name for a new API token, so its owner can tell tokens apart."""
 
-    name = StringField(
-        "Token name",
-        filters=[strip],
-        validators=[DataRequired(), Length(max=TOKEN_NAME_MAX_LENGTH)],
-    )
+    name = StringField("Token name", validators=[DataRequired(), Rule(clean_token_name)])
 
 
 def page_size():

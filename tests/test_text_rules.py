@@ -455,3 +455,16 @@ def test_web_api_and_admin_accept_and_store_exactly_the_same_people(app, surface
         name, address = outcomes[0]
         assert not User.username_taken(name) and not User.email_taken(address)
         assert clean_email(address) == address and len(address) <= 254
+
+
+def test_token_names_follow_the_text_rule_on_the_web_and_the_command_line(client, runner):
+    make_user("alice")
+    login(client, "alice")
+    for name in ("\u202etxt.exe", "\u200b", "x" * 51, "my\r\nphone"):
+        response = post(client, "/settings/tokens/", {"name": name}, "/settings/")
+        assert response.status_code == 422, name
+    response = post(client, "/settings/tokens/", {"name": " my phone\r\n"}, "/settings/")
+    assert response.status_code == 200
+    result = runner.invoke(args=["create-token", "alice", "--name", "\u2066x"])
+    assert result.exit_code != 0 and "not allowed" in result.output
+    assert [token.name for token in ApiToken.select()] == ["my phone"]
