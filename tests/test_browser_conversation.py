@@ -6,12 +6,13 @@ from conftest import PASSWORD
 from conftest import make_message
 from conftest import make_user
 from live_server import running_gunicorn
+from playhouse.db_url import connect
 from playwright.sync_api import sync_playwright
 from test_browser import CHROMIUM
 from test_browser import CHROMIUM_ARGS
 from test_browser import Browser
 
-from app import db
+from models import MODELS
 from models import Message
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -31,13 +32,11 @@ def click(browser, locator, where):
 
 def test_reply_thread_like_repost_and_notifications_in_chromium(tmp_path):
     with running_gunicorn(tmp_path, workers=2) as server:
-        db.database.init(str(server.database))
-        try:
+        served = connect(server.database_url)
+        with served.bind_ctx(MODELS), served.connection_context():
             alice = make_user("alice")
             make_user("bob")
             original = make_message(alice, "what do you think?")
-        finally:
-            db.database.close()
         with sync_playwright() as playwright:
             chromium = playwright.chromium.launch(
                 executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
@@ -46,13 +45,10 @@ def test_reply_thread_like_repost_and_notifications_in_chromium(tmp_path):
                 run_scenario(Browser(chromium.new_page(), server.url), original.id)
             finally:
                 chromium.close()
-        db.database.init(str(server.database))
-        try:
+        with served.bind_ctx(MODELS), served.connection_context():
             row = Message.get_by_id(original.id)
             assert (row.reply_count, row.like_count, row.repost_count) == (1, 0, 1)
             assert alice.unread_notification_count() == 0
-        finally:
-            db.database.close()
 
 
 def run_scenario(browser, message_id):
