@@ -4,6 +4,7 @@ counts like the server, links, tags, mentions, search, edit and confirmed delete
 
 import pytest
 from conftest import PASSWORD
+from conftest import make_message
 from conftest import make_user
 from test_browser import browser  # noqa: F401  (the fixture)
 from test_browser import live_server  # noqa: F401  (the fixture browser uses)
@@ -106,3 +107,18 @@ def test_profile_composer_links_search_edit_and_delete(browser, tmp_path):  # no
     browser.submit("form.confirm", {})
     assert page.url.endswith("/tags/tea/")
     assert not Message.select().where(Message.id == message.id).exists()
+
+
+def test_admin_pages_fit_a_phone_and_browse_tags_and_mentions(browser):  # noqa: F811
+    make_user("root", admin=True)
+    make_message(make_user("alice", display_name="Alice"), "hi #tea @root")
+    browser.visit("/accounts/login/?next=/admin/")
+    browser.submit("form.card", {"#username": "root", "#password": PASSWORD})
+    browser.page.set_viewport_size({"width": 390, "height": 900})
+    for path in ["/admin/", "/admin/user/", "/admin/message/", "/admin/user/1/"]:
+        browser.visit(path)
+        no_sideways_scrolling(browser.page, path)
+    for path in ["/admin/tag/", "/admin/messagetag/", "/admin/mention/"]:
+        browser.visit(path)
+        no_sideways_scrolling(browser.page, path)
+        assert browser.page.locator("table tbody tr").count() == 1, path
