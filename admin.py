@@ -57,6 +57,8 @@ from models import Note
 from models import Relationship
 from models import User
 from models import audit_diff
+from models import clean_bio
+from models import clean_display_name
 from models import clean_email
 from models import clean_message
 from models import clean_note
@@ -534,6 +536,7 @@ class UserAdmin(ChirpModelAdmin):
 
     columns = ("username", "email", "join_date", "active", "admin", "message_count")
     exclude = ("password", "session_token", "username_skeleton")
+    field_rules = {"display_name": clean_display_name, "bio": clean_bio}
     export_exclude = ("password", "session_token", "username_skeleton")
     search_fields = ("username", "email")
     filter_fields = ["username", "email", "join_date", "active", "admin"]
