@@ -26,12 +26,16 @@ from flask import session
 from flask import stream_with_context
 from flask_peewee.admin import Action
 from flask_peewee.admin import Admin
+from flask_peewee.admin import AdminFilterModelConverter
+from flask_peewee.admin import AdminModelConverter
 from flask_peewee.admin import AdminPanel
 from flask_peewee.admin import ModelAdmin
 from flask_peewee.filters import FilterMapping
 from flask_peewee.serializer import Serializer
 from peewee import JOIN
+from peewee import AutoField
 from peewee import ForeignKeyField
+from peewee import IntegerField
 from peewee import IntegrityError
 from peewee import fn
 from wtforms import PasswordField
@@ -159,13 +163,81 @@ def rule_validator(clean):
 
 
 class ChirpFilterMapping(FilterMapping):
-    """Date filters that parse the browser's ``2026-11-01T10:00`` into a datetime.
+    """Date filters that parse the browser's ``2026-11-01T10:00`` into a datetime, and
+    number filters that take only numbers.
 
     flask-peewee compares the raw string, and on SQLite ``'…T10:00' > '… 23:00:00'``, so a
-    date range would be off at day boundaries. Its timestamp filters parse first.
+    date range would be off at day boundaries. Its timestamp filters parse first. It also
+    hands ``?fv_user=abc`` to an integer column as it is: SQLite just matches nothing, but
+    PostgreSQL refuses the query. A value a filter cannot use now drops that filter (as
+    flask-peewee does with a ValueError from ``clean``), on every database.
     """
 
     datetime_date = FilterMapping.timestamp
+
+    def convert(self, field):
+        filters = super().convert(field)
+        if isinstance(field, (IntegerField, AutoField, ForeignKeyField)):
+            for query_filter in filters:
+                query_filter.clean = whole_number_cleaner(query_filter.clean)
+        return filters
+
+
+def whole_number_cleaner(clean):
+    """Wrap a filter's ``clean(value)`` so that a text result must be a whole number
+    within the database's integer range; anything else raises ValueError."""
+
+    @functools.wraps(clean)
+    def clean_whole_number(value):
+        cleaned = clean(value)
+        if isinstance(cleaned, str):
+            cleaned = int(cleaned.strip())  # ValueError for "abc"
+        if isinstance(cleaned, int) and not -MAX_ID <= cleaned <= MAX_ID:
+            raise ValueError("out of range")
+        return cleaned
+
+    return clean_whole_number
+
+
+class RowIdKeys:
+    """For wtf-peewee's foreign-key form fields: a submitted key that is no row id
+    (``abc``, ``-1``, beyond MAX_ID) matches no row, without asking the database.
+
+    wtf-peewee looks the raw value up (``WHERE id = 'abc'``), which SQLite answers with no
+    row but PostgreSQL refuses with an error: the same request must not be a 500 there.
+    """
+
+    def get_model(self, pk):
+        if not is_row_id(str(pk)):
+            return None
+        return super().get_model(pk)
+
+
+@functools.cache
+def row_id_keys(field_class):
+    """Return ``field_class`` (a wtf-peewee foreign-key field) with RowIdKeys mixed in."""
+    return type(field_class.__name__, (RowIdKeys, field_class), {})
+
+
+def with_row_id_keys(converted):
+    """Mix RowIdKeys into the form field of a converter's ``(name, unbound field)``."""
+    name, unbound = converted
+    unbound.field_class = row_id_keys(unbound.field_class)
+    return name, unbound
+
+
+class ChirpFormConverter(AdminModelConverter):
+    """The admin's edit-form converter, with RowIdKeys foreign-key fields."""
+
+    def handle_foreign_key(self, model, field, **kwargs):
+        return with_row_id_keys(super().handle_foreign_key(model, field, **kwargs))
+
+
+class ChirpFilterConverter(AdminFilterModelConverter):
+    """The admin's filter-form converter, with RowIdKeys foreign-key fields."""
+
+    def handle_foreign_key(self, model, field, **kwargs):
+        return with_row_id_keys(super().handle_foreign_key(model, field, **kwargs))
 
 
 class ChirpModelAdmin(ModelAdmin):
@@ -178,9 +250,13 @@ class ChirpModelAdmin(ModelAdmin):
     - delete stays inside ``get_query()`` (S5) and refuses non-integer ids;
     - a database constraint violation is a flashed error, not a 500;
     - export never dumps every column when no field is chosen (S4), never includes
-      SECRET_FIELDS, builds JSON from a list (S10), and also offers CSV.
+      SECRET_FIELDS, builds JSON from a list (S10), and also offers CSV;
+    - a filter or form value that is no number where a row id belongs is ignored
+      (ChirpFilterMapping, RowIdKeys), never sent to the database.
     """
 
+    form_converter = ChirpFormConverter
+    filter_converter = ChirpFilterConverter
     can_add = True
     can_edit = True
     can_delete = True

@@ -12,6 +12,7 @@ import pytest
 from conftest import PASSWORD
 from conftest import make_message
 from conftest import make_user
+from conftest import require_program
 from playwright.sync_api import sync_playwright
 from werkzeug.serving import make_server
 
@@ -20,6 +21,8 @@ from models import ApiToken
 from models import Message
 from models import Note
 from models import Relationship
+
+pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -116,9 +119,10 @@ class Browser:
 
 @pytest.fixture
 def browser(live_server):
+    executable = require_program(CHROMIUM)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+            executable_path=executable, args=CHROMIUM_ARGS, headless=True
         )
         try:
             context = chromium.new_context(java_script_enabled=True)

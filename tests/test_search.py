@@ -6,7 +6,6 @@ import re
 import pytest
 from conftest import make_message
 from conftest import make_user
-from peewee import SqliteDatabase
 
 from app import db
 from models import TextRefused
@@ -103,12 +102,7 @@ def test_the_directory_has_a_search_box(client):
     assert 'action="/search/"' in body and 'name="q"' in body
 
 
-SQLITE_ONLY = pytest.mark.skipif(
-    not isinstance(db.database, SqliteDatabase), reason="FTS5 is SQLite's full-text index"
-)
-
-
-@SQLITE_ONLY
+@pytest.mark.sqlite  # FTS5 is SQLite's full-text index
 def test_sqlite_search_ignores_diacritics_through_fts5(corpus):
     assert "message_fts" in db.database.get_tables()
     assert found("cafe") == ["Café au lait, brown sugar"]
