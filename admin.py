@@ -1,8 +1,9 @@
 """The admin at /admin/: flask-peewee's Admin, ModelAdmins and dashboard panels.
 
 Admins moderate the live site here: users (with bulk deactivate/reactivate and a
-write-only "new password"), messages, relationships, notes, API tokens and a read-only
-audit trail of every admin write. Each flask-peewee 4.0.1 hole this module closes is
+write-only "new password"), messages (and the replies among them), likes, reposts,
+notifications, relationships, notes, API tokens and a read-only audit trail of every
+admin write. Each flask-peewee 4.0.1 hole this module closes is
 named after its entry in docs/flask-peewee.md (S3, S4, S5, S10, N6).
 """
 
@@ -56,9 +57,12 @@ from models import SECRET_FIELDS
 from models import TAKEN_MESSAGE
 from models import ApiToken
 from models import AuditEntry
+from models import Like
 from models import Message
 from models import Note
+from models import Notification
 from models import Relationship
+from models import Repost
 from models import User
 from models import audit_diff
 from models import clean_bio
@@ -692,13 +696,22 @@ class UserAdmin(ChirpModelAdmin):
 
 
 class MessageAdmin(ChirpModelAdmin):
-    """Messages, with their author picked and filtered by username."""
+    """Messages, with their author picked and filtered by username. Replies show what they
+    answer; the counters and the reply link are kept by Chirp, never edited here."""
 
-    columns = ("excerpt", "user", "pub_date")
+    columns = ("excerpt", "user", "pub_date", "replying_to", "reply_count", "like_count")
+    exclude = ("in_reply_to", "is_reply", "reply_count", "like_count", "repost_count")
     field_rules = {"content": clean_message}
     search_fields = ("content", "user__username")
-    filter_fields = ["user", "user__username", "pub_date", "content"]
+    filter_fields = ["user", "user__username", "pub_date", "content", "is_reply"]
     foreign_key_lookups = {"user": "username"}
+
+    def replying_to(self, message):
+        """The id of the message ``message`` answers, "deleted", or "" (not a reply).
+        The id, not the message: showing the message would cost a query per row."""
+        if message.in_reply_to_id is not None:
+            return message.in_reply_to_id
+        return "deleted" if message.is_reply else ""
 
     def get_query(self):
         # The author is joined in: no query per row for the "user" column (N6).
@@ -727,6 +740,49 @@ class RelationshipAdmin(ChirpModelAdmin):
             .join(followed, on=Relationship.to_user)
             .switch(Relationship)
             .order_by(Relationship.created_date.desc(), Relationship.id.desc())
+        )
+
+
+class ReactionAdmin(ChirpModelAdmin):
+    """Likes or reposts: listed, filtered and deleted (the message's counter follows),
+    never made or edited here. The user and the message are joined in (N6)."""
+
+    can_add = False
+    can_edit = False
+    columns = ("user", "message", "created_date")
+    search_fields = ("user__username",)
+    filter_fields = ["user", "user__username", "created_date"]
+    foreign_key_lookups = {"user": "username"}
+
+    def get_query(self):
+        model = self.model
+        return (
+            model.select(model, User, Message)
+            .join(User)
+            .switch(model)
+            .join(Message)
+            .order_by(model.id.desc())
+        )
+
+
+class NotificationAdmin(ChirpModelAdmin):
+    """Notifications: listed, filtered and deleted, never made or edited here."""
+
+    can_add = False
+    can_edit = False
+    columns = ("recipient", "actor", "kind", "message_id", "read", "created_date")
+    filter_fields = ["recipient", "actor", "kind", "read", "created_date"]
+    foreign_key_lookups = {"recipient": "username", "actor": "username"}
+
+    def get_query(self):
+        recipient, actor = User.alias(), User.alias()
+        return (
+            Notification.select(Notification, recipient, actor)
+            .join(recipient, on=Notification.recipient)
+            .switch(Notification)
+            .join(actor, on=Notification.actor)
+            .switch(Notification)
+            .order_by(Notification.id.desc())
         )
 
 
@@ -939,6 +995,9 @@ admin = ChirpAdmin(app, auth, branding="Chirp")
 admin.register(User, UserAdmin)
 admin.register(Message, MessageAdmin)
 admin.register(Relationship, RelationshipAdmin)
+admin.register(Like, ReactionAdmin)
+admin.register(Repost, ReactionAdmin)
+admin.register(Notification, NotificationAdmin)
 admin.register(Note, NoteAdmin)
 admin.register(ApiToken, ApiTokenAdmin)
 admin.register(AuditEntry, AuditAdmin)

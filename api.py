@@ -26,6 +26,7 @@ from flask import abort
 from flask import g
 from flask import render_template
 from flask import request
+from flask import url_for
 from flask_peewee.rest import RestAPI
 from flask_peewee.rest import RestResource
 from flask_peewee.rest import RestrictOwnerResource
@@ -62,6 +63,7 @@ from models import USERNAME_MAX_LENGTH
 from models import AuditEntry
 from models import Message
 from models import Note
+from models import Notification
 from models import Relationship
 from models import Taken
 from models import TextRefused
@@ -153,6 +155,22 @@ def parse_integer(name, raw, low=1, high=MAX_ID):
     if not re.fullmatch(r"-?[0-9]{1,19}", raw) or not low <= int(raw) <= high:
         raise ApiError(400, f"{name} must be a whole number from {low} to {high}.")
     return int(raw)
+
+
+def check_query(allowed):
+    """Refuse (400) query parameters outside ``allowed`` (a list of names)."""
+    unknown = set(request.args) - set(allowed)
+    if unknown:
+        raise ApiError(
+            400,
+            f"Unsupported query parameter(s): {short_list(unknown)}. "
+            f"Supported: {', '.join(allowed)}.",
+        )
+
+
+def page_limit():
+    """Return ``?limit`` (default PAGE_SIZE, lowered to MAX_PAGE_SIZE); 400 if invalid."""
+    return min(parse_integer("limit", request.args.get("limit", str(PAGE_SIZE))), MAX_PAGE_SIZE)
 
 
 def parse_string(name, raw):
@@ -632,10 +650,33 @@ def with_api_authors(fetch):
 
 class MessageResource(OwnedResource):
     """Messages, each with its author as a nested user. Messages of inactive users are
-    hidden. Members post as themselves and edit or delete only their own."""
+    hidden. Members post as themselves (``in_reply_to`` makes a reply) and edit or delete
+    only their own. Each message carries its reply, like and repost counts, and whether
+    the caller liked or reposted it (false for anonymous callers)."""
 
     summary = "Messages"
-    fields = ("id", "user", "content", "pub_date")
+    fields = (
+        "id",
+        "user",
+        "content",
+        "pub_date",
+        "is_reply",
+        "reply_count",
+        "like_count",
+        "repost_count",
+    )
+    output_schema = {
+        "in_reply_to": {
+            "type": ["integer", "null"],
+            "description": "The id of the message this one answers; null if none or deleted.",
+        },
+        "is_reply": {
+            "type": "boolean",
+            "description": "True for a reply, even once the answered message is deleted.",
+        },
+        "liked": {"type": "boolean", "description": "Whether the caller likes it."},
+        "reposted": {"type": "boolean", "description": "Whether the caller reposted it."},
+    }
     include_resources = {"user": UserResource}
     ordering_fields = ("id", "pub_date")
     query_filters = {
@@ -643,7 +684,15 @@ class MessageResource(OwnedResource):
         **username_filter("user__username", Message.user, "author"),
         **date_filters("pub_date", Message.pub_date),
     }
-    writable_fields = {"content": text_schema(MESSAGE_MAX_LENGTH, "The message.")}
+    writable_fields = {
+        "content": text_schema(MESSAGE_MAX_LENGTH, "The message."),
+        "in_reply_to": {
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "maximum": MAX_ID,
+            "description": "The id of a visible message this one answers (set at creation).",
+        },
+    }
     required_fields = ("content",)
 
     def get_query(self):
@@ -655,6 +704,43 @@ class MessageResource(OwnedResource):
 
     def clean_content(self, value, instance):
         return clean_message(value)
+
+    def clean_in_reply_to(self, value, instance):
+        """Return the visible message ``value`` answers (422 if there is none); a message
+        keeps what it answers, so an edit may only repeat it."""
+        if instance.get_id() is not None:
+            if value != instance.in_reply_to_id:
+                raise ApiError(422, "in_reply_to is set when a message is created.")
+            return instance.in_reply_to
+        if value is None:
+            return None
+        parent = Message.visible().where(Message.id == value).first()
+        if parent is None:
+            raise ApiError(422, "in_reply_to: there is no such message to reply to.")
+        return parent
+
+    def save_object(self, instance, raw_data):
+        """A new message is posted by the caller through User.post, which counts the reply
+        and notifies in the same transaction; edits save as usual."""
+        if instance.get_id() is None:
+            return g.user.post(instance.content, in_reply_to=instance.in_reply_to)
+        return super().save_object(instance, raw_data)
+
+    def serialize_query(self, query):
+        """Serialize a page of messages, with the caller's likes and reposts: one query
+        for the whole page (Message.annotate); the counts are columns."""
+        rows = Message.annotate(list(query), g.get("user"), context=False)
+        return super().serialize_query(rows)
+
+    def serialize_object(self, obj):
+        return self.serialize_query([obj])[0]
+
+    def prepare_data(self, obj, data):
+        # Added here, not in ``fields``: the serializer would load each parent (N+1).
+        data["in_reply_to"] = obj.in_reply_to_id
+        data["liked"] = getattr(obj, "liked", False)
+        data["reposted"] = getattr(obj, "reposted", False)
+        return data
 
 
 class RelationshipResource(OwnedResource):
@@ -754,7 +840,13 @@ class NoteResource(ChirpResource):
 API_ACTIONS = {
     ("api.message_api_list", "POST"): "post",
     ("api.relationship_api_list", "POST"): "follow",
+    ("api.message_like", "POST"): "react",
+    ("api.message_like", "DELETE"): "react",
+    ("api.message_repost", "POST"): "react",
+    ("api.message_repost", "DELETE"): "react",
 }
+# The reactions at /message/<pk>/<name>/: name -> (do, undo), User methods.
+REACTIONS = {"like": ("like", "unlike"), "repost": ("repost", "unrepost")}
 
 
 # ---------------------------------------------------------------- the API
@@ -791,6 +883,35 @@ class ChirpAPI(RestAPI):
         yield "/", "index", self.index, ["GET"], self.optional_credentials
         yield "/openapi.json", "openapi", self.openapi, ["GET"], self.optional_credentials
         yield "/me/", "me", self.me, ["GET"], self.required_credentials
+        yield (
+            "/message/<int:pk>/context/",
+            "message_context",
+            self.message_context,
+            ["GET"],
+            self.optional_credentials,
+        )
+        for name in REACTIONS:
+            yield (
+                f"/message/<int:pk>/{name}/",
+                f"message_{name}",
+                self.reaction_view(name),
+                ["POST", "DELETE"],
+                self.required_credentials,
+            )
+        yield (
+            "/notifications/",
+            "notifications",
+            self.notifications,
+            ["GET"],
+            self.required_credentials,
+        )
+        yield (
+            "/notifications/read/",
+            "notifications_read",
+            self.notifications_read,
+            ["POST"],
+            self.required_credentials,
+        )
         yield (
             "/timeline/home/",
             "timeline_home",
@@ -870,6 +991,122 @@ class ChirpAPI(RestAPI):
         response.headers["Cache-Control"] = "no-store"
         return response
 
+    def visible_message(self, pk):
+        """Return the visible message ``pk``, else ApiError 404."""
+        message = Message.visible(API_AUTHOR_COLUMNS).where(Message.id == pk).first()
+        if message is None:
+            raise ApiError(404, "No such message.")
+        return message
+
+    def message_context(self, pk):
+        """A message's thread: ``ancestors`` (root first), the ``message``, and a page of
+        its ``replies`` (oldest first; ``?after=<reply id>`` continues, ``meta.next``)."""
+        check_query(["after", "limit"])
+        message = self.visible_message(pk)
+        limit = page_limit()
+        replies = message.thread_replies(API_AUTHOR_COLUMNS)
+        after = request.args.get("after")
+        if after is not None:
+            replies = replies.where(Message.id > parse_integer("after", after))
+        replies = list(replies.limit(limit + 1))
+        next_url = None
+        if len(replies) > limit:
+            replies = replies[:limit]
+            next_url = url_for(
+                f"{self.blueprint.name}.message_context", pk=pk, after=replies[-1].id, limit=limit
+            )
+        ancestors = message.ancestors(author_columns=API_AUTHOR_COLUMNS)
+        objects = self.message_resource().serialize_query(ancestors + [message] + replies)
+        count = len(ancestors)
+        return json_response(
+            {
+                "meta": {"limit": limit, "after": int(after) if after else None, "next": next_url},
+                "ancestors": objects[:count],
+                "message": objects[count],
+                "replies": objects[count + 1 :],
+            }
+        )
+
+    def reaction_view(self, name):
+        """Return the view of ``/message/<pk>/<name>/``: POST does the reaction (201 when
+        it is new, 200 when it already was), DELETE undoes it (204, also when there was
+        nothing to undo). Both answer with the same effect however often repeated."""
+        do, undo = REACTIONS[name]
+
+        def view(pk):
+            message = self.visible_message(pk)
+            if request.method == "DELETE":
+                getattr(g.user, undo)(message)
+                return Response(status=204)
+            created = getattr(g.user, do)(message)
+            fresh = self.visible_message(pk)
+            return json_response(
+                self.message_resource().serialize_object(fresh), 201 if created else 200
+            )
+
+        view.__name__ = f"message_{name}"
+        return view
+
+    def notifications(self):
+        """The caller's notifications, newest first, from active users only.
+        ``?before=<id>`` pages back (``meta.next``); ``?since_id=<id>`` returns only newer
+        ones, for polling."""
+        check_query(["before", "since_id", "limit"])
+        limit = page_limit()
+        query = g.user.notifications()
+        before = request.args.get("before")
+        since = request.args.get("since_id")
+        if before is not None:
+            query = query.where(Notification.id < parse_integer("before", before))
+        if since is not None:
+            query = query.where(Notification.id > parse_integer("since_id", since, 0))
+        rows = list(query.limit(limit + 1))
+        next_url = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            args = {"before": rows[-1].id, "limit": limit}
+            if since is not None:
+                args["since_id"] = since
+            next_url = url_for(f"{self.blueprint.name}.notifications", **args)
+        messages = [row.message for row in rows if row.message]
+        serialized = dict(
+            zip(
+                [m.id for m in messages],
+                self.message_resource().serialize_query(messages),
+                strict=True,
+            )
+        )
+        users = self._registry[User]
+        objects = [
+            {
+                "id": row.id,
+                "kind": row.kind,
+                "actor": users.serialize_object(row.actor),
+                "message": serialized.get(row.message_id),
+                "read": row.read,
+                "created_date": ChirpSerializer().convert_value(row.created_date),
+            }
+            for row in rows
+        ]
+        response = json_response(
+            {
+                "meta": {
+                    "limit": limit,
+                    "before": int(before) if before else None,
+                    "since_id": int(since) if since else None,
+                    "next": next_url,
+                    "unread": g.user.unread_notification_count(),
+                },
+                "objects": objects,
+            }
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def notifications_read(self):
+        """Mark all the caller's notifications read; answers how many changed."""
+        return json_response({"marked": g.user.mark_notifications_read()})
+
     def timeline_home(self):
         """The caller's home timeline: their messages and those of everyone they follow."""
         return self.timeline(g.user.home_timeline, "timeline_home")
@@ -903,7 +1140,7 @@ class ChirpAPI(RestAPI):
                     "before": page.cursor,
                     "next": page.next_url(f"{self.blueprint.name}.{endpoint}", limit=limit),
                 },
-                "objects": [resource.serialize_object(message) for message in page.items],
+                "objects": resource.serialize_query(page.items),
             }
         )
 
@@ -1147,6 +1384,88 @@ def timeline_schema():
     }
 
 
+def conversation_paths(timeline_params):
+    """Return the OpenAPI path items of threads, reactions and notifications."""
+    pk = {"name": "pk", "in": "path", "required": True, "schema": ID_SCHEMA}
+    limit = timeline_params[1]
+    message = {"$ref": "#/components/schemas/Message"}
+    messages = {"type": "array", "items": message}
+    keyset_meta = {
+        "type": "object",
+        "properties": {
+            "limit": {"type": "integer"},
+            "next": {"type": ["string", "null"], "description": "URL of the next page, or null."},
+        },
+    }
+    context = {
+        "type": "object",
+        "required": ["meta", "ancestors", "message", "replies"],
+        "properties": {
+            "meta": keyset_meta,
+            "ancestors": messages,
+            "message": message,
+            "replies": messages,
+        },
+    }
+    after = query_parameter("after", ID_SCHEMA, "Only replies with a larger id (the cursor).")
+    items = {
+        "/message/{pk}/context/": {
+            "get": operation(
+                "A message's thread: ancestors (root first), the message, replies (oldest first)",
+                context,
+                False,
+                [pk, after, limit],
+                errors=["404"],
+            )
+        }
+    }
+    for name, verb in (("like", "Like"), ("repost", "Repost")):
+        do = operation(f"{verb} a message (200 if already done)", message, True, [pk])
+        do["responses"]["201"] = ok(message, f"{verb}d now")
+        undo = operation(f"Undo your {name} of a message (done or not)", {}, True, [pk])
+        undo["responses"].pop("200")
+        undo["responses"]["204"] = {"description": "Done; no content."}
+        for op in (do, undo):
+            op["responses"]["404"] = {"$ref": "#/components/responses/404"}
+        items[f"/message/{{pk}}/{name}/"] = {"post": do, "delete": undo}
+    notifications = {
+        "type": "object",
+        "required": ["meta", "objects"],
+        "properties": {
+            "meta": {
+                "type": "object",
+                "properties": {
+                    **keyset_meta["properties"],
+                    "before": {"type": ["integer", "null"]},
+                    "since_id": {"type": ["integer", "null"]},
+                    "unread": {"type": "integer", "description": "Unread notifications."},
+                },
+            },
+            "objects": {"type": "array", "items": {"$ref": "#/components/schemas/Notification"}},
+        },
+    }
+    since = query_parameter(
+        "since_id",
+        {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+        "Only notifications with a larger id (for polling).",
+    )
+    before = query_parameter("before", ID_SCHEMA, "Only notifications with a smaller id.")
+    items["/notifications/"] = {
+        "get": operation(
+            "Your notifications, newest first", notifications, True, [before, since, limit]
+        )
+    }
+    marked = {
+        "type": "object",
+        "required": ["marked"],
+        "properties": {"marked": {"type": "integer"}},
+    }
+    items["/notifications/read/"] = {
+        "post": operation("Mark all your notifications read", marked, True)
+    }
+    return items
+
+
 def openapi_document(api):
     """Build the OpenAPI 3.1 document of ``api`` from its registered resources."""
     schemas = {
@@ -1193,6 +1512,22 @@ def openapi_document(api):
         "get": operation(
             "The public timeline, newest first", timeline_schema(), False, timeline_params
         )
+    }
+    paths.update(conversation_paths(timeline_params))
+    schemas["Notification"] = {
+        "type": "object",
+        "required": ["id", "kind", "actor", "message", "read", "created_date"],
+        "properties": {
+            "id": {"type": "integer"},
+            "kind": {"type": "string", "enum": list(Notification.KINDS)},
+            "actor": {"$ref": "#/components/schemas/User"},
+            "message": {
+                "oneOf": [{"$ref": "#/components/schemas/Message"}, {"type": "null"}],
+                "description": "The message concerned (null for a follow).",
+            },
+            "read": {"type": "boolean"},
+            "created_date": DATE_SCHEMA,
+        },
     }
     paths["/openapi.json"] = {"get": operation("This document", {"type": "object"}, False)}
     error = {

@@ -675,8 +675,10 @@ class User(BaseModel, BaseUser):
 
     def post(self, content, in_reply_to=None):
         """Publish ``content`` (already validated) as this user's message, optionally as a
-        reply to the message ``in_reply_to``. The parent's reply count and its author's
-        notification are written in the same transaction. Returns the new Message."""
+        reply to the message ``in_reply_to``. The parent's reply count, its author's
+        notification and those of the people the text mentions (not the author, and not
+        the replied-to author twice) are written in the same transaction. Returns the new
+        Message."""
         with db.database.atomic():
             message = Message.create(
                 user=self,
@@ -684,9 +686,26 @@ class User(BaseModel, BaseUser):
                 in_reply_to=in_reply_to,
                 is_reply=in_reply_to is not None,
             )
+            skip = {self.id}
             if in_reply_to is not None:
                 Message.bump(in_reply_to.id, reply_count=1)
                 Notification.notify(in_reply_to.user, self, Notification.REPLY, message)
+                skip.add(in_reply_to.user_id)  # told of the reply already: once is enough
+            # Message.save has recorded who the text mentions.
+            mentioned = Mention.select(Mention.user).where(
+                Mention.message == message.id, Mention.user.not_in(list(skip))
+            )
+            rows = [
+                {
+                    "recipient": row.user_id,
+                    "actor": self.id,
+                    "kind": Notification.MENTION,
+                    "message": message.id,
+                }
+                for row in mentioned
+            ]
+            if rows:
+                Notification.insert_many(rows).execute()
         return message
 
     def reply(self, message, content):
@@ -731,22 +750,33 @@ class User(BaseModel, BaseUser):
                 Notification.withdraw(message.user, self, kind, message)
         return deleted
 
-    def likes(self, message_ids):
-        """Return the set of ``message_ids`` this user liked (one query)."""
-        return _reacted(Like, self, message_ids)
-
-    def reposts(self, message_ids):
-        """Return the set of ``message_ids`` this user reposted (one query)."""
-        return _reacted(Repost, self, message_ids)
+    def reactions(self, message_ids):
+        """Return ``(liked, reposted)``: the sets of ``message_ids`` this user liked and
+        reposted, in one query."""
+        if not message_ids:
+            return set(), set()
+        likes = Like.select(Like.message.alias("message_id"), Value("like").alias("kind"))
+        reposts = Repost.select(Repost.message.alias("message_id"), Value("repost").alias("kind"))
+        query = likes.where(Like.user == self, Like.message << message_ids) | reposts.where(
+            Repost.user == self, Repost.message << message_ids
+        )
+        liked, reposted = set(), set()
+        for row in query.dicts():
+            (liked if row["kind"] == "like" else reposted).add(row["message_id"])
+        return liked, reposted
 
     def notifications(self):
         """Return this user's notifications from active users, newest first."""
         actor = User.alias()
+        author = User.alias()
+        # Only what the page and the API show of each person: never the password hash.
+        people = [column for user in (actor, author) for column in user_summary(user)]
         return (
-            Notification.select(Notification, actor, Message)
-            .join(actor, on=(Notification.actor == actor.id))
+            Notification.select(Notification, Message, *people)
+            .join(actor, on=(Notification.actor == actor.id), attr="actor")
             .switch(Notification)
             .join(Message, JOIN.LEFT_OUTER)
+            .join(author, JOIN.LEFT_OUTER, on=(Message.user == author.id), attr="user")
             .where(Notification.recipient == self, actor.active)
             .order_by(Notification.id.desc())
         )
@@ -766,12 +796,9 @@ class User(BaseModel, BaseUser):
         return query.where(Notification.recipient == self, ~Notification.read).execute()
 
 
-def _reacted(model, user, message_ids):
-    """Return the subset of ``message_ids`` that ``user`` has a ``model`` row for."""
-    if not message_ids:
-        return set()
-    query = model.select(model.message).where(model.user == user, model.message << message_ids)
-    return {row.message_id for row in query}
+def user_summary(user):
+    """Return the columns of ``user`` (User or an alias) a notification shows."""
+    return (user.id, user.username, user.join_date)
 
 
 # What a list of people shows of each (the directory, followers, following): never the
@@ -958,9 +985,10 @@ class Message(BaseModel):
         ``limit`` rows (keyset paging on the primary key)."""
         return keyset(cls.visible(), cls.id, before, limit)
 
-    def ancestors(self, limit=100):
+    def ancestors(self, limit=100, author_columns=None):
         """Return the visible messages this one answers, up the chain to the root, root
-        first, at most ``limit`` of them (one recursive query)."""
+        first, at most ``limit`` of them (one recursive query); ``author_columns`` as for
+        ``visible``."""
         if self.in_reply_to_id is None:
             return []
         base = Message.alias()
@@ -977,45 +1005,36 @@ class Message(BaseModel):
             .where(top.c.level < limit)
         )
         ids = chain.select_from(chain.c.id)
-        query = Message.visible().where(Message.id << ids).order_by(Message.id)
+        query = Message.visible(author_columns).where(Message.id << ids).order_by(Message.id)
         return list(query.with_cte(chain))
 
-    def thread_replies(self):
-        """Return the visible replies to this message, oldest first (newest last)."""
-        return Message.visible().where(Message.in_reply_to == self).order_by(Message.id)
+    def thread_replies(self, author_columns=None):
+        """Return the visible replies to this message, oldest first (newest last);
+        ``author_columns`` as for ``visible``."""
+        query = Message.visible(author_columns).where(Message.in_reply_to == self)
+        return query.order_by(Message.id)
 
     @staticmethod
-    def annotate(messages, viewer=None):
+    def annotate(messages, viewer=None, context=True):
         """Prepare a page of ``messages`` (a list) for display in a constant number of
-        queries, whatever its length: sets ``parent`` (the visible message each answers, or
-        None), ``liked`` and ``reposted`` (by ``viewer``, a User or None),
-        ``reposted_by`` (the users ``viewer`` follows, or ``viewer``, who reposted it) and
-        ``known_mentions`` (the @mentions linkify makes links of). Returns ``messages``."""
+        queries, whatever its length: sets ``liked`` and ``reposted`` (by ``viewer``, a
+        User or None: one query) and, with ``context`` (web pages), ``parent`` (the visible
+        message each answers, or None), ``reposted_by`` (the users ``viewer`` follows, or
+        ``viewer``, who reposted it) and ``known_mentions`` (the @mentions linkify makes
+        links of): one query each. Returns ``messages``."""
         ids = [message.id for message in messages]
-        parent_ids = {m.in_reply_to_id for m in messages if m.in_reply_to_id is not None}
         parents = {}
-        if parent_ids:
-            parents = {m.id: m for m in Message.visible().where(Message.id << list(parent_ids))}
-        liked = viewer.likes(ids) if viewer else set()
-        reposted = viewer.reposts(ids) if viewer else set()
         reposters = {}
-        if viewer and ids:
-            followed = Relationship.select(Relationship.to_user).where(
-                Relationship.from_user == viewer
-            )
-            rows = (
-                Repost.select(Repost, *Message.AUTHOR_COLUMNS)
-                .join(User)
-                .where(
-                    Repost.message << ids,
-                    User.active,
-                    (Repost.user == viewer) | (Repost.user << followed),
-                )
-                .order_by(Repost.id)
-            )
-            for row in rows:
-                reposters.setdefault(row.message_id, []).append(row.user)
-        mentioned = Message.mentioned_names(messages)
+        mentioned = {}
+        liked, reposted = viewer.reactions(ids) if viewer else (set(), set())
+        if context:
+            parent_ids = {m.in_reply_to_id for m in messages if m.in_reply_to_id is not None}
+            if parent_ids:
+                query = Message.visible().where(Message.id << list(parent_ids))
+                parents = {parent.id: parent for parent in query}
+            if viewer and ids:
+                reposters = Message._reposters(ids, viewer)
+            mentioned = Message.mentioned_names(messages)
         for message in messages:
             message.known_mentions = mentioned.get(message.id, set())
             message.parent = parents.get(message.in_reply_to_id)
@@ -1023,6 +1042,26 @@ class Message(BaseModel):
             message.reposted = message.id in reposted
             message.reposted_by = reposters.get(message.id, [])
         return messages
+
+    @staticmethod
+    def _reposters(ids, viewer):
+        """Return ``{message id: [users]}``: who among ``viewer`` and the people they
+        follow (active ones) reposted each of the messages ``ids``, first reposter first."""
+        followed = Relationship.select(Relationship.to_user).where(Relationship.from_user == viewer)
+        rows = (
+            Repost.select(Repost, *Message.AUTHOR_COLUMNS)
+            .join(User)
+            .where(
+                Repost.message << ids,
+                User.active,
+                (Repost.user == viewer) | (Repost.user << followed),
+            )
+            .order_by(Repost.id)
+        )
+        reposters = {}
+        for row in rows:
+            reposters.setdefault(row.message_id, []).append(row.user)
+        return reposters
 
     @classmethod
     def tagged(cls, name):
@@ -1128,6 +1167,13 @@ class Like(BaseModel):
     def __str__(self):
         return f"{self.user} likes {self.message_id}"
 
+    def delete_instance(self, *args, **kwargs):
+        """Delete this row (say from the admin) and recount its message."""
+        with db.database.atomic():
+            result = super().delete_instance(*args, **kwargs)
+            Message.refresh_counts([self.message_id])
+        return result
+
 
 class Repost(BaseModel):
     """``user`` reposted ``message`` to their followers: at most once."""
@@ -1141,6 +1187,13 @@ class Repost(BaseModel):
 
     def __str__(self):
         return f"{self.user} reposted {self.message_id}"
+
+    def delete_instance(self, *args, **kwargs):
+        """Delete this row (say from the admin) and recount its message."""
+        with db.database.atomic():
+            result = super().delete_instance(*args, **kwargs)
+            Message.refresh_counts([self.message_id])
+        return result
 
 
 class Notification(BaseModel):

@@ -116,7 +116,17 @@ def test_deactivated_admin_is_refused(client, root):
 
 
 def test_admin_sees_every_list_page(as_admin):
-    for admin_name in ("user", "message", "relationship", "note", "apitoken", "auditentry"):
+    for admin_name in (
+        "user",
+        "message",
+        "relationship",
+        "note",
+        "apitoken",
+        "auditentry",
+        "like",
+        "repost",
+        "notification",
+    ):
         page(as_admin, f"/admin/{admin_name}/")
         page(as_admin, f"/admin/{admin_name}/export/")
 

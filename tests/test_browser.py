@@ -174,6 +174,8 @@ def test_every_page_works_under_the_csp(browser):
     assert page.url.endswith("/private/")
     browser.submit("form.compose", {"textarea": "posted from Chromium"})
     assert Message.select().where(Message.content == "posted from Chromium").exists()
+    for path in ["/notifications/", "/users/alice/likes/", f"/messages/{message.id}/"]:
+        browser.visit(path)
     for path in ["/create/", f"/edit/{message.id}/", "/settings/", "/users/bob/"]:
         browser.visit(path)
     browser.submit("form[action$='/follow/']", {})
@@ -192,6 +194,7 @@ def test_every_page_works_under_the_csp(browser):
     browser.submit("form[action$='/notes/create/']", {"[name=message]": "posted in Chromium"})
     assert Note.select().where(Note.message == "posted in Chromium").exists()
     models = ["user", "message", "relationship", "note", "apitoken", "auditentry"]
+    models += ["like", "repost", "notification"]
     for name in models:
         browser.visit(f"/admin/{name}/")
         browser.visit(f"/admin/{name}/?ordering=-id")
