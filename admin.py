@@ -58,13 +58,18 @@ from models import TAKEN_MESSAGE
 from models import ApiToken
 from models import AuditEntry
 from models import Like
+from models import Mention
 from models import Message
+from models import MessageTag
 from models import Note
 from models import Notification
 from models import Relationship
 from models import Repost
+from models import Tag
 from models import User
 from models import audit_diff
+from models import clean_bio
+from models import clean_display_name
 from models import clean_email
 from models import clean_message
 from models import clean_note
@@ -612,11 +617,11 @@ class UserAdmin(ChirpModelAdmin):
     """Users. The password hash is never in a form, list, export or audit entry (S3):
     a write-only "new password" field is hashed before the one save."""
 
-    columns = ("username", "email", "join_date", "active", "admin", "message_count")
+    columns = ("username", "display_name", "email", "join_date", "active", "admin", "message_count")
     exclude = ("password", "session_token", "username_skeleton")
     export_exclude = ("password", "session_token", "username_skeleton")
-    search_fields = ("username", "email")
-    filter_fields = ["username", "email", "join_date", "active", "admin"]
+    search_fields = ("username", "display_name", "bio", "email")
+    filter_fields = ["username", "display_name", "email", "join_date", "active", "admin"]
     actions = [SetActiveAction(False), SetActiveAction(True)]
 
     def get_query(self):
@@ -653,6 +658,12 @@ class UserAdmin(ChirpModelAdmin):
                 rule_validator(clean_username)(form, field)
                 if User.username_taken(field.data, instance):
                     raise ValidationError(TAKEN_MESSAGE)
+
+            def validate_display_name(form, field):
+                rule_validator(clean_display_name)(form, field)
+
+            def validate_bio(form, field):
+                rule_validator(clean_bio)(form, field)
 
             def validate_email(form, field):
                 if not adding and field.data == instance.email:
@@ -987,8 +998,49 @@ class ChirpAdmin(Admin):
 
 
 admin = ChirpAdmin(app, auth, branding="Chirp")
+
+
 # Not auth.register_admin(): 4.0.1 subclasses the admin class it is given and replaces
 # its save_model with one that stores the plaintext password first (S3).
+class TagAdmin(ChirpModelAdmin):
+    """Tags, read-only: they are extracted from messages when those are saved."""
+
+    can_add = False
+    can_edit = False
+    columns = ("name",)
+    search_fields = ("name",)
+    filter_fields = ["name"]
+
+
+class MessageTagAdmin(ChirpModelAdmin):
+    """Which message carries which tag, read-only (extracted when a message is saved)."""
+
+    can_add = False
+    can_edit = False
+    display_name = "Message tag"
+    columns = ("tag", "message")
+    search_fields = ("tag__name",)
+    filter_fields = ["tag", "tag__name", "message"]
+    foreign_key_lookups = {"tag": "name"}
+
+    def get_query(self):
+        return MessageTag.select(MessageTag, Tag).join(Tag).order_by(MessageTag.id.desc())
+
+
+class MentionAdmin(ChirpModelAdmin):
+    """Which message mentions whom, read-only (extracted when a message is saved)."""
+
+    can_add = False
+    can_edit = False
+    columns = ("user", "message")
+    search_fields = ("user__username",)
+    filter_fields = ["user", "user__username", "message"]
+    foreign_key_lookups = {"user": "username"}
+
+    def get_query(self):
+        return Mention.select(Mention, User).join(User).order_by(Mention.id.desc())
+
+
 admin.register(User, UserAdmin)
 admin.register(Message, MessageAdmin)
 admin.register(Relationship, RelationshipAdmin)
@@ -998,5 +1050,8 @@ admin.register(Notification, NotificationAdmin)
 admin.register(Note, NoteAdmin)
 admin.register(ApiToken, ApiTokenAdmin)
 admin.register(AuditEntry, AuditAdmin)
+admin.register(Tag, TagAdmin)
+admin.register(MessageTag, MessageTagAdmin)
+admin.register(Mention, MentionAdmin)
 admin.register_panel("Notes", NotesPanel)
 admin.register_panel("Site stats", StatsPanel)

@@ -55,13 +55,18 @@ from app import csrf
 from app import limit_action
 from auth import AdminApiCredentials
 from auth import ApiCredentials
+from models import BIO_MAX_LENGTH
+from models import DISPLAY_NAME_MAX_LENGTH
 from models import EMAIL_MAX_LENGTH
 from models import MESSAGE_MAX_LENGTH
 from models import NOTE_MAX_LENGTH
 from models import RAW_LENGTH_FACTOR
+from models import SEARCH_QUERY_MAX_LENGTH
+from models import TAG_MAX_LENGTH
 from models import USERNAME_MAX_LENGTH
 from models import AuditEntry
 from models import Message
+from models import MessageTag
 from models import Note
 from models import Notification
 from models import Relationship
@@ -69,10 +74,16 @@ from models import Taken
 from models import TextRefused
 from models import User
 from models import audit_diff
+from models import clean_bio
+from models import clean_display_name
 from models import clean_email
 from models import clean_message
 from models import clean_note
 from models import clean_username
+from models import keyset
+from models import parse_search
+from models import search_messages
+from models import search_people
 from models import snapshot
 
 API_PREFIX = "/api"
@@ -326,6 +337,7 @@ class ChirpResource(RestResource):
     writable_fields = {}
     required_fields = ()
     output_schema = {}
+    output_required = ()
     summary = ""
 
     def get_serializer(self):
@@ -564,6 +576,40 @@ def text_schema(max_length, description):
     }
 
 
+def profile_text_schema(max_length, description):
+    """Return the OpenAPI schema of a display name or bio: as sent, up to
+    RAW_LENGTH_FACTOR times ``max_length`` characters; once normalised (models.clean_bio
+    and clean_display_name) one line of at most ``max_length`` characters, or empty."""
+    return {
+        "type": "string",
+        "maxLength": RAW_LENGTH_FACTOR * max_length,
+        "pattern": NO_NUL_PATTERN,
+        "x-chirp-max-characters": max_length,
+        "description": (
+            f"{description} Normalised and trimmed like a message; then one line of at most "
+            f"{max_length} characters, or empty for none: otherwise 422."
+        ),
+    }
+
+
+PROFILE_SCHEMAS = {
+    "display_name": profile_text_schema(
+        DISPLAY_NAME_MAX_LENGTH, "The name shown beside the username."
+    ),
+    "bio": profile_text_schema(BIO_MAX_LENGTH, "A few words about the person."),
+}
+COUNTS_SCHEMA = {
+    "type": "object",
+    "required": ["messages", "followers", "following"],
+    "properties": {
+        "messages": {"type": "integer"},
+        "followers": {"type": "integer"},
+        "following": {"type": "integer"},
+    },
+    "description": "Their messages, and follows with active users (one user's page only).",
+}
+
+
 def caller_is_admin():
     """Return True if the request's API credentials belong to an admin."""
     return bool(g.get("user") and g.user.admin)
@@ -576,8 +622,13 @@ class UserResource(ChirpResource):
 
     summary = "Users"
     audited = True
-    fields = ("id", "username", "join_date")
-    output_schema = {"email": {"type": "string", "description": "Shown to admins only."}}
+    fields = ("id", "username", "display_name", "bio", "join_date")
+    output_schema = {
+        "email": {"type": "string", "description": "Shown to admins only."},
+        "avatar_url": {"type": "string", "description": "The generated avatar (SVG)."},
+        "counts": COUNTS_SCHEMA,
+    }
+    output_required = ("avatar_url",)
     ordering_fields = ("id", "username", "join_date")
     query_filters = {
         **id_filter("id", User.id, "user"),
@@ -603,6 +654,7 @@ class UserResource(ChirpResource):
             "description": f"Trimmed and lower-cased, then at most {EMAIL_MAX_LENGTH} "
             "characters of the form name@domain.tld (else 422); not taken (else 409).",
         },
+        **PROFILE_SCHEMAS,
     }
     required_fields = ("username", "email")
 
@@ -611,9 +663,20 @@ class UserResource(ChirpResource):
         return query if caller_is_admin() else query.where(User.active)
 
     def prepare_data(self, obj, data):
-        if caller_is_admin():
+        data["avatar_url"] = obj.avatar_url
+        if caller_is_admin() and "email" in obj.__data__:
             data["email"] = obj.email
         return data
+
+    def object_detail(self, obj):
+        """One user, with the counts their profile page shows."""
+        return self.response({**self.serialize_object(obj), "counts": obj.profile_counts()})
+
+    def clean_display_name(self, value, instance):
+        return clean_display_name(value)
+
+    def clean_bio(self, value, instance):
+        return clean_bio(value)
 
     def clean_username(self, value, instance):
         value = clean_username(value)
@@ -640,7 +703,7 @@ class UserResource(ChirpResource):
 
 
 # The author columns the API shows with each message (UserResource.fields), all it reads.
-API_AUTHOR_COLUMNS = (User.id, User.username, User.join_date)
+API_AUTHOR_COLUMNS = (User.id, User.username, User.display_name, User.bio, User.join_date)
 
 
 def with_api_authors(fetch):
@@ -660,6 +723,7 @@ class MessageResource(OwnedResource):
         "user",
         "content",
         "pub_date",
+        "edited_date",
         "is_reply",
         "reply_count",
         "like_count",
@@ -676,7 +740,24 @@ class MessageResource(OwnedResource):
         },
         "liked": {"type": "boolean", "description": "Whether the caller likes it."},
         "reposted": {"type": "boolean", "description": "Whether the caller reposted it."},
+        "edited_date": {
+            "type": ["string", "null"],
+            "format": "date-time",
+            "description": "When the text last changed, or null.",
+        },
+        "links": {
+            "type": "object",
+            "required": ["mentions", "tags", "urls"],
+            "properties": {
+                "mentions": {"type": "array", "items": {"type": "string"}},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "urls": {"type": "array", "items": {"type": "string"}},
+            },
+            "description": "The existing users it mentions, its #tags (lower case) and its "
+            "web addresses, in the order the text holds them.",
+        },
     }
+    output_required = ("links",)
     include_resources = {"user": UserResource}
     ordering_fields = ("id", "pub_date")
     query_filters = {
@@ -740,6 +821,8 @@ class MessageResource(OwnedResource):
         data["in_reply_to"] = obj.in_reply_to_id
         data["liked"] = getattr(obj, "liked", False)
         data["reposted"] = getattr(obj, "reposted", False)
+        data["user"]["avatar_url"] = obj.user.avatar_url
+        data["links"] = obj.links()
         return data
 
 
@@ -837,6 +920,9 @@ class NoteResource(ChirpResource):
 
 # Writes that count as actions with limits of their own (app.limit_action), besides
 # API_RATE_LIMIT: the same counters as the web's, so clients cannot double them.
+# The body of PUT /api/me/: either or both profile fields.
+ME_BODY_SCHEMA = {"type": "object", "properties": PROFILE_SCHEMAS, "additionalProperties": False}
+
 API_ACTIONS = {
     ("api.message_api_list", "POST"): "post",
     ("api.relationship_api_list", "POST"): "follow",
@@ -882,7 +968,9 @@ class ChirpAPI(RestAPI):
         """Yield ``(url, endpoint, view, methods, credentials)`` for every API route."""
         yield "/", "index", self.index, ["GET"], self.optional_credentials
         yield "/openapi.json", "openapi", self.openapi, ["GET"], self.optional_credentials
-        yield "/me/", "me", self.me, ["GET"], self.required_credentials
+        yield "/me/", "me", self.me, ["GET", "PUT"], self.required_credentials
+        yield "/search/", "search", self.search, ["GET"], self.optional_credentials
+        yield "/tags/<tag>/", "tag_timeline", self.tag_timeline, ["GET"], self.optional_credentials
         yield (
             "/message/<int:pk>/context/",
             "message_context",
@@ -978,11 +1066,24 @@ class ChirpAPI(RestAPI):
         return self._registry[Message]
 
     def me(self):
-        """The caller's own profile, with their e-mail address; never cached."""
+        """The caller's own profile, with their e-mail address; never cached. PUT changes
+        the display name and/or bio (User.update_profile: 422 if the text rule refuses)."""
         user = g.user
+        if request.method == "PUT":
+            data = check_body(self.message_resource().read_request_data(), ME_BODY_SCHEMA)
+            try:
+                user.update_profile(
+                    data.get("display_name", user.display_name), data.get("bio", user.bio)
+                )
+            except TextRefused as exc:
+                raise ApiError(422, str(exc)) from None
         data = {
             "id": user.id,
             "username": user.username,
+            "display_name": user.display_name,
+            "bio": user.bio,
+            "avatar_url": user.avatar_url,
+            "counts": user.profile_counts(),
             "email": user.email,
             "join_date": user.join_date,
             "admin": user.admin,
@@ -1115,23 +1216,60 @@ class ChirpAPI(RestAPI):
         """Every visible message."""
         return self.timeline(Message.public_timeline, "timeline_public")
 
-    def timeline(self, fetch, endpoint):
+    def tag_timeline(self, tag):
+        """The visible messages tagged ``tag`` (any case), newest first."""
+        if len(tag) > TAG_MAX_LENGTH:
+            raise ApiError(404, "No such tag.")
+        name = tag.lower()
+
+        def fetch(before, limit):
+            return keyset(Message.tagged(name), MessageTag.message, before, limit)
+
+        return self.timeline(fetch, "tag_timeline")
+
+    def search(self):
+        """Messages matching ``q`` (words, "phrases", #tags, from:name), newest first,
+        keyset-paged like a timeline; on the first page also ``people`` whose username or
+        display name starts with ``q``."""
+        text = request.args.get("q", "")
+        try:
+            query = parse_search(text)
+        except TextRefused as exc:
+            raise ApiError(400, str(exc)) from None
+        people = []
+        if "before" not in request.args:
+            users = self._registry[User]
+            found = search_people(query, columns=API_AUTHOR_COLUMNS)
+            people = [users.serialize_object(person) for person in found]
+        return self.timeline(
+            lambda before, limit: search_messages(query, before, limit),
+            "search",
+            keep_args=("q",),
+            extra={"people": people},
+        )
+
+    def timeline(self, fetch, endpoint, keep_args=(), extra=None):
         """One KeysetPage of the timeline ``fetch``, newest (highest id) first:
         ``?before=<message id>`` continues below that id, so every page costs the same
         however far a client scrolls. ``meta.next`` is the next page's URL, or null; past
-        the end the list is empty."""
-        unknown = set(request.args) - {"before", "limit"}
+        the end the list is empty. ``keep_args``: further query arguments accepted and
+        carried into ``meta.next``; ``extra``: more keys for the response."""
+        supported = {"before", "limit", *keep_args}
+        unknown = set(request.args) - supported
         if unknown:
             raise ApiError(
                 400,
-                f"Unsupported query parameter(s): {short_list(unknown)}. Supported: before, limit.",
+                f"Unsupported query parameter(s): {short_list(unknown)}. "
+                f"Supported: {', '.join(sorted(supported))}.",
             )
         limit = min(
             parse_integer("limit", request.args.get("limit", str(PAGE_SIZE))), MAX_PAGE_SIZE
         )
         if "before" in request.args:
             parse_integer("before", request.args["before"])
-        page = KeysetPage(with_api_authors(fetch), limit, not_found_when_empty=False)
+        page = KeysetPage(
+            with_api_authors(fetch), limit, not_found_when_empty=False, keep_args=keep_args
+        )
         resource = self.message_resource()
         return json_response(
             {
@@ -1140,6 +1278,7 @@ class ChirpAPI(RestAPI):
                     "before": page.cursor,
                     "next": page.next_url(f"{self.blueprint.name}.{endpoint}", limit=limit),
                 },
+                **(extra or {}),
                 "objects": resource.serialize_query(page.items),
             }
         )
@@ -1188,7 +1327,8 @@ def resource_schema(resource):
         else:
             properties[name] = field_schema(resource.model._meta.fields[name])
     properties.update(resource.output_schema)
-    return {"type": "object", "properties": properties, "required": list(resource.fields)}
+    required = [*resource.fields, *resource.output_required]
+    return {"type": "object", "properties": properties, "required": required}
 
 
 def body_schema(resource, creating):
@@ -1481,7 +1621,10 @@ def openapi_document(api):
         paths.update(resource_paths(resource))
     schemas["Me"] = {
         "type": "object",
-        "required": ["id", "username", "email", "join_date", "admin"],
+        "required": [
+            *("id", "username", "display_name", "bio", "avatar_url", "counts"),
+            *("email", "join_date", "admin"),
+        ],
         "properties": {
             **schemas["User"]["properties"],
             "email": {"type": "string"},
@@ -1498,9 +1641,41 @@ def openapi_document(api):
             f"Messages per page (at most {MAX_PAGE_SIZE}).",
         ),
     ]
+    me_ref = {"$ref": "#/components/schemas/Me"}
     paths["/me/"] = {
+        "get": operation("Your own profile, with your e-mail address", me_ref, True),
+        "put": operation("Change your display name and/or bio", me_ref, True, body=ME_BODY_SCHEMA),
+    }
+    search_schema = timeline_schema()
+    search_schema["properties"]["people"] = {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/User"},
+        "description": "People whose username or display name starts with q (first page).",
+    }
+    search_schema["required"] = ["meta", "people", "objects"]
+    q = query_parameter(
+        "q",
+        {"type": "string", "maxLength": SEARCH_QUERY_MAX_LENGTH, "pattern": NO_NUL_PATTERN},
+        'Words, "phrases", #tags and from:username; all must match.',
+    )
+    paths["/search/"] = {
         "get": operation(
-            "Your own profile, with your e-mail address", {"$ref": "#/components/schemas/Me"}, True
+            "Search messages (newest first) and people", search_schema, False, [q, *timeline_params]
+        )
+    }
+    tag = {
+        "name": "tag",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1, "pattern": NO_NUL_PATTERN},
+    }
+    paths["/tags/{tag}/"] = {
+        "get": operation(
+            "Messages with this #tag (any case), newest first",
+            timeline_schema(),
+            False,
+            [tag, *timeline_params],
+            errors=["404"],
         )
     }
     paths["/timeline/home/"] = {

@@ -801,8 +801,9 @@ class User(BaseModel, BaseUser):
 
 
 def user_summary(user):
-    """Return the columns of ``user`` (User or an alias) a notification shows."""
-    return (user.id, user.username, user.join_date)
+    """Return the columns of ``user`` (User or an alias) a notification shows (the API's
+    user fields)."""
+    return (user.id, user.username, user.display_name, user.bio, user.join_date)
 
 
 # What a list of people shows of each (the directory, followers, following): never the
@@ -1387,14 +1388,15 @@ def search_messages(query, before=None, limit=None):
     return keyset(found, Message.id, before, limit)
 
 
-def search_people(query, limit=SEARCH_PEOPLE_LIMIT):
+def search_people(query, limit=SEARCH_PEOPLE_LIMIT, columns=None):
     """Return up to ``limit`` active users whose username or display name starts with
-    the SearchQuery's ``people`` text (any case), by username."""
+    the SearchQuery's ``people`` text (any case), by username, reading only ``columns``
+    (default User.LIST_COLUMNS)."""
     prefix = query.people
     if not prefix:
         return User.select().where(SQL("1 = 0"))
     return (
-        User.select(*User.LIST_COLUMNS)
+        User.select(*(columns or User.LIST_COLUMNS))
         .where(
             User.active,
             fn.LOWER(User.username).startswith(prefix)

@@ -194,7 +194,14 @@ def test_messages_nest_their_author_without_private_fields(client, alice):
     make_message(alice, "hello")
     message = client.get("/api/message/").get_json()["objects"][0]
     assert message["content"] == "hello"
-    assert set(message["user"]) == {"id", "username", "join_date"}
+    assert set(message["user"]) == {
+        "id",
+        "username",
+        "display_name",
+        "bio",
+        "join_date",
+        "avatar_url",
+    }
     assert message["user"]["username"] == "alice"
     assert message["pub_date"].endswith("Z")
 
@@ -324,7 +331,8 @@ def test_users_list_hides_emails_and_inactive_users_from_non_admins(client, alic
     User.update(active=False).where(User.id == bob.id).execute()
     users = client.get("/api/user/").get_json()["objects"]
     assert [u["username"] for u in users] == ["alice", "root"]
-    assert all(set(u) == {"id", "username", "join_date"} for u in users)
+    public = {"id", "username", "display_name", "bio", "join_date", "avatar_url"}
+    assert all(set(u) == public for u in users)
     assert_json_error(client.get(f"/api/user/{bob.id}/"), 404)
     users = client.get("/api/user/", headers=bearer(root)).get_json()["objects"]
     assert [u["username"] for u in users] == ["alice", "bob", "root"]
@@ -363,6 +371,10 @@ def test_me_shows_the_callers_own_email_only(client, alice, bob):
     assert response.get_json() == {
         "id": alice.id,
         "username": "alice",
+        "display_name": "",
+        "bio": "",
+        "avatar_url": f"/avatars/{alice.id}.svg",
+        "counts": {"messages": 0, "followers": 0, "following": 0},
         "email": "alice@example.com",
         "join_date": response.get_json()["join_date"],
         "admin": False,

@@ -7,6 +7,7 @@ from conftest import login
 from conftest import make_message
 from conftest import make_user
 from conftest import post
+from playhouse.test_utils import count_queries
 from test_migrations import build_database_before_migrations
 from test_migrations import sqlite_file
 
@@ -318,3 +319,35 @@ def test_an_empty_public_timeline_invites_people_to_join(client):
 def test_dark_mode_follows_the_system_setting(client):
     with client.get("/static/style.css") as response:
         assert "@media (prefers-color-scheme: dark)" in text(response)
+
+
+# Cost and the admin ----------------------------------------------------------------------
+
+
+def tag_page_queries(client, messages):
+    alice = User.get(User.username == "alice")
+    for number in range(messages):
+        make_message(alice, f"note {number} #busy @alice https://example.org/{number}")
+    with count_queries() as queries:
+        assert client.get("/tags/busy/").status_code == 200
+    return queries.count
+
+
+def test_a_tag_page_costs_the_same_number_of_queries_however_full(client):
+    make_user("alice")
+    few = tag_page_queries(client, 2)
+    many = tag_page_queries(client, 30)  # more than a page
+    assert few == many
+
+
+def test_admins_find_people_by_display_name_or_bio_and_browse_tags_and_mentions(client):
+    make_user("root", admin=True)
+    make_user("alice", display_name="Wonderland", bio="curious hat")
+    make_message(User.get(User.username == "alice"), "#tea with @alice")
+    login(client, "root")
+    for query in ("Wonderland", "hat"):
+        body = text(client.get(f"/admin/user/?q={query}"))
+        assert ">alice<" in body, query
+    assert "tea" in text(client.get("/admin/tag/"))
+    assert client.get("/admin/messagetag/").status_code == 200
+    assert "alice" in text(client.get("/admin/mention/"))
