@@ -1,8 +1,9 @@
 """The admin at /admin/: flask-peewee's Admin, ModelAdmins and dashboard panels.
 
 Admins moderate the live site here: users (with bulk deactivate/reactivate and a
-write-only "new password"), messages, relationships, notes, API tokens and a read-only
-audit trail of every admin write. Each flask-peewee 4.0.1 hole this module closes is
+write-only "new password"), messages (and the replies among them), likes, reposts,
+notifications, relationships, notes, API tokens and a read-only audit trail of every
+admin write. Each flask-peewee 4.0.1 hole this module closes is
 named after its entry in docs/flask-peewee.md (S3, S4, S5, S10, N6).
 """
 
@@ -11,6 +12,8 @@ import datetime
 import functools
 import io
 import json
+import re
+import unicodedata
 
 from flask import Response
 from flask import abort
@@ -24,12 +27,16 @@ from flask import session
 from flask import stream_with_context
 from flask_peewee.admin import Action
 from flask_peewee.admin import Admin
+from flask_peewee.admin import AdminFilterModelConverter
+from flask_peewee.admin import AdminModelConverter
 from flask_peewee.admin import AdminPanel
 from flask_peewee.admin import ModelAdmin
 from flask_peewee.filters import FilterMapping
 from flask_peewee.serializer import Serializer
 from peewee import JOIN
+from peewee import AutoField
 from peewee import ForeignKeyField
+from peewee import IntegerField
 from peewee import IntegrityError
 from peewee import fn
 from wtforms import PasswordField
@@ -46,29 +53,33 @@ from auth import auth
 from models import NOTE_MAX_LENGTH
 from models import PASSWORD_MAX_LENGTH
 from models import PASSWORD_MIN_LENGTH
+from models import SECRET_FIELDS
 from models import TAKEN_MESSAGE
 from models import ApiToken
 from models import AuditEntry
+from models import Like
+from models import Mention
 from models import Message
+from models import MessageTag
 from models import Note
+from models import Notification
 from models import Relationship
+from models import Repost
+from models import Tag
 from models import User
+from models import audit_diff
+from models import clean_bio
+from models import clean_display_name
 from models import clean_email
 from models import clean_message
 from models import clean_note
 from models import clean_username
+from models import snapshot
 
 # The most rows one export holds: more would tie a worker up for minutes. A longer list
 # is cut there (the X-Chirp-Export-Truncated header says so): filter it into parts.
 MAX_EXPORT_ROWS = 100_000
 
-# Columns that no admin page, export or audit entry may ever show.
-SECRET_FIELDS = frozenset({User.password, User.session_token, ApiToken.token_hash})
-# Columns the audit trail leaves out: they change only as a consequence of another change
-# (a new password or a deactivation ends the user's sessions).
-UNAUDITED_FIELDS = frozenset({User.session_token})
-# What an audit entry records instead of a secret's value.
-HIDDEN = "(hidden)"
 # The Site stats panel's window, in days, counting today.
 STATS_DAYS = 30
 # Inline SVG chart size in user units (the viewBox); CSS scales it to the panel.
@@ -76,7 +87,15 @@ CHART_WIDTH = 300
 CHART_HEIGHT = 60
 NOTES_SHOWN = 10
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+# Their full-width and small forms (＝＋－＠, ﹦﹢﹣﹫) fold to them under NFKC, and some
+# spreadsheets do that fold, and skip leading white space and control characters, first.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = frozenset("=+-@\u2212")  # U+2212 MINUS SIGN: no NFKC fold, same effect
+# What may stand before a formula and still let it run: white space, controls, format
+# characters (zero-width, direction controls, BOM).
+FORMULA_LEAD = re.compile(
+    r"[\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]*"
+)
 
 
 def parse_ids(values):
@@ -95,43 +114,15 @@ def is_row_id(value):
     return value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_ID
 
 
-def snapshot(instance):
-    """Return ``{field name: value}`` for every column of ``instance`` (a model row)."""
-    return {name: instance.__data__.get(name) for name in instance._meta.sorted_field_names}
-
-
 def diff(model, before, after):
-    """Return ``{field: [old, new]}`` for the fields that differ between two snapshots.
-
-    Secret fields (SECRET_FIELDS) appear as ``[HIDDEN, HIDDEN]`` when they changed, so
-    the audit trail says a password was changed without storing either hash.
-    """
-    changes = {}
-    for name in model._meta.sorted_field_names:
-        old, new = before.get(name), after.get(name)
-        if old != new and model._meta.fields[name] not in UNAUDITED_FIELDS:
-            secret = model._meta.fields[name] in SECRET_FIELDS
-            changes[name] = [HIDDEN, HIDDEN] if secret else [old, new]
-    return changes
+    """models.audit_diff: ``{field: [old, new]}`` between two snapshots, secrets hidden."""
+    return audit_diff(model, before, after)
 
 
 def record_audit(action, model, object_ids, changes=None):
-    """Add an AuditEntry: the logged-in admin did ``action`` to rows ``object_ids``
-    (an id or a list of ids) of ``model``, changing ``changes`` ({field: [old, new]}).
-
-    Values that JSON cannot hold (dates) are stored as text. Call it inside the
-    transaction that makes the change, so the entry and the change commit together.
-    """
-    ids = object_ids if isinstance(object_ids, list | tuple) else [object_ids]
-    actor = getattr(g, "user", None)
-    return AuditEntry.create(
-        actor=actor,
-        actor_name=actor.username if actor is not None else "",
-        action=action,
-        model_name=model.__name__,
-        object_id=",".join(str(pk) for pk in ids),
-        changes=json.dumps(changes or {}, default=str, sort_keys=True),
-    )
+    """Audit ``action`` by the logged-in admin (models.AuditEntry.record), in the caller's
+    transaction."""
+    return AuditEntry.record(getattr(g, "user", None), action, model, object_ids, changes)
 
 
 def export_value(value):
@@ -141,12 +132,28 @@ def export_value(value):
 
 def csv_cell(value):
     """Return ``value`` as a CSV cell: None is empty; text a spreadsheet would run as a
-    formula gets a leading apostrophe (OWASP's advice against CSV injection)."""
+    formula gets a leading apostrophe (OWASP's advice against CSV injection), also when
+    the formula sign is a full-width or small form, or follows white space, control or
+    invisible format characters."""
     if value is None:
         return ""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+    if isinstance(value, str) and runs_as_formula(value):
         return "'" + value
     return value
+
+
+def runs_as_formula(text):
+    """Return True if a spreadsheet could read ``text`` (a str) as a formula."""
+    if text.startswith(FORMULA_PREFIXES):
+        return True
+    first = text[FORMULA_LEAD.match(text).end() :][:1]
+    return bool(first) and unicodedata.normalize("NFKC", first)[:1] in FORMULA_STARTS
+
+
+def is_change(value):
+    """Return True if an audit entry's ``value`` is an ``[old, new]`` pair (an export's
+    entries hold plain values: fields, format, filters)."""
+    return isinstance(value, list) and len(value) == 2
 
 
 def rule_validator(clean):
@@ -163,13 +170,81 @@ def rule_validator(clean):
 
 
 class ChirpFilterMapping(FilterMapping):
-    """Date filters that parse the browser's ``2026-11-01T10:00`` into a datetime.
+    """Date filters that parse the browser's ``2026-11-01T10:00`` into a datetime, and
+    number filters that take only numbers.
 
     flask-peewee compares the raw string, and on SQLite ``'…T10:00' > '… 23:00:00'``, so a
-    date range would be off at day boundaries. Its timestamp filters parse first.
+    date range would be off at day boundaries. Its timestamp filters parse first. It also
+    hands ``?fv_user=abc`` to an integer column as it is: SQLite just matches nothing, but
+    PostgreSQL refuses the query. A value a filter cannot use now drops that filter (as
+    flask-peewee does with a ValueError from ``clean``), on every database.
     """
 
     datetime_date = FilterMapping.timestamp
+
+    def convert(self, field):
+        filters = super().convert(field)
+        if isinstance(field, (IntegerField, AutoField, ForeignKeyField)):
+            for query_filter in filters:
+                query_filter.clean = whole_number_cleaner(query_filter.clean)
+        return filters
+
+
+def whole_number_cleaner(clean):
+    """Wrap a filter's ``clean(value)`` so that a text result must be a whole number
+    within the database's integer range; anything else raises ValueError."""
+
+    @functools.wraps(clean)
+    def clean_whole_number(value):
+        cleaned = clean(value)
+        if isinstance(cleaned, str):
+            cleaned = int(cleaned.strip())  # ValueError for "abc"
+        if isinstance(cleaned, int) and not -MAX_ID <= cleaned <= MAX_ID:
+            raise ValueError("out of range")
+        return cleaned
+
+    return clean_whole_number
+
+
+class RowIdKeys:
+    """For wtf-peewee's foreign-key form fields: a submitted key that is no row id
+    (``abc``, ``-1``, beyond MAX_ID) matches no row, without asking the database.
+
+    wtf-peewee looks the raw value up (``WHERE id = 'abc'``), which SQLite answers with no
+    row but PostgreSQL refuses with an error: the same request must not be a 500 there.
+    """
+
+    def get_model(self, pk):
+        if not is_row_id(str(pk)):
+            return None
+        return super().get_model(pk)
+
+
+@functools.cache
+def row_id_keys(field_class):
+    """Return ``field_class`` (a wtf-peewee foreign-key field) with RowIdKeys mixed in."""
+    return type(field_class.__name__, (RowIdKeys, field_class), {})
+
+
+def with_row_id_keys(converted):
+    """Mix RowIdKeys into the form field of a converter's ``(name, unbound field)``."""
+    name, unbound = converted
+    unbound.field_class = row_id_keys(unbound.field_class)
+    return name, unbound
+
+
+class ChirpFormConverter(AdminModelConverter):
+    """The admin's edit-form converter, with RowIdKeys foreign-key fields."""
+
+    def handle_foreign_key(self, model, field, **kwargs):
+        return with_row_id_keys(super().handle_foreign_key(model, field, **kwargs))
+
+
+class ChirpFilterConverter(AdminFilterModelConverter):
+    """The admin's filter-form converter, with RowIdKeys foreign-key fields."""
+
+    def handle_foreign_key(self, model, field, **kwargs):
+        return with_row_id_keys(super().handle_foreign_key(model, field, **kwargs))
 
 
 class ChirpModelAdmin(ModelAdmin):
@@ -182,9 +257,13 @@ class ChirpModelAdmin(ModelAdmin):
     - delete stays inside ``get_query()`` (S5) and refuses non-integer ids;
     - a database constraint violation is a flashed error, not a 500;
     - export never dumps every column when no field is chosen (S4), never includes
-      SECRET_FIELDS, builds JSON from a list (S10), and also offers CSV.
+      SECRET_FIELDS, builds JSON from a list (S10), and also offers CSV;
+    - a filter or form value that is no number where a row id belongs is ignored
+      (ChirpFilterMapping, RowIdKeys), never sent to the database.
     """
 
+    form_converter = ChirpFormConverter
+    filter_converter = ChirpFilterConverter
     can_add = True
     can_edit = True
     can_delete = True
@@ -243,10 +322,17 @@ class ChirpModelAdmin(ModelAdmin):
         return super().get_object(pk)
 
     def save_model(self, instance, form, adding=False):
-        """Save ``instance`` from ``form`` and audit it, in one transaction."""
+        """Save ``instance`` from ``form`` and audit it, in one transaction. Only what the
+        admin changed changes: the form shows times to the second while rows hold
+        microseconds, so a time submitted as shown keeps its stored value (re-parsing it
+        would truncate it and audit a change nobody made)."""
         before = {} if adding else snapshot(instance)
         with db.database.atomic():
             form.populate_obj(instance)
+            for field in self.model._meta.sorted_fields:
+                old, new = before.get(field.name), instance.__data__.get(field.name)
+                if isinstance(old, datetime.datetime) and new == old.replace(microsecond=0):
+                    setattr(instance, field.name, old)
             self.before_save(instance, form, adding)
             instance.save(force_insert=adding)
             changes = diff(self.model, before, snapshot(instance))
@@ -350,7 +436,24 @@ class ChirpModelAdmin(ModelAdmin):
             return self._index_redirect()
         if request.method == "POST":
             return self.export_download()
-        return super().export()
+        # flask-peewee's page counts get_query() without the search or the ids: count the
+        # query the download will run.
+        query = self.export_query([])
+        filter_form, _, cleaned, field_tree = self.process_filters(self.model.select())
+        return render_template(
+            self.templates["export"],
+            admin=self.admin,
+            model_admin=self,
+            model=self.model,
+            query=query,
+            filter_form=filter_form,
+            field_tree=field_tree,
+            active_filters=cleaned,
+            export_fields=self.get_export_field_objects(),
+            related_fields=self.collect_related_fields(self.model, {}, []),
+            sql=query.sql(),
+            **self.get_extra_context(),
+        )
 
     def export_download(self):
         """Answer an export POST with a JSON or CSV file of the chosen fields.
@@ -365,6 +468,17 @@ class ChirpModelAdmin(ModelAdmin):
             flash("Choose at least one field, and JSON or CSV, to export.", "danger")
             return redirect(request.full_path.rstrip("?"))
         query = self.export_query(lookups)
+        with db.database.atomic():  # who exported what, with which filters
+            record_audit(
+                "export",
+                self.model,
+                request.args.getlist("id"),
+                {
+                    "fields": ", ".join(lookups),
+                    "format": export_format,
+                    "filters": request.query_string.decode("utf-8") or "(none)",
+                },
+            )
         # Rows are read, converted and sent one at a time (constant memory), at most
         # MAX_EXPORT_ROWS of them; one probe past the cap says whether the file is cut.
         truncated = query.offset(MAX_EXPORT_ROWS).limit(1).exists()
@@ -503,11 +617,11 @@ class UserAdmin(ChirpModelAdmin):
     """Users. The password hash is never in a form, list, export or audit entry (S3):
     a write-only "new password" field is hashed before the one save."""
 
-    columns = ("username", "email", "join_date", "active", "admin", "message_count")
+    columns = ("username", "display_name", "email", "join_date", "active", "admin", "message_count")
     exclude = ("password", "session_token", "username_skeleton")
     export_exclude = ("password", "session_token", "username_skeleton")
-    search_fields = ("username", "email")
-    filter_fields = ["username", "email", "join_date", "active", "admin"]
+    search_fields = ("username", "display_name", "bio", "email")
+    filter_fields = ["username", "display_name", "email", "join_date", "active", "admin"]
     actions = [SetActiveAction(False), SetActiveAction(True)]
 
     def get_query(self):
@@ -545,12 +659,32 @@ class UserAdmin(ChirpModelAdmin):
                 if User.username_taken(field.data, instance):
                     raise ValidationError(TAKEN_MESSAGE)
 
+            def validate_display_name(form, field):
+                rule_validator(clean_display_name)(form, field)
+
+            def validate_bio(form, field):
+                rule_validator(clean_bio)(form, field)
+
             def validate_email(form, field):
                 if not adding and field.data == instance.email:
                     return
                 rule_validator(clean_email)(form, field)
                 if User.email_taken(field.data, instance):
                     raise ValidationError(TAKEN_MESSAGE)
+
+            def validate(form, extra_validators=None):
+                # Nobody locks themself out: not here, not in a bulk action, not through
+                # the API. Checked after the fields: their Optional() stops at "False".
+                valid = super().validate(extra_validators)
+                if instance.id is not None and instance.id == g.user.id:
+                    for field, message in (
+                        (form.active, "You cannot deactivate yourself."),
+                        (form.admin, "You cannot remove your own admin rights."),
+                    ):
+                        if not field.data:
+                            field.errors.append(message)
+                            valid = False
+                return valid
 
         return UserForm
 
@@ -570,13 +704,22 @@ class UserAdmin(ChirpModelAdmin):
 
 
 class MessageAdmin(ChirpModelAdmin):
-    """Messages, with their author picked and filtered by username."""
+    """Messages, with their author picked and filtered by username. Replies show what they
+    answer; the counters and the reply link are kept by Chirp, never edited here."""
 
-    columns = ("excerpt", "user", "pub_date")
+    columns = ("excerpt", "user", "pub_date", "replying_to", "reply_count", "like_count")
+    exclude = ("in_reply_to", "is_reply", "reply_count", "like_count", "repost_count")
     field_rules = {"content": clean_message}
     search_fields = ("content", "user__username")
-    filter_fields = ["user", "user__username", "pub_date", "content"]
+    filter_fields = ["user", "user__username", "pub_date", "content", "is_reply"]
     foreign_key_lookups = {"user": "username"}
+
+    def replying_to(self, message):
+        """The id of the message ``message`` answers, "deleted", or "" (not a reply).
+        The id, not the message: showing the message would cost a query per row."""
+        if message.in_reply_to_id is not None:
+            return message.in_reply_to_id
+        return "deleted" if message.is_reply else ""
 
     def get_query(self):
         # The author is joined in: no query per row for the "user" column (N6).
@@ -605,6 +748,49 @@ class RelationshipAdmin(ChirpModelAdmin):
             .join(followed, on=Relationship.to_user)
             .switch(Relationship)
             .order_by(Relationship.created_date.desc(), Relationship.id.desc())
+        )
+
+
+class ReactionAdmin(ChirpModelAdmin):
+    """Likes or reposts: listed, filtered and deleted (the message's counter follows),
+    never made or edited here. The user and the message are joined in (N6)."""
+
+    can_add = False
+    can_edit = False
+    columns = ("user", "message", "created_date")
+    search_fields = ("user__username",)
+    filter_fields = ["user", "user__username", "created_date"]
+    foreign_key_lookups = {"user": "username"}
+
+    def get_query(self):
+        model = self.model
+        return (
+            model.select(model, User, Message)
+            .join(User)
+            .switch(model)
+            .join(Message)
+            .order_by(model.id.desc())
+        )
+
+
+class NotificationAdmin(ChirpModelAdmin):
+    """Notifications: listed, filtered and deleted, never made or edited here."""
+
+    can_add = False
+    can_edit = False
+    columns = ("recipient", "actor", "kind", "message_id", "read", "created_date")
+    filter_fields = ["recipient", "actor", "kind", "read", "created_date"]
+    foreign_key_lookups = {"recipient": "username", "actor": "username"}
+
+    def get_query(self):
+        recipient, actor = User.alias(), User.alias()
+        return (
+            Notification.select(Notification, recipient, actor)
+            .join(recipient, on=Notification.recipient)
+            .switch(Notification)
+            .join(actor, on=Notification.actor)
+            .switch(Notification)
+            .order_by(Notification.id.desc())
         )
 
 
@@ -677,7 +863,10 @@ class AuditAdmin(ChirpModelAdmin):
     def get_detail_rows(self, instance):
         rows = [row for row in super().get_detail_rows(instance) if row[0] != "Changes"]
         changes = json.loads(instance.changes)
-        return rows + [(f"{name}", f"{old} → {new}") for name, (old, new) in changes.items()]
+        return rows + [
+            (name, f"{value[0]} → {value[1]}" if is_change(value) else value)
+            for name, value in changes.items()
+        ]
 
 
 def daily_counts(date_field, days=STATS_DAYS, today=None):
@@ -809,13 +998,60 @@ class ChirpAdmin(Admin):
 
 
 admin = ChirpAdmin(app, auth, branding="Chirp")
+
+
 # Not auth.register_admin(): 4.0.1 subclasses the admin class it is given and replaces
 # its save_model with one that stores the plaintext password first (S3).
+class TagAdmin(ChirpModelAdmin):
+    """Tags, read-only: they are extracted from messages when those are saved."""
+
+    can_add = False
+    can_edit = False
+    columns = ("name",)
+    search_fields = ("name",)
+    filter_fields = ["name"]
+
+
+class MessageTagAdmin(ChirpModelAdmin):
+    """Which message carries which tag, read-only (extracted when a message is saved)."""
+
+    can_add = False
+    can_edit = False
+    display_name = "Message tag"
+    columns = ("tag", "message")
+    search_fields = ("tag__name",)
+    filter_fields = ["tag", "tag__name", "message"]
+    foreign_key_lookups = {"tag": "name"}
+
+    def get_query(self):
+        return MessageTag.select(MessageTag, Tag).join(Tag).order_by(MessageTag.id.desc())
+
+
+class MentionAdmin(ChirpModelAdmin):
+    """Which message mentions whom, read-only (extracted when a message is saved)."""
+
+    can_add = False
+    can_edit = False
+    columns = ("user", "message")
+    search_fields = ("user__username",)
+    filter_fields = ["user", "user__username", "message"]
+    foreign_key_lookups = {"user": "username"}
+
+    def get_query(self):
+        return Mention.select(Mention, User).join(User).order_by(Mention.id.desc())
+
+
 admin.register(User, UserAdmin)
 admin.register(Message, MessageAdmin)
 admin.register(Relationship, RelationshipAdmin)
+admin.register(Like, ReactionAdmin)
+admin.register(Repost, ReactionAdmin)
+admin.register(Notification, NotificationAdmin)
 admin.register(Note, NoteAdmin)
 admin.register(ApiToken, ApiTokenAdmin)
 admin.register(AuditEntry, AuditAdmin)
+admin.register(Tag, TagAdmin)
+admin.register(MessageTag, MessageTagAdmin)
+admin.register(Mention, MentionAdmin)
 admin.register_panel("Notes", NotesPanel)
 admin.register_panel("Site stats", StatsPanel)

@@ -26,6 +26,7 @@ from flask import abort
 from flask import g
 from flask import render_template
 from flask import request
+from flask import url_for
 from flask_peewee.rest import RestAPI
 from flask_peewee.rest import RestResource
 from flask_peewee.rest import RestrictOwnerResource
@@ -54,23 +55,36 @@ from app import csrf
 from app import limit_action
 from auth import AdminApiCredentials
 from auth import ApiCredentials
+from models import BIO_MAX_LENGTH
+from models import DISPLAY_NAME_MAX_LENGTH
 from models import EMAIL_MAX_LENGTH
-from models import EMAIL_PATTERN
 from models import MESSAGE_MAX_LENGTH
 from models import NOTE_MAX_LENGTH
 from models import RAW_LENGTH_FACTOR
+from models import SEARCH_QUERY_MAX_LENGTH
+from models import TAG_MAX_LENGTH
 from models import USERNAME_MAX_LENGTH
-from models import USERNAME_PATTERN
+from models import AuditEntry
 from models import Message
+from models import MessageTag
 from models import Note
+from models import Notification
 from models import Relationship
 from models import Taken
 from models import TextRefused
 from models import User
+from models import audit_diff
+from models import clean_bio
+from models import clean_display_name
 from models import clean_email
 from models import clean_message
 from models import clean_note
 from models import clean_username
+from models import keyset
+from models import parse_search
+from models import search_messages
+from models import search_people
+from models import snapshot
 
 API_PREFIX = "/api"
 PAGE_SIZE = 20
@@ -152,6 +166,22 @@ def parse_integer(name, raw, low=1, high=MAX_ID):
     if not re.fullmatch(r"-?[0-9]{1,19}", raw) or not low <= int(raw) <= high:
         raise ApiError(400, f"{name} must be a whole number from {low} to {high}.")
     return int(raw)
+
+
+def check_query(allowed):
+    """Refuse (400) query parameters outside ``allowed`` (a list of names)."""
+    unknown = set(request.args) - set(allowed)
+    if unknown:
+        raise ApiError(
+            400,
+            f"Unsupported query parameter(s): {short_list(unknown)}. "
+            f"Supported: {', '.join(allowed)}.",
+        )
+
+
+def page_limit():
+    """Return ``?limit`` (default PAGE_SIZE, lowered to MAX_PAGE_SIZE); 400 if invalid."""
+    return min(parse_integer("limit", request.args.get("limit", str(PAGE_SIZE))), MAX_PAGE_SIZE)
 
 
 def parse_string(name, raw):
@@ -296,6 +326,9 @@ class ChirpResource(RestResource):
     - ``fields``: what is serialized; ``output_schema`` extends the generated schema.
     """
 
+    # Writes (create, edit, delete) go to the audit trail, like the admin's: the admins'
+    # resources (users, notes).
+    audited = False
     paginate_by = PAGE_SIZE
     max_paginate_by = MAX_PAGE_SIZE
     nested_writes = False
@@ -304,6 +337,7 @@ class ChirpResource(RestResource):
     writable_fields = {}
     required_fields = ()
     output_schema = {}
+    output_required = ()
     summary = ""
 
     def get_serializer(self):
@@ -467,9 +501,19 @@ class ChirpResource(RestResource):
         return instance, [instance]
 
     def save_changes(self, instance, data):
-        """Validate and save ``data`` onto ``instance`` in one transaction; return it."""
+        """Validate and save ``data`` onto ``instance`` in one transaction; return it.
+        An ``audited`` resource writes its audit entry in that transaction, as the admin
+        does for the same change."""
+        adding = instance.get_id() is None
+        before = {} if adding else snapshot(instance)
         try:
-            return self.persist_object(instance, data)
+            with self.model._meta.database.atomic():
+                saved = self.persist_object(instance, data)
+                if self.audited:
+                    changes = audit_diff(self.model, before, snapshot(saved))
+                    action = "create" if adding else "edit"
+                    AuditEntry.record(g.user, action, self.model, saved.get_id(), changes)
+                return saved
         except IntegrityError:  # a concurrent request won a uniqueness race
             raise ApiError(409, "That conflicts with existing data.") from None
 
@@ -485,7 +529,11 @@ class ChirpResource(RestResource):
 
     def delete(self, obj):
         with self.model._meta.database.atomic():
-            return super().delete(obj)
+            changes = audit_diff(self.model, snapshot(obj), {})
+            response = super().delete(obj)
+            if self.audited:
+                AuditEntry.record(g.user, "delete", self.model, obj.get_id(), changes)
+            return response
 
 
 class OwnedResource(ChirpResource, RestrictOwnerResource):
@@ -509,12 +557,6 @@ def others(query, instance):
     return query.where(model._meta.primary_key != instance.get_id())
 
 
-def without_final_newline(value):
-    """Return ``value`` without the one final newline that a pattern ending in ``$`` lets
-    through (``$`` also matches before it), so that it is never stored."""
-    return value.removesuffix("\n")
-
-
 def text_schema(max_length, description):
     """Return the OpenAPI schema of a text field that models.clean_text judges: up to
     RAW_LENGTH_FACTOR times ``max_length`` characters as sent; once normalised, 1 to
@@ -534,6 +576,40 @@ def text_schema(max_length, description):
     }
 
 
+def profile_text_schema(max_length, description):
+    """Return the OpenAPI schema of a display name or bio: as sent, up to
+    RAW_LENGTH_FACTOR times ``max_length`` characters; once normalised (models.clean_bio
+    and clean_display_name) one line of at most ``max_length`` characters, or empty."""
+    return {
+        "type": "string",
+        "maxLength": RAW_LENGTH_FACTOR * max_length,
+        "pattern": NO_NUL_PATTERN,
+        "x-chirp-max-characters": max_length,
+        "description": (
+            f"{description} Normalised and trimmed like a message; then one line of at most "
+            f"{max_length} characters, or empty for none: otherwise 422."
+        ),
+    }
+
+
+PROFILE_SCHEMAS = {
+    "display_name": profile_text_schema(
+        DISPLAY_NAME_MAX_LENGTH, "The name shown beside the username."
+    ),
+    "bio": profile_text_schema(BIO_MAX_LENGTH, "A few words about the person."),
+}
+COUNTS_SCHEMA = {
+    "type": "object",
+    "required": ["messages", "followers", "following"],
+    "properties": {
+        "messages": {"type": "integer"},
+        "followers": {"type": "integer"},
+        "following": {"type": "integer"},
+    },
+    "description": "Their messages, and follows with active users (one user's page only).",
+}
+
+
 def caller_is_admin():
     """Return True if the request's API credentials belong to an admin."""
     return bool(g.get("user") and g.user.admin)
@@ -545,8 +621,14 @@ class UserResource(ChirpResource):
     from everyone else. A user created here has no usable password until one is set."""
 
     summary = "Users"
-    fields = ("id", "username", "join_date")
-    output_schema = {"email": {"type": "string", "description": "Shown to admins only."}}
+    audited = True
+    fields = ("id", "username", "display_name", "bio", "join_date")
+    output_schema = {
+        "email": {"type": "string", "description": "Shown to admins only."},
+        "avatar_url": {"type": "string", "description": "The generated avatar (SVG)."},
+        "counts": COUNTS_SCHEMA,
+    }
+    output_required = ("avatar_url",)
     ordering_fields = ("id", "username", "join_date")
     query_filters = {
         **id_filter("id", User.id, "user"),
@@ -554,13 +636,25 @@ class UserResource(ChirpResource):
         **date_filters("join_date", User.join_date),
     }
     writable_fields = {
+        # Judged by models.clean_username and clean_email, as on the web and in the admin
+        # (trimmed first, so " alice" is alice everywhere): a 422 when they refuse.
         "username": {
             "type": "string",
             "minLength": 1,
-            "maxLength": USERNAME_MAX_LENGTH,
-            "pattern": f"^{USERNAME_PATTERN.pattern}$",
+            "maxLength": RAW_LENGTH_FACTOR * USERNAME_MAX_LENGTH,
+            "pattern": NO_NUL_PATTERN,
+            "description": f"Once trimmed: 1 to {USERNAME_MAX_LENGTH} of A-Z, a-z, 0-9, _ "
+            "(else 422); not taken in any case, nor by a look-alike name (else 409).",
         },
-        "email": {"type": "string", "maxLength": EMAIL_MAX_LENGTH, "pattern": EMAIL_PATTERN},
+        "email": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": RAW_LENGTH_FACTOR * EMAIL_MAX_LENGTH,
+            "pattern": NO_NUL_PATTERN,
+            "description": f"Trimmed and lower-cased, then at most {EMAIL_MAX_LENGTH} "
+            "characters of the form name@domain.tld (else 422); not taken (else 409).",
+        },
+        **PROFILE_SCHEMAS,
     }
     required_fields = ("username", "email")
 
@@ -569,18 +663,29 @@ class UserResource(ChirpResource):
         return query if caller_is_admin() else query.where(User.active)
 
     def prepare_data(self, obj, data):
-        if caller_is_admin():
+        data["avatar_url"] = obj.avatar_url
+        if caller_is_admin() and "email" in obj.__data__:
             data["email"] = obj.email
         return data
 
+    def object_detail(self, obj):
+        """One user, with the counts their profile page shows."""
+        return self.response({**self.serialize_object(obj), "counts": obj.profile_counts()})
+
+    def clean_display_name(self, value, instance):
+        return clean_display_name(value)
+
+    def clean_bio(self, value, instance):
+        return clean_bio(value)
+
     def clean_username(self, value, instance):
-        value = clean_username(without_final_newline(value))
+        value = clean_username(value)
         if value != instance.username and User.username_taken(value, instance):
             raise Taken()
         return value
 
     def clean_email(self, value, instance):
-        value = clean_email(without_final_newline(value))
+        value = clean_email(value)
         if value != instance.email and User.email_taken(value, instance):
             raise Taken()
         return value
@@ -590,9 +695,15 @@ class UserResource(ChirpResource):
             instance.password = "!"  # matches no password: werkzeug needs "method$salt$hash"
         return super().save_object(instance, raw_data)
 
+    def delete(self, obj):
+        # The admin refuses this too: an admin who deletes themself locks themself out.
+        if obj.id == g.user.id:
+            raise ApiError(403, "You cannot delete yourself.")
+        return super().delete(obj)
+
 
 # The author columns the API shows with each message (UserResource.fields), all it reads.
-API_AUTHOR_COLUMNS = (User.id, User.username, User.join_date)
+API_AUTHOR_COLUMNS = (User.id, User.username, User.display_name, User.bio, User.join_date)
 
 
 def with_api_authors(fetch):
@@ -602,10 +713,51 @@ def with_api_authors(fetch):
 
 class MessageResource(OwnedResource):
     """Messages, each with its author as a nested user. Messages of inactive users are
-    hidden. Members post as themselves and edit or delete only their own."""
+    hidden. Members post as themselves (``in_reply_to`` makes a reply) and edit or delete
+    only their own. Each message carries its reply, like and repost counts, and whether
+    the caller liked or reposted it (false for anonymous callers)."""
 
     summary = "Messages"
-    fields = ("id", "user", "content", "pub_date")
+    fields = (
+        "id",
+        "user",
+        "content",
+        "pub_date",
+        "edited_date",
+        "is_reply",
+        "reply_count",
+        "like_count",
+        "repost_count",
+    )
+    output_schema = {
+        "in_reply_to": {
+            "type": ["integer", "null"],
+            "description": "The id of the message this one answers; null if none or deleted.",
+        },
+        "is_reply": {
+            "type": "boolean",
+            "description": "True for a reply, even once the answered message is deleted.",
+        },
+        "liked": {"type": "boolean", "description": "Whether the caller likes it."},
+        "reposted": {"type": "boolean", "description": "Whether the caller reposted it."},
+        "edited_date": {
+            "type": ["string", "null"],
+            "format": "date-time",
+            "description": "When the text last changed, or null.",
+        },
+        "links": {
+            "type": "object",
+            "required": ["mentions", "tags", "urls"],
+            "properties": {
+                "mentions": {"type": "array", "items": {"type": "string"}},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "urls": {"type": "array", "items": {"type": "string"}},
+            },
+            "description": "The existing users it mentions, its #tags (lower case) and its "
+            "web addresses, in the order the text holds them.",
+        },
+    }
+    output_required = ("links",)
     include_resources = {"user": UserResource}
     ordering_fields = ("id", "pub_date")
     query_filters = {
@@ -613,7 +765,15 @@ class MessageResource(OwnedResource):
         **username_filter("user__username", Message.user, "author"),
         **date_filters("pub_date", Message.pub_date),
     }
-    writable_fields = {"content": text_schema(MESSAGE_MAX_LENGTH, "The message.")}
+    writable_fields = {
+        "content": text_schema(MESSAGE_MAX_LENGTH, "The message."),
+        "in_reply_to": {
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "maximum": MAX_ID,
+            "description": "The id of a visible message this one answers (set at creation).",
+        },
+    }
     required_fields = ("content",)
 
     def get_query(self):
@@ -625,6 +785,45 @@ class MessageResource(OwnedResource):
 
     def clean_content(self, value, instance):
         return clean_message(value)
+
+    def clean_in_reply_to(self, value, instance):
+        """Return the visible message ``value`` answers (422 if there is none); a message
+        keeps what it answers, so an edit may only repeat it."""
+        if instance.get_id() is not None:
+            if value != instance.in_reply_to_id:
+                raise ApiError(422, "in_reply_to is set when a message is created.")
+            return instance.in_reply_to
+        if value is None:
+            return None
+        parent = Message.visible().where(Message.id == value).first()
+        if parent is None:
+            raise ApiError(422, "in_reply_to: there is no such message to reply to.")
+        return parent
+
+    def save_object(self, instance, raw_data):
+        """A new message is posted by the caller through User.post, which counts the reply
+        and notifies in the same transaction; edits save as usual."""
+        if instance.get_id() is None:
+            return g.user.post(instance.content, in_reply_to=instance.in_reply_to)
+        return super().save_object(instance, raw_data)
+
+    def serialize_query(self, query):
+        """Serialize a page of messages, with the caller's likes and reposts: one query
+        for the whole page (Message.annotate); the counts are columns."""
+        rows = Message.annotate(list(query), g.get("user"), context=False)
+        return super().serialize_query(rows)
+
+    def serialize_object(self, obj):
+        return self.serialize_query([obj])[0]
+
+    def prepare_data(self, obj, data):
+        # Added here, not in ``fields``: the serializer would load each parent (N+1).
+        data["in_reply_to"] = obj.in_reply_to_id
+        data["liked"] = getattr(obj, "liked", False)
+        data["reposted"] = getattr(obj, "reposted", False)
+        data["user"]["avatar_url"] = obj.user.avatar_url
+        data["links"] = obj.links()
+        return data
 
 
 class RelationshipResource(OwnedResource):
@@ -673,10 +872,11 @@ class RelationshipResource(OwnedResource):
 
 
 class NoteResource(ChirpResource):
-    """Admins' notes. Everyone reads live notes; admins read all and write them, and a
-    new note's author is the admin who posts it."""
+    """Admins' notes, for admins only (401 without credentials, 403 for members): they read
+    and write them, and a new note's author is the admin who posts it."""
 
     summary = "Admin notes"
+    audited = True
     fields = ("id", "user", "message", "status", "created_date")
     output_schema = {
         "status": {
@@ -702,8 +902,7 @@ class NoteResource(ChirpResource):
     required_fields = ("message",)
 
     def get_query(self):
-        query = Note.select().order_by(Note.id)
-        return query if caller_is_admin() else query.where(Note.status == Note.LIVE)
+        return Note.select().order_by(Note.id)
 
     def clean_message(self, value, instance):
         return clean_note(value)
@@ -721,10 +920,19 @@ class NoteResource(ChirpResource):
 
 # Writes that count as actions with limits of their own (app.limit_action), besides
 # API_RATE_LIMIT: the same counters as the web's, so clients cannot double them.
+# The body of PUT /api/me/: either or both profile fields.
+ME_BODY_SCHEMA = {"type": "object", "properties": PROFILE_SCHEMAS, "additionalProperties": False}
+
 API_ACTIONS = {
     ("api.message_api_list", "POST"): "post",
     ("api.relationship_api_list", "POST"): "follow",
+    ("api.message_like", "POST"): "react",
+    ("api.message_like", "DELETE"): "react",
+    ("api.message_repost", "POST"): "react",
+    ("api.message_repost", "DELETE"): "react",
 }
+# The reactions at /message/<pk>/<name>/: name -> (do, undo), User methods.
+REACTIONS = {"like": ("like", "unlike"), "repost": ("repost", "unrepost")}
 
 
 # ---------------------------------------------------------------- the API
@@ -760,7 +968,38 @@ class ChirpAPI(RestAPI):
         """Yield ``(url, endpoint, view, methods, credentials)`` for every API route."""
         yield "/", "index", self.index, ["GET"], self.optional_credentials
         yield "/openapi.json", "openapi", self.openapi, ["GET"], self.optional_credentials
-        yield "/me/", "me", self.me, ["GET"], self.required_credentials
+        yield "/me/", "me", self.me, ["GET", "PUT"], self.required_credentials
+        yield "/search/", "search", self.search, ["GET"], self.optional_credentials
+        yield "/tags/<tag>/", "tag_timeline", self.tag_timeline, ["GET"], self.optional_credentials
+        yield (
+            "/message/<int:pk>/context/",
+            "message_context",
+            self.message_context,
+            ["GET"],
+            self.optional_credentials,
+        )
+        for name in REACTIONS:
+            yield (
+                f"/message/<int:pk>/{name}/",
+                f"message_{name}",
+                self.reaction_view(name),
+                ["POST", "DELETE"],
+                self.required_credentials,
+            )
+        yield (
+            "/notifications/",
+            "notifications",
+            self.notifications,
+            ["GET"],
+            self.required_credentials,
+        )
+        yield (
+            "/notifications/read/",
+            "notifications_read",
+            self.notifications_read,
+            ["POST"],
+            self.required_credentials,
+        )
         yield (
             "/timeline/home/",
             "timeline_home",
@@ -827,11 +1066,24 @@ class ChirpAPI(RestAPI):
         return self._registry[Message]
 
     def me(self):
-        """The caller's own profile, with their e-mail address; never cached."""
+        """The caller's own profile, with their e-mail address; never cached. PUT changes
+        the display name and/or bio (User.update_profile: 422 if the text rule refuses)."""
         user = g.user
+        if request.method == "PUT":
+            data = check_body(self.message_resource().read_request_data(), ME_BODY_SCHEMA)
+            try:
+                user.update_profile(
+                    data.get("display_name", user.display_name), data.get("bio", user.bio)
+                )
+            except TextRefused as exc:
+                raise ApiError(422, str(exc)) from None
         data = {
             "id": user.id,
             "username": user.username,
+            "display_name": user.display_name,
+            "bio": user.bio,
+            "avatar_url": user.avatar_url,
+            "counts": user.profile_counts(),
             "email": user.email,
             "join_date": user.join_date,
             "admin": user.admin,
@@ -839,6 +1091,122 @@ class ChirpAPI(RestAPI):
         response = json_response(ChirpSerializer().clean_data(data))
         response.headers["Cache-Control"] = "no-store"
         return response
+
+    def visible_message(self, pk):
+        """Return the visible message ``pk``, else ApiError 404."""
+        message = Message.visible(API_AUTHOR_COLUMNS).where(Message.id == pk).first()
+        if message is None:
+            raise ApiError(404, "No such message.")
+        return message
+
+    def message_context(self, pk):
+        """A message's thread: ``ancestors`` (root first), the ``message``, and a page of
+        its ``replies`` (oldest first; ``?after=<reply id>`` continues, ``meta.next``)."""
+        check_query(["after", "limit"])
+        message = self.visible_message(pk)
+        limit = page_limit()
+        replies = message.thread_replies(API_AUTHOR_COLUMNS)
+        after = request.args.get("after")
+        if after is not None:
+            replies = replies.where(Message.id > parse_integer("after", after))
+        replies = list(replies.limit(limit + 1))
+        next_url = None
+        if len(replies) > limit:
+            replies = replies[:limit]
+            next_url = url_for(
+                f"{self.blueprint.name}.message_context", pk=pk, after=replies[-1].id, limit=limit
+            )
+        ancestors = message.ancestors(author_columns=API_AUTHOR_COLUMNS)
+        objects = self.message_resource().serialize_query(ancestors + [message] + replies)
+        count = len(ancestors)
+        return json_response(
+            {
+                "meta": {"limit": limit, "after": int(after) if after else None, "next": next_url},
+                "ancestors": objects[:count],
+                "message": objects[count],
+                "replies": objects[count + 1 :],
+            }
+        )
+
+    def reaction_view(self, name):
+        """Return the view of ``/message/<pk>/<name>/``: POST does the reaction (201 when
+        it is new, 200 when it already was), DELETE undoes it (204, also when there was
+        nothing to undo). Both answer with the same effect however often repeated."""
+        do, undo = REACTIONS[name]
+
+        def view(pk):
+            message = self.visible_message(pk)
+            if request.method == "DELETE":
+                getattr(g.user, undo)(message)
+                return Response(status=204)
+            created = getattr(g.user, do)(message)
+            fresh = self.visible_message(pk)
+            return json_response(
+                self.message_resource().serialize_object(fresh), 201 if created else 200
+            )
+
+        view.__name__ = f"message_{name}"
+        return view
+
+    def notifications(self):
+        """The caller's notifications, newest first, from active users only.
+        ``?before=<id>`` pages back (``meta.next``); ``?since_id=<id>`` returns only newer
+        ones, for polling."""
+        check_query(["before", "since_id", "limit"])
+        limit = page_limit()
+        query = g.user.notifications()
+        before = request.args.get("before")
+        since = request.args.get("since_id")
+        if before is not None:
+            query = query.where(Notification.id < parse_integer("before", before))
+        if since is not None:
+            query = query.where(Notification.id > parse_integer("since_id", since, 0))
+        rows = list(query.limit(limit + 1))
+        next_url = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            args = {"before": rows[-1].id, "limit": limit}
+            if since is not None:
+                args["since_id"] = since
+            next_url = url_for(f"{self.blueprint.name}.notifications", **args)
+        messages = [row.message for row in rows if row.message]
+        serialized = dict(
+            zip(
+                [m.id for m in messages],
+                self.message_resource().serialize_query(messages),
+                strict=True,
+            )
+        )
+        users = self._registry[User]
+        objects = [
+            {
+                "id": row.id,
+                "kind": row.kind,
+                "actor": users.serialize_object(row.actor),
+                "message": serialized.get(row.message_id),
+                "read": row.read,
+                "created_date": ChirpSerializer().convert_value(row.created_date),
+            }
+            for row in rows
+        ]
+        response = json_response(
+            {
+                "meta": {
+                    "limit": limit,
+                    "before": int(before) if before else None,
+                    "since_id": int(since) if since else None,
+                    "next": next_url,
+                    "unread": g.user.unread_notification_count(),
+                },
+                "objects": objects,
+            }
+        )
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def notifications_read(self):
+        """Mark all the caller's notifications read; answers how many changed."""
+        return json_response({"marked": g.user.mark_notifications_read()})
 
     def timeline_home(self):
         """The caller's home timeline: their messages and those of everyone they follow."""
@@ -848,23 +1216,60 @@ class ChirpAPI(RestAPI):
         """Every visible message."""
         return self.timeline(Message.public_timeline, "timeline_public")
 
-    def timeline(self, fetch, endpoint):
+    def tag_timeline(self, tag):
+        """The visible messages tagged ``tag`` (any case), newest first."""
+        if len(tag) > TAG_MAX_LENGTH:
+            raise ApiError(404, "No such tag.")
+        name = tag.lower()
+
+        def fetch(before, limit):
+            return keyset(Message.tagged(name), MessageTag.message, before, limit)
+
+        return self.timeline(fetch, "tag_timeline")
+
+    def search(self):
+        """Messages matching ``q`` (words, "phrases", #tags, from:name), newest first,
+        keyset-paged like a timeline; on the first page also ``people`` whose username or
+        display name starts with ``q``."""
+        text = request.args.get("q", "")
+        try:
+            query = parse_search(text)
+        except TextRefused as exc:
+            raise ApiError(400, str(exc)) from None
+        people = []
+        if "before" not in request.args:
+            users = self._registry[User]
+            found = search_people(query, columns=API_AUTHOR_COLUMNS)
+            people = [users.serialize_object(person) for person in found]
+        return self.timeline(
+            lambda before, limit: search_messages(query, before, limit),
+            "search",
+            keep_args=("q",),
+            extra={"people": people},
+        )
+
+    def timeline(self, fetch, endpoint, keep_args=(), extra=None):
         """One KeysetPage of the timeline ``fetch``, newest (highest id) first:
         ``?before=<message id>`` continues below that id, so every page costs the same
         however far a client scrolls. ``meta.next`` is the next page's URL, or null; past
-        the end the list is empty."""
-        unknown = set(request.args) - {"before", "limit"}
+        the end the list is empty. ``keep_args``: further query arguments accepted and
+        carried into ``meta.next``; ``extra``: more keys for the response."""
+        supported = {"before", "limit", *keep_args}
+        unknown = set(request.args) - supported
         if unknown:
             raise ApiError(
                 400,
-                f"Unsupported query parameter(s): {short_list(unknown)}. Supported: before, limit.",
+                f"Unsupported query parameter(s): {short_list(unknown)}. "
+                f"Supported: {', '.join(sorted(supported))}.",
             )
         limit = min(
             parse_integer("limit", request.args.get("limit", str(PAGE_SIZE))), MAX_PAGE_SIZE
         )
         if "before" in request.args:
             parse_integer("before", request.args["before"])
-        page = KeysetPage(with_api_authors(fetch), limit, not_found_when_empty=False)
+        page = KeysetPage(
+            with_api_authors(fetch), limit, not_found_when_empty=False, keep_args=keep_args
+        )
         resource = self.message_resource()
         return json_response(
             {
@@ -873,7 +1278,8 @@ class ChirpAPI(RestAPI):
                     "before": page.cursor,
                     "next": page.next_url(f"{self.blueprint.name}.{endpoint}", limit=limit),
                 },
-                "objects": [resource.serialize_object(message) for message in page.items],
+                **(extra or {}),
+                "objects": resource.serialize_query(page.items),
             }
         )
 
@@ -921,7 +1327,8 @@ def resource_schema(resource):
         else:
             properties[name] = field_schema(resource.model._meta.fields[name])
     properties.update(resource.output_schema)
-    return {"type": "object", "properties": properties, "required": list(resource.fields)}
+    required = [*resource.fields, *resource.output_required]
+    return {"type": "object", "properties": properties, "required": required}
 
 
 def body_schema(resource, creating):
@@ -1066,6 +1473,9 @@ def resource_paths(resource):
         )
 
     detail_delete = operation(f"Delete one {title}", deleted, True, [pk], errors=["403", "404"])
+    # Reads that need more than credentials (an admin's) can be refused with a 403.
+    admins_only = isinstance(resource.authentication, AdminApiCredentials) and "GET" in protected
+    read_errors = ["403"] if admins_only else []
     items = {
         f"/{name}/": {
             "get": operation(
@@ -1073,12 +1483,14 @@ def resource_paths(resource):
                 page_schema(ref),
                 "GET" in protected,
                 list_parameters(resource),
-                errors=["404", "422"],
+                errors=["404", "422", *read_errors],
             ),
             "post": write(f"Create a {title}", True),
         },
         f"/{name}/{{pk}}/": {
-            "get": operation(f"One {title}", ref, "GET" in protected, [pk], errors=["404"]),
+            "get": operation(
+                f"One {title}", ref, "GET" in protected, [pk], errors=["404", *read_errors]
+            ),
             "put": write(f"Edit a {title} (only the given fields change)", False),
             "post": write(f"Edit a {title}, like PUT", False),
             "delete": detail_delete,
@@ -1112,6 +1524,88 @@ def timeline_schema():
     }
 
 
+def conversation_paths(timeline_params):
+    """Return the OpenAPI path items of threads, reactions and notifications."""
+    pk = {"name": "pk", "in": "path", "required": True, "schema": ID_SCHEMA}
+    limit = timeline_params[1]
+    message = {"$ref": "#/components/schemas/Message"}
+    messages = {"type": "array", "items": message}
+    keyset_meta = {
+        "type": "object",
+        "properties": {
+            "limit": {"type": "integer"},
+            "next": {"type": ["string", "null"], "description": "URL of the next page, or null."},
+        },
+    }
+    context = {
+        "type": "object",
+        "required": ["meta", "ancestors", "message", "replies"],
+        "properties": {
+            "meta": keyset_meta,
+            "ancestors": messages,
+            "message": message,
+            "replies": messages,
+        },
+    }
+    after = query_parameter("after", ID_SCHEMA, "Only replies with a larger id (the cursor).")
+    items = {
+        "/message/{pk}/context/": {
+            "get": operation(
+                "A message's thread: ancestors (root first), the message, replies (oldest first)",
+                context,
+                False,
+                [pk, after, limit],
+                errors=["404"],
+            )
+        }
+    }
+    for name, verb in (("like", "Like"), ("repost", "Repost")):
+        do = operation(f"{verb} a message (200 if already done)", message, True, [pk])
+        do["responses"]["201"] = ok(message, f"{verb}d now")
+        undo = operation(f"Undo your {name} of a message (done or not)", {}, True, [pk])
+        undo["responses"].pop("200")
+        undo["responses"]["204"] = {"description": "Done; no content."}
+        for op in (do, undo):
+            op["responses"]["404"] = {"$ref": "#/components/responses/404"}
+        items[f"/message/{{pk}}/{name}/"] = {"post": do, "delete": undo}
+    notifications = {
+        "type": "object",
+        "required": ["meta", "objects"],
+        "properties": {
+            "meta": {
+                "type": "object",
+                "properties": {
+                    **keyset_meta["properties"],
+                    "before": {"type": ["integer", "null"]},
+                    "since_id": {"type": ["integer", "null"]},
+                    "unread": {"type": "integer", "description": "Unread notifications."},
+                },
+            },
+            "objects": {"type": "array", "items": {"$ref": "#/components/schemas/Notification"}},
+        },
+    }
+    since = query_parameter(
+        "since_id",
+        {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+        "Only notifications with a larger id (for polling).",
+    )
+    before = query_parameter("before", ID_SCHEMA, "Only notifications with a smaller id.")
+    items["/notifications/"] = {
+        "get": operation(
+            "Your notifications, newest first", notifications, True, [before, since, limit]
+        )
+    }
+    marked = {
+        "type": "object",
+        "required": ["marked"],
+        "properties": {"marked": {"type": "integer"}},
+    }
+    items["/notifications/read/"] = {
+        "post": operation("Mark all your notifications read", marked, True)
+    }
+    return items
+
+
 def openapi_document(api):
     """Build the OpenAPI 3.1 document of ``api`` from its registered resources."""
     schemas = {
@@ -1127,7 +1621,10 @@ def openapi_document(api):
         paths.update(resource_paths(resource))
     schemas["Me"] = {
         "type": "object",
-        "required": ["id", "username", "email", "join_date", "admin"],
+        "required": [
+            *("id", "username", "display_name", "bio", "avatar_url", "counts"),
+            *("email", "join_date", "admin"),
+        ],
         "properties": {
             **schemas["User"]["properties"],
             "email": {"type": "string"},
@@ -1144,9 +1641,41 @@ def openapi_document(api):
             f"Messages per page (at most {MAX_PAGE_SIZE}).",
         ),
     ]
+    me_ref = {"$ref": "#/components/schemas/Me"}
     paths["/me/"] = {
+        "get": operation("Your own profile, with your e-mail address", me_ref, True),
+        "put": operation("Change your display name and/or bio", me_ref, True, body=ME_BODY_SCHEMA),
+    }
+    search_schema = timeline_schema()
+    search_schema["properties"]["people"] = {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/User"},
+        "description": "People whose username or display name starts with q (first page).",
+    }
+    search_schema["required"] = ["meta", "people", "objects"]
+    q = query_parameter(
+        "q",
+        {"type": "string", "maxLength": SEARCH_QUERY_MAX_LENGTH, "pattern": NO_NUL_PATTERN},
+        'Words, "phrases", #tags and from:username; all must match.',
+    )
+    paths["/search/"] = {
         "get": operation(
-            "Your own profile, with your e-mail address", {"$ref": "#/components/schemas/Me"}, True
+            "Search messages (newest first) and people", search_schema, False, [q, *timeline_params]
+        )
+    }
+    tag = {
+        "name": "tag",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1, "pattern": NO_NUL_PATTERN},
+    }
+    paths["/tags/{tag}/"] = {
+        "get": operation(
+            "Messages with this #tag (any case), newest first",
+            timeline_schema(),
+            False,
+            [tag, *timeline_params],
+            errors=["404"],
         )
     }
     paths["/timeline/home/"] = {
@@ -1158,6 +1687,22 @@ def openapi_document(api):
         "get": operation(
             "The public timeline, newest first", timeline_schema(), False, timeline_params
         )
+    }
+    paths.update(conversation_paths(timeline_params))
+    schemas["Notification"] = {
+        "type": "object",
+        "required": ["id", "kind", "actor", "message", "read", "created_date"],
+        "properties": {
+            "id": {"type": "integer"},
+            "kind": {"type": "string", "enum": list(Notification.KINDS)},
+            "actor": {"$ref": "#/components/schemas/User"},
+            "message": {
+                "oneOf": [{"$ref": "#/components/schemas/Message"}, {"type": "null"}],
+                "description": "The message concerned (null for a follow).",
+            },
+            "read": {"type": "boolean"},
+            "created_date": DATE_SCHEMA,
+        },
     }
     paths["/openapi.json"] = {"get": operation("This document", {"type": "object"}, False)}
     error = {
@@ -1255,4 +1800,4 @@ api = ChirpAPI(app, prefix=API_PREFIX)
 api.register(User, UserResource, auth=AdminApiCredentials())
 api.register(Message, MessageResource, auth=ApiCredentials())
 api.register(Relationship, RelationshipResource, auth=ApiCredentials())
-api.register(Note, NoteResource, auth=AdminApiCredentials())
+api.register(Note, NoteResource, auth=AdminApiCredentials(protected_methods=ALL_METHODS))

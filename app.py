@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 import uuid
 from urllib.parse import unquote_to_bytes
@@ -36,6 +37,7 @@ from flask_seasurf import SeaSurf
 from limits import parse_many
 from markupsafe import Markup
 from markupsafe import escape
+from peewee import DataError
 from playhouse.db_url import connect
 from werkzeug.exceptions import BadRequest
 from werkzeug.exceptions import HTTPException
@@ -90,6 +92,12 @@ app.config.from_mapping(
     # How many reverse proxies (nginx, a load balancer) sit in front of Chirp and set
     # X-Forwarded-For and X-Forwarded-Proto. 0: clients connect directly.
     TRUSTED_PROXIES=0,
+    # Level of Chirp's log: INFO writes one line per request; WARNING only problems.
+    LOG_LEVEL="INFO",
+    # The host names Chirp answers to, e.g. FLASK_TRUSTED_HOSTS='["chirp.example"]' (a
+    # leading dot allows subdomains). Another Host header is a 400, so absolute URLs Chirp
+    # builds (the trailing-slash redirect) never point elsewhere. None: any host (dev).
+    TRUSTED_HOSTS=None,
 )
 app.config.from_prefixed_env()
 if app.config["TRUSTED_PROXIES"]:
@@ -128,8 +136,12 @@ SECURITY_HEADERS = {
     # "no-referrer"; other sites learn nothing.
     "Referrer-Policy": "same-origin",
 }
-# SQLite integers are signed 64-bit; a larger id in a URL would raise OverflowError (a 500).
-MAX_ID = 2**63 - 1
+# The largest row id (or other whole number) the database can compare with its integer
+# columns: SQLite's are signed 64-bit (a larger number raises OverflowError, a 500),
+# PostgreSQL's serial and integer columns (peewee's AutoField, IntegerField) signed 32-bit
+# (a larger number is an error there too). A larger id in a URL is a 404, in a query a 400.
+ON_POSTGRES = app.config["DATABASE_URL"].startswith("postgres")
+MAX_ID = 2**31 - 1 if ON_POSTGRES else 2**63 - 1
 # The largest page number a list accepts (web and API): beyond it an OFFSET only makes the
 # database skip rows for nothing.
 MAX_PAGE = 100_000
@@ -235,6 +247,7 @@ class KeysetPage:
     400 (default: a row id). ``cursor_of(row)`` is the cursor continuing after ``row``
     (default ``row.id``). With ``not_found_when_empty`` a cursor past the end is a 404,
     as a web page that does not exist; the API answers an empty list instead.
+    ``keep_args`` names query arguments the page links keep (e.g. ``("q",)``).
 
     Attributes: ``items`` (the rows to show), ``cursor`` (the one requested, or None),
     ``has_next``; ``next_url()``/``previous_url()`` for "Older" and "Newest" links.
@@ -251,8 +264,11 @@ class KeysetPage:
         parse_cursor=parse_id_cursor,
         cursor_of=lambda row: row.id,
         not_found_when_empty=True,
+        keep_args=(),
     ):
         self.paginate_by = paginate_by
+        # Query arguments every page link carries on (a search's ``q``).
+        self.kept = {name: request.args[name] for name in keep_args if name in request.args}
         self.cursor_arg = cursor_arg
         raw = request.args.get(cursor_arg)
         self.cursor = None if raw is None else parse_cursor(cursor_arg, raw)
@@ -267,6 +283,7 @@ class KeysetPage:
         """Return the URL of the page after ``cursor`` (None: the first page) of the
         current view (or ``endpoint``), with ``values`` as extra query arguments."""
         args = dict(request.view_args)
+        args.update(self.kept)
         args.update(values)
         if cursor is not None:
             args[self.cursor_arg] = cursor
@@ -314,25 +331,114 @@ db = Database(app, database_from_url(app.config["DATABASE_URL"], app.config["SQL
 database = db.database
 
 
+# Characters that would let a logged value start a new log line or rewrite the terminal
+# (a path with %0A, %0D or an escape sequence): logged as \xNN / \uNNNN instead.
+LOG_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_log_text(text):
+    """Return ``text`` with control characters and line separators written as escapes
+    (``\\x0a``), so a value from a request can never forge a line of the log."""
+    return LOG_CONTROL_CHARACTERS.sub(
+        lambda match: (
+            f"\\x{ord(match.group()):02x}"
+            if ord(match.group()) < 0x100
+            else f"\\u{ord(match.group()):04x}"
+        ),
+        text,
+    )
+
+
 class RequestIdFilter(logging.Filter):
     """Tags every log line written while handling a request with that request's id, the
-    one sent back in the ``X-Request-ID`` header and shown on the 500 page."""
+    one sent back in the ``X-Request-ID`` header and shown on the 500 page, and escapes
+    the message (escape_log_text): Flask logs the decoded path of a failed request, and
+    ``/%0A...`` would otherwise write a line of the attacker's choosing. A traceback is
+    added by the formatter after this, with its own line breaks."""
 
     def filter(self, record):
+        message = escape_log_text(record.getMessage())
         if has_request_context() and "request_id" in g:
-            record.msg = f"{record.msg} [request {g.request_id}]"
+            message = f"{message} [request {g.request_id}]"
+        record.msg, record.args = message, None
         return True
 
 
 app.logger.addFilter(RequestIdFilter())
+# Chirp's own lines (one per request, errors) at INFO and above, on standard error, where
+# gunicorn's workers write theirs. FLASK_LOG_LEVEL=WARNING keeps only the problems.
+app.logger.setLevel(app.config["LOG_LEVEL"])
+
+# An X-Request-ID a proxy or client sent is kept (so one id follows a request through
+# nginx, Chirp and the client's own logs) when it looks like an id; anything else is
+# replaced, so a log line can never be forged or broken through this header.
+INCOMING_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+class RequestLog:
+    """WSGI middleware: give every request an id and log one line when it is done.
+
+    ``request <id> <METHOD> <path> <status> <duration> ms``, the path with every space,
+    control character and non-ASCII byte escaped (``\\xNN``) so that a line cannot be
+    split or faked by a crafted URL. The id is the client's or proxy's ``X-Request-ID``
+    if it matches INCOMING_REQUEST_ID, else a new random one; Flask reads it from
+    ``environ["chirp.request_id"]`` (assign_request_id) for the response header, the 500
+    page and the error traceback. It wraps everything, so the line is written even when
+    the database is down or a hook fails, and the duration counts the whole response.
+    """
+
+    def __init__(self, wsgi_app, logger):
+        self.wsgi_app = wsgi_app
+        self.logger = logger
+
+    def __call__(self, environ, start_response):
+        started = time.perf_counter()
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")
+        if INCOMING_REQUEST_ID.fullmatch(incoming):
+            request_id = incoming
+        else:
+            request_id = uuid.uuid4().hex
+        environ["chirp.request_id"] = request_id
+        status = []
+
+        def record_status(code, headers, exc_info=None):
+            status[:] = [code.split(" ", 1)[0]]
+            return start_response(code, headers, exc_info)
+
+        body = self.wsgi_app(environ, record_status)
+        try:
+            yield from body
+        finally:
+            if hasattr(body, "close"):  # PEP 3333: the server must close the body
+                body.close()
+            milliseconds = (time.perf_counter() - started) * 1000
+            self.logger.info(
+                "request %s %s %s %s %.1f ms",
+                request_id,
+                escape_for_log(environ.get("REQUEST_METHOD", "")),
+                escape_for_log(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")),
+                status[0] if status else "-",
+                milliseconds,
+            )
+
+
+def escape_for_log(text):
+    """Return ``text`` (a WSGI string: one character per byte) with backslashes, spaces,
+    control characters and non-ASCII bytes written as ``\\xNN``: one log field, on one
+    line, that says exactly which bytes arrived."""
+    return "".join(c if "!" <= c <= "~" and c != "\\" else f"\\x{ord(c) & 0xFF:02x}" for c in text)
+
+
+app.wsgi_app = RequestLog(app.wsgi_app, app.logger)
 
 
 # The request hooks below are registered before SeaSurf's and the limiter's, so they run
 # first: a malformed request is refused before anything parses it.
 @app.before_request
 def assign_request_id():
-    """Give the request an id for the logs, the ``X-Request-ID`` header and the 500 page."""
-    g.request_id = uuid.uuid4().hex
+    """Give the request its id (RequestLog's) for the logs, the ``X-Request-ID`` header and
+    the 500 page."""
+    g.request_id = request.environ.get("chirp.request_id") or uuid.uuid4().hex
 
 
 @app.before_request
@@ -583,6 +689,16 @@ def number_out_of_range(error):
     """A number too large for the database (e.g. ``?user=99999999999999999999``) is the
     client's mistake: answer 400, not 500."""
     return http_error(BadRequest("A number in the request is out of range."))
+
+
+@app.errorhandler(DataError)
+def value_does_not_fit(error):
+    """A value the database refuses for its column's type (PostgreSQL: ``abc`` compared
+    with an integer column in an admin filter, a date that is no date, text longer than a
+    varchar) came from the request: answer 400, not 500. SQLite stores such values as
+    they are, so only PostgreSQL raises this; the failed statement changed nothing."""
+    app.logger.info("Refused a value the database cannot store: %s", error, exc_info=True)
+    return http_error(BadRequest("A value in the request does not fit its field."))
 
 
 def render_error_page(error):

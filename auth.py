@@ -168,10 +168,16 @@ class ChirpAuth(Auth):
             return None
         return user
 
-    def login_user(self, user):
-        """Start a fresh session for ``user`` and make this browser a known device."""
+    def login_user(self, user, greeting=None):
+        """Start a fresh session for ``user`` and make this browser a known device.
+
+        ``greeting``, if given, is flashed instead of flask-peewee's "You are logged in as
+        ..." (a new member gets one welcome, not two messages)."""
         session.clear()
         super().login_user(user)
+        if greeting is not None:
+            # The session was just cleared, so its only flash is flask-peewee's.
+            session["_flashes"] = [("success", greeting)]
         self.renew_session(user)
         # A token an attacker saw before login must not work after it.
         csrf.generate_new_token()

@@ -13,6 +13,9 @@ import os
 import random
 import re
 import secrets
+import shutil
+import sqlite3
+import subprocess  # nosec B404: pg_dump and pg_restore, with argument lists
 import sys
 import time
 
@@ -21,6 +24,7 @@ from faker import Faker
 from flask.cli import AppGroup
 from flask.cli import FlaskGroup
 from flask_peewee.utils import make_password
+from peewee import SqliteDatabase
 from playhouse.migrations import MigrationError
 
 import views  # noqa: F401  (registers the web pages)
@@ -41,6 +45,7 @@ from models import Relationship
 from models import TextRefused
 from models import User
 from models import clean_email
+from models import clean_token_name
 from models import migration_runner
 from models import pending_migrations
 from models import username_key
@@ -142,6 +147,126 @@ def db_downgrade(target):
 app.cli.add_command(db_cli)
 
 
+def run_postgres_tool(program, *arguments):
+    """Run the PostgreSQL client tool ``program`` (``pg_dump``, ``pg_restore``) with
+    ``arguments`` against Chirp's database (its name, host, port, user and password, as
+    peewee connects). Raises click.ClickException if it is missing or fails."""
+    if shutil.which(program) is None:
+        raise click.ClickException(
+            f"{program} is not installed (Debian: apt-get install postgresql-client)."
+        )
+    params = db.database.connect_params
+    options = [f"--{name}={params[name]}" for name in ("host", "port") if params.get(name)]
+    if params.get("user"):
+        options.append(f"--username={params['user']}")
+    env = dict(os.environ)
+    if params.get("password"):  # in the environment: never on a command line others see
+        env["PGPASSWORD"] = str(params["password"])
+    if params.get("sslmode"):
+        env["PGSSLMODE"] = str(params["sslmode"])
+    command = [program, *options, f"--dbname={db.database.database}", *arguments]
+    # An argument list, never a shell.
+    result = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, check=False)  # nosec B603
+    if result.returncode != 0:
+        raise click.ClickException(f"{program} failed (exit status {result.returncode}).")
+
+
+def sqlite_path():
+    """Return the file of Chirp's SQLite database; ClickException if there is none yet."""
+    path = db.database.database
+    if not os.path.isfile(path):
+        raise click.ClickException(f"There is no database at {path}.")
+    return path
+
+
+def check_sqlite_copy(connection, what):
+    """Raise click.ClickException unless the SQLite ``connection`` passes SQLite's
+    integrity and foreign key checks and holds Chirp's migration history."""
+    try:
+        ok = connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        ok = ok and not connection.execute("PRAGMA foreign_key_check").fetchall()
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.DatabaseError as exc:
+        raise click.ClickException(f"{what} is not a usable SQLite database: {exc}") from exc
+    if not ok:
+        raise click.ClickException(f"{what} fails SQLite's integrity checks.")
+    if "schema_migration" not in tables:
+        raise click.ClickException(f"{what} is not a Chirp database (no migration history).")
+
+
+@app.cli.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+def backup(file, force):
+    """Write a consistent copy of the database to FILE while Chirp keeps serving.
+
+    SQLite: SQLite's online backup API copies one consistent snapshot (writers carry on;
+    their later changes are not in the copy), checked with SQLite's integrity checks and
+    written as a single file (no -wal), renamed into place only once complete.
+    PostgreSQL: runs ``pg_dump --format=custom`` (a snapshot too); ``restore`` reads it.
+    """
+    if os.path.exists(file) and not force:
+        raise click.ClickException(f"{file} exists; choose another name or add --force.")
+    if not isinstance(db.database, SqliteDatabase):
+        db.database.close()
+        run_postgres_tool("pg_dump", "--format=custom", "--no-owner", f"--file={file}")
+        click.echo(f"Backed up the PostgreSQL database to {file} (pg_dump, custom format).")
+        return
+    partial = f"{file}.partial"
+    source = sqlite3.connect(sqlite_path(), timeout=app.config["SQLITE_BUSY_TIMEOUT"])
+    target = sqlite3.connect(partial)
+    try:
+        source.backup(target)
+        # One self-contained file: the copy needs no -wal beside it.
+        target.execute("PRAGMA journal_mode=DELETE")
+        check_sqlite_copy(target, "The copy")
+        rows = target.execute("SELECT count(*) FROM message").fetchone()[0]
+    finally:
+        target.close()
+        source.close()
+    os.replace(partial, file)
+    click.echo(f"Backed up the SQLite database to {file} ({rows} messages).")
+
+
+@app.cli.command("restore")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--yes", is_flag=True, help="Really replace the whole database with FILE.")
+def restore(file, yes):
+    """Replace the whole database with the backup FILE (made by ``backup``).
+
+    Every row written since the backup is lost: stop gunicorn first, then run it with
+    ``--yes``. Afterwards run ``python main.py db upgrade`` if the backup predates
+    migrations the code has.
+    """
+    if not yes:
+        raise click.ClickException(
+            "restore replaces every row of the database with the backup's. "
+            "Stop gunicorn, then run it again with --yes."
+        )
+    if isinstance(db.database, SqliteDatabase):
+        source = sqlite3.connect(file)
+        try:
+            check_sqlite_copy(source, file)
+            target = sqlite3.connect(sqlite_path(), timeout=app.config["SQLITE_BUSY_TIMEOUT"])
+            try:
+                source.backup(target)
+            finally:
+                target.close()
+        finally:
+            source.close()
+    else:
+        db.database.close()
+        run_postgres_tool(
+            "pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction", file
+        )
+    db.database.close()
+    click.echo(f"Restored the database from {file}.")
+    with db.database.connection_context():
+        pending = pending_migrations()
+    if pending:
+        click.echo(f"{len(pending)} migration(s) pending: run python main.py db upgrade")
+
+
 def read_new_password(from_stdin):
     """Return a new password from standard input's first line or from a hidden prompt.
 
@@ -205,7 +330,11 @@ def create_token(username, name):
     user = User.by_username(username).first()
     if user is None:
         raise click.BadParameter(f"no user called {username!r}", param_hint="USERNAME")
-    _, token = ApiToken.issue(user, name[:TOKEN_NAME_MAX_LENGTH])
+    try:
+        name = clean_token_name(name[:TOKEN_NAME_MAX_LENGTH])
+    except TextRefused as exc:
+        raise click.BadParameter(str(exc), param_hint="--name") from None
+    _, token = ApiToken.issue(user, name)
     click.echo(token)
 
 

@@ -28,6 +28,7 @@ from peewee import BooleanField
 from peewee import CharField
 from peewee import Check
 from peewee import DateTimeField
+from peewee import Expression
 from peewee import ForeignKeyField
 from peewee import IntegerField
 from peewee import PostgresqlDatabase
@@ -37,6 +38,9 @@ from peewee import Value
 from peewee import fn
 from playhouse.migrations import Runner
 from playhouse.sqlite_ext import AutoIncrementField
+from playhouse.sqlite_ext import FTS5Model
+from playhouse.sqlite_ext import RowIDField
+from playhouse.sqlite_ext import SearchField
 
 from app import db
 
@@ -261,6 +265,15 @@ def clean_note(value):
     return clean_text(value, NOTE_MAX_LENGTH, "A note")
 
 
+def clean_token_name(value):
+    """Return an API token's name ``value`` normalised, or raise TextRefused (clean_text
+    with TOKEN_NAME_MAX_LENGTH, one line): its owner reads it in their settings."""
+    text = clean_text(value, TOKEN_NAME_MAX_LENGTH, "A token name")
+    if "\n" in text or "\t" in text:
+        raise TextRefused("A token name must be one line, without tabs.")
+    return text
+
+
 def clean_email(value):
     """Return the e-mail address ``value`` as Chirp stores it, or raise TextRefused.
 
@@ -287,11 +300,14 @@ def clean_email(value):
 
 
 def clean_username(value):
-    """Return ``value`` if it is a valid new username (1 to USERNAME_MAX_LENGTH of
-    ``[A-Za-z0-9_]``), else raise TextRefused. Whether it is taken is User.username_taken."""
-    if not isinstance(value, str) or not USERNAME_PATTERN.fullmatch(value):
-        raise TextRefused("Use 1 to 30 letters, digits or underscores.")
-    return value
+    """Return ``value`` trimmed (normalize_text) if it is then a valid username (1 to
+    USERNAME_MAX_LENGTH of ``[A-Za-z0-9_]``), else raise TextRefused. Whether it is taken
+    is User.username_taken."""
+    if isinstance(value, str) and len(value) <= RAW_LENGTH_FACTOR * USERNAME_MAX_LENGTH:
+        value = normalize_text(value)
+        if USERNAME_PATTERN.fullmatch(value):
+            return value
+    raise TextRefused("Use 1 to 30 letters, digits or underscores.")
 
 
 @functools.cache
@@ -668,8 +684,10 @@ class User(BaseModel, BaseUser):
 
     def post(self, content, in_reply_to=None):
         """Publish ``content`` (already validated) as this user's message, optionally as a
-        reply to the message ``in_reply_to``. The parent's reply count and its author's
-        notification are written in the same transaction. Returns the new Message."""
+        reply to the message ``in_reply_to``. The parent's reply count, its author's
+        notification and those of the people the text mentions (not the author, and not
+        the replied-to author twice) are written in the same transaction. Returns the new
+        Message."""
         with db.database.atomic():
             message = Message.create(
                 user=self,
@@ -677,9 +695,26 @@ class User(BaseModel, BaseUser):
                 in_reply_to=in_reply_to,
                 is_reply=in_reply_to is not None,
             )
+            skip = {self.id}
             if in_reply_to is not None:
                 Message.bump(in_reply_to.id, reply_count=1)
                 Notification.notify(in_reply_to.user, self, Notification.REPLY, message)
+                skip.add(in_reply_to.user_id)  # told of the reply already: once is enough
+            # Message.save has recorded who the text mentions.
+            mentioned = Mention.select(Mention.user).where(
+                Mention.message == message.id, Mention.user.not_in(list(skip))
+            )
+            rows = [
+                {
+                    "recipient": row.user_id,
+                    "actor": self.id,
+                    "kind": Notification.MENTION,
+                    "message": message.id,
+                }
+                for row in mentioned
+            ]
+            if rows:
+                Notification.insert_many(rows).execute()
         return message
 
     def reply(self, message, content):
@@ -724,22 +759,33 @@ class User(BaseModel, BaseUser):
                 Notification.withdraw(message.user, self, kind, message)
         return deleted
 
-    def likes(self, message_ids):
-        """Return the set of ``message_ids`` this user liked (one query)."""
-        return _reacted(Like, self, message_ids)
-
-    def reposts(self, message_ids):
-        """Return the set of ``message_ids`` this user reposted (one query)."""
-        return _reacted(Repost, self, message_ids)
+    def reactions(self, message_ids):
+        """Return ``(liked, reposted)``: the sets of ``message_ids`` this user liked and
+        reposted, in one query."""
+        if not message_ids:
+            return set(), set()
+        likes = Like.select(Like.message.alias("message_id"), Value("like").alias("kind"))
+        reposts = Repost.select(Repost.message.alias("message_id"), Value("repost").alias("kind"))
+        query = likes.where(Like.user == self, Like.message << message_ids) | reposts.where(
+            Repost.user == self, Repost.message << message_ids
+        )
+        liked, reposted = set(), set()
+        for row in query.dicts():
+            (liked if row["kind"] == "like" else reposted).add(row["message_id"])
+        return liked, reposted
 
     def notifications(self):
         """Return this user's notifications from active users, newest first."""
         actor = User.alias()
+        author = User.alias()
+        # Only what the page and the API show of each person: never the password hash.
+        people = [column for user in (actor, author) for column in user_summary(user)]
         return (
-            Notification.select(Notification, actor, Message)
-            .join(actor, on=(Notification.actor == actor.id))
+            Notification.select(Notification, Message, *people)
+            .join(actor, on=(Notification.actor == actor.id), attr="actor")
             .switch(Notification)
             .join(Message, JOIN.LEFT_OUTER)
+            .join(author, JOIN.LEFT_OUTER, on=(Message.user == author.id), attr="user")
             .where(Notification.recipient == self, actor.active)
             .order_by(Notification.id.desc())
         )
@@ -759,17 +805,15 @@ class User(BaseModel, BaseUser):
         return query.where(Notification.recipient == self, ~Notification.read).execute()
 
 
-def _reacted(model, user, message_ids):
-    """Return the subset of ``message_ids`` that ``user`` has a ``model`` row for."""
-    if not message_ids:
-        return set()
-    query = model.select(model.message).where(model.user == user, model.message << message_ids)
-    return {row.message_id for row in query}
+def user_summary(user):
+    """Return the columns of ``user`` (User or an alias) a notification shows (the API's
+    user fields)."""
+    return (user.id, user.username, user.display_name, user.bio, user.join_date)
 
 
 # What a list of people shows of each (the directory, followers, following): never the
 # password hash or e-mail. Add a column here when a list starts showing it.
-User.LIST_COLUMNS = (User.id, User.username, User.join_date)
+User.LIST_COLUMNS = (User.id, User.username, User.display_name, User.join_date)
 
 # Case-insensitive uniqueness: the database, not just the join form, refuses "Alice"
 # next to "alice", so two racing sign-ups cannot both win.
@@ -951,9 +995,10 @@ class Message(BaseModel):
         ``limit`` rows (keyset paging on the primary key)."""
         return keyset(cls.visible(), cls.id, before, limit)
 
-    def ancestors(self, limit=100):
+    def ancestors(self, limit=100, author_columns=None):
         """Return the visible messages this one answers, up the chain to the root, root
-        first, at most ``limit`` of them (one recursive query)."""
+        first, at most ``limit`` of them (one recursive query); ``author_columns`` as for
+        ``visible``."""
         if self.in_reply_to_id is None:
             return []
         base = Message.alias()
@@ -970,45 +1015,36 @@ class Message(BaseModel):
             .where(top.c.level < limit)
         )
         ids = chain.select_from(chain.c.id)
-        query = Message.visible().where(Message.id << ids).order_by(Message.id)
+        query = Message.visible(author_columns).where(Message.id << ids).order_by(Message.id)
         return list(query.with_cte(chain))
 
-    def thread_replies(self):
-        """Return the visible replies to this message, oldest first (newest last)."""
-        return Message.visible().where(Message.in_reply_to == self).order_by(Message.id)
+    def thread_replies(self, author_columns=None):
+        """Return the visible replies to this message, oldest first (newest last);
+        ``author_columns`` as for ``visible``."""
+        query = Message.visible(author_columns).where(Message.in_reply_to == self)
+        return query.order_by(Message.id)
 
     @staticmethod
-    def annotate(messages, viewer=None):
+    def annotate(messages, viewer=None, context=True):
         """Prepare a page of ``messages`` (a list) for display in a constant number of
-        queries, whatever its length: sets ``parent`` (the visible message each answers, or
-        None), ``liked`` and ``reposted`` (by ``viewer``, a User or None),
-        ``reposted_by`` (the users ``viewer`` follows, or ``viewer``, who reposted it) and
-        ``known_mentions`` (the @mentions linkify makes links of). Returns ``messages``."""
+        queries, whatever its length: sets ``liked`` and ``reposted`` (by ``viewer``, a
+        User or None: one query) and, with ``context`` (web pages), ``parent`` (the visible
+        message each answers, or None), ``reposted_by`` (the users ``viewer`` follows, or
+        ``viewer``, who reposted it) and ``known_mentions`` (the @mentions linkify makes
+        links of): one query each. Returns ``messages``."""
         ids = [message.id for message in messages]
-        parent_ids = {m.in_reply_to_id for m in messages if m.in_reply_to_id is not None}
         parents = {}
-        if parent_ids:
-            parents = {m.id: m for m in Message.visible().where(Message.id << list(parent_ids))}
-        liked = viewer.likes(ids) if viewer else set()
-        reposted = viewer.reposts(ids) if viewer else set()
         reposters = {}
-        if viewer and ids:
-            followed = Relationship.select(Relationship.to_user).where(
-                Relationship.from_user == viewer
-            )
-            rows = (
-                Repost.select(Repost, *Message.AUTHOR_COLUMNS)
-                .join(User)
-                .where(
-                    Repost.message << ids,
-                    User.active,
-                    (Repost.user == viewer) | (Repost.user << followed),
-                )
-                .order_by(Repost.id)
-            )
-            for row in rows:
-                reposters.setdefault(row.message_id, []).append(row.user)
-        mentioned = Message.mentioned_names(messages)
+        mentioned = {}
+        liked, reposted = viewer.reactions(ids) if viewer else (set(), set())
+        if context:
+            parent_ids = {m.in_reply_to_id for m in messages if m.in_reply_to_id is not None}
+            if parent_ids:
+                query = Message.visible().where(Message.id << list(parent_ids))
+                parents = {parent.id: parent for parent in query}
+            if viewer and ids:
+                reposters = Message._reposters(ids, viewer)
+            mentioned = Message.mentioned_names(messages)
         for message in messages:
             message.known_mentions = mentioned.get(message.id, set())
             message.parent = parents.get(message.in_reply_to_id)
@@ -1016,6 +1052,26 @@ class Message(BaseModel):
             message.reposted = message.id in reposted
             message.reposted_by = reposters.get(message.id, [])
         return messages
+
+    @staticmethod
+    def _reposters(ids, viewer):
+        """Return ``{message id: [users]}``: who among ``viewer`` and the people they
+        follow (active ones) reposted each of the messages ``ids``, first reposter first."""
+        followed = Relationship.select(Relationship.to_user).where(Relationship.from_user == viewer)
+        rows = (
+            Repost.select(Repost, *Message.AUTHOR_COLUMNS)
+            .join(User)
+            .where(
+                Repost.message << ids,
+                User.active,
+                (Repost.user == viewer) | (Repost.user << followed),
+            )
+            .order_by(Repost.id)
+        )
+        reposters = {}
+        for row in rows:
+            reposters.setdefault(row.message_id, []).append(row.user)
+        return reposters
 
     @classmethod
     def tagged(cls, name):
@@ -1122,6 +1178,13 @@ class Like(BaseModel):
     def __str__(self):
         return f"{self.user} likes {self.message_id}"
 
+    def delete_instance(self, *args, **kwargs):
+        """Delete this row (say from the admin) and recount its message."""
+        with db.database.atomic():
+            result = super().delete_instance(*args, **kwargs)
+            Message.refresh_counts([self.message_id])
+        return result
+
 
 class Repost(BaseModel):
     """``user`` reposted ``message`` to their followers: at most once."""
@@ -1135,6 +1198,13 @@ class Repost(BaseModel):
 
     def __str__(self):
         return f"{self.user} reposted {self.message_id}"
+
+    def delete_instance(self, *args, **kwargs):
+        """Delete this row (say from the admin) and recount its message."""
+        with db.database.atomic():
+            result = super().delete_instance(*args, **kwargs)
+            Message.refresh_counts([self.message_id])
+        return result
 
 
 class Notification(BaseModel):
@@ -1226,6 +1296,120 @@ if isinstance(db.database, PostgresqlDatabase):
             using="GIN",
             name="message_content_search",
         )
+    )
+
+
+class MessageIndex(FTS5Model):
+    """SQLite's full-text index of message content (FTS5, table ``message_fts``, made by
+    migration 0005): an external-content index over ``message``, kept in step by triggers
+    on insert, update and delete, so it stores no second copy of the text. Queried by
+    Message.search on SQLite only; PostgreSQL uses the ``message_content_search`` index."""
+
+    rowid = RowIDField()
+    content = SearchField()
+
+    class Meta:
+        database = db.database
+        table_name = "message_fts"
+        options = {"content": "message", "content_rowid": "id"}
+
+
+SEARCH_QUERY_MAX_LENGTH = 200
+# At most this many words, phrases, #tags and from: names count in one search: each is
+# one more condition for the database.
+SEARCH_MAX_TERMS = 10
+# People a search shows beside the messages (prefix matches, by username).
+SEARCH_PEOPLE_LIMIT = 10
+SEARCH_TOKENS = re.compile(r'"([^"]*)"?|(\S+)')
+# What FTS5 and to_tsvector('simple') see as one word: letters, digits and underscores.
+SEARCH_WORD = re.compile(r"\w+")
+
+
+class SearchQuery:
+    """A parsed search: ``words`` and ``phrases`` to find in the text (each a list of
+    words, all of which must appear, a phrase's in order), ``tags`` (lower case, matched
+    through MessageTag) and ``authors`` (``from:name``, lower case). Built by parse_search;
+    ``people`` is the text to match against usernames and display names."""
+
+    def __init__(self, text):
+        self.text = text
+        self.phrases = []
+        self.tags = []
+        self.authors = []
+        for match in SEARCH_TOKENS.finditer(text):
+            quoted, token = match.groups()
+            if token and token.startswith("#") and re.fullmatch(r"#\w+", token):
+                self.tags.append(token[1:].lower())
+            elif token and token.lower().startswith("from:") and len(token) > 5:
+                self.authors.append(token[5:].lstrip("@").lower())
+            else:
+                words = SEARCH_WORD.findall((quoted if quoted is not None else token) or "")
+                if words:
+                    self.phrases.append(words)
+        terms = len(self.phrases) + len(self.tags) + len(self.authors)
+        if terms > SEARCH_MAX_TERMS:
+            raise TextRefused(f"A search may hold at most {SEARCH_MAX_TERMS} terms.")
+        self.people = text.strip().lstrip("@").lower()
+
+    def __bool__(self):
+        return bool(self.phrases or self.tags or self.authors)
+
+    def fts5_expression(self):
+        """The phrases as an FTS5 query: each a quoted string (so no word is ever read as
+        FTS5 syntax: AND, NEAR, *, column filters), all required."""
+        return " ".join('"' + " ".join(words) + '"' for words in self.phrases)
+
+
+def parse_search(text):
+    """Return the SearchQuery for the search box text ``text``. Raises TextRefused when
+    it is longer than SEARCH_QUERY_MAX_LENGTH characters or holds too many terms."""
+    if len(text) > SEARCH_QUERY_MAX_LENGTH:
+        raise TextRefused(f"A search must be at most {SEARCH_QUERY_MAX_LENGTH} characters.")
+    return SearchQuery(text)
+
+
+def search_messages(query, before=None, limit=None):
+    """Return the visible messages matching the SearchQuery ``query``, newest (highest id)
+    first, ``before`` a message id, at most ``limit`` (keyset paging). An empty query
+    matches nothing. Words use the full-text index: FTS5 on SQLite, the GIN index on
+    ``to_tsvector('simple', content)`` on PostgreSQL; tags use MessageTag."""
+    found = Message.visible()
+    if not query:
+        return keyset(found.where(SQL("1 = 0")), Message.id, before, limit)
+    for tag in query.tags:
+        tagged = MessageTag.select(MessageTag.message).join(Tag).where(Tag.name == tag)
+        found = found.where(Message.id << tagged)
+    if query.authors:
+        found = found.where(fn.LOWER(User.username) << query.authors)
+    if query.phrases and isinstance(db.database, PostgresqlDatabase):
+        vector = fn.to_tsvector(SQL(f"'{SEARCH_CONFIGURATION}'"), Message.content)
+        for words in query.phrases:
+            wanted = fn.phraseto_tsquery(SQL(f"'{SEARCH_CONFIGURATION}'"), " ".join(words))
+            found = found.where(Expression(vector, "@@", wanted))
+    elif query.phrases:
+        matching = MessageIndex.select(MessageIndex.rowid).where(
+            MessageIndex.match(query.fts5_expression())
+        )
+        found = found.where(Message.id << matching)
+    return keyset(found, Message.id, before, limit)
+
+
+def search_people(query, limit=SEARCH_PEOPLE_LIMIT, columns=None):
+    """Return up to ``limit`` active users whose username or display name starts with
+    the SearchQuery's ``people`` text (any case), by username, reading only ``columns``
+    (default User.LIST_COLUMNS)."""
+    prefix = query.people
+    if not prefix:
+        return User.select().where(SQL("1 = 0"))
+    return (
+        User.select(*(columns or User.LIST_COLUMNS))
+        .where(
+            User.active,
+            fn.LOWER(User.username).startswith(prefix)
+            | fn.LOWER(User.display_name).startswith(prefix),
+        )
+        .order_by(User.username)
+        .limit(limit)
     )
 
 
@@ -1413,6 +1597,54 @@ class AuditEntry(BaseModel):
     object_id = TextField(default="")
     changes = TextField(default="{}")
     created_date = DateTimeField(default=datetime.datetime.now, index=True)
+
+    @classmethod
+    def record(cls, actor, action, model, object_ids, changes=None):
+        """Add an entry: ``actor`` (a User, or None) did ``action`` to rows ``object_ids``
+        (an id or a list of ids) of ``model``, changing ``changes`` ({field: [old, new]}).
+
+        Values that JSON cannot hold (dates) are stored as text. Call it inside the
+        transaction that makes the change, so the entry and the change commit together;
+        the admin and the API both do (docs/security.md, "The admin and the audit trail").
+        """
+        ids = object_ids if isinstance(object_ids, list | tuple) else [object_ids]
+        return cls.create(
+            actor=actor,
+            actor_name=actor.username if actor is not None else "",
+            action=action,
+            model_name=model.__name__,
+            object_id=",".join(str(pk) for pk in ids),
+            changes=json.dumps(changes or {}, default=str, sort_keys=True),
+        )
+
+
+# Columns that no admin page, export, audit entry or API answer may ever show.
+SECRET_FIELDS = frozenset({User.password, User.session_token, ApiToken.token_hash})
+# Columns the audit trail leaves out: they change only as a consequence of another change
+# (a new password or a deactivation ends the user's sessions; a name's skeleton follows it).
+UNAUDITED_FIELDS = frozenset({User.session_token, User.username_skeleton})
+# What an audit entry records instead of a secret's value.
+HIDDEN = "(hidden)"
+
+
+def snapshot(instance):
+    """Return ``{field name: value}`` for every column of ``instance`` (a model row)."""
+    return {name: instance.__data__.get(name) for name in instance._meta.sorted_field_names}
+
+
+def audit_diff(model, before, after):
+    """Return ``{field: [old, new]}`` for the fields that differ between two snapshots.
+
+    Secret fields (SECRET_FIELDS) appear as ``[HIDDEN, HIDDEN]`` when they changed, so
+    the audit trail says a password was changed without storing either hash.
+    """
+    changes = {}
+    for name in model._meta.sorted_field_names:
+        old, new = before.get(name), after.get(name)
+        if old != new and model._meta.fields[name] not in UNAUDITED_FIELDS:
+            secret = model._meta.fields[name] in SECRET_FIELDS
+            changes[name] = [HIDDEN, HIDDEN] if secret else [old, new]
+    return changes
 
 
 MODELS = [

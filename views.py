@@ -41,22 +41,26 @@ from models import PASSWORD_MAX_LENGTH
 from models import PASSWORD_MIN_LENGTH
 from models import TAG_MAX_LENGTH
 from models import TAKEN_MESSAGE
-from models import TOKEN_NAME_MAX_LENGTH
 from models import USERNAME_PATTERN
 from models import ApiToken
 from models import Message
 from models import MessageTag
 from models import Notification
+from models import TextRefused
 from models import User
 from models import clean_bio
 from models import clean_display_name
 from models import clean_email
 from models import clean_message
+from models import clean_token_name
 from models import clean_username
 from models import identicon_svg
 from models import keyset
 from models import linkify
+from models import parse_search
 from models import pending_migrations
+from models import search_messages
+from models import search_people
 
 # The composer's counter reads data-max-characters (the browser's maxlength would count
 # UTF-16 units, stopping at 140 emoji) and counts as models.normalize_text says.
@@ -96,9 +100,7 @@ def email_field():
 class JoinForm(Form):
     """Sign-up: a new username and e-mail (both unique), and a confirmed password."""
 
-    username = StringField(
-        "Username", filters=[strip], validators=[DataRequired(), Rule(clean_username)]
-    )
+    username = StringField("Username", validators=[DataRequired(), Rule(clean_username)])
     email = email_field()
     password = PasswordField(
         "Password", validators=[DataRequired(), Length(PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH)]
@@ -178,11 +180,7 @@ class ProfileForm(Form):
 class TokenForm(Form):
     """A name for a new API token, so its owner can tell tokens apart."""
 
-    name = StringField(
-        "Token name",
-        filters=[strip],
-        validators=[DataRequired(), Length(max=TOKEN_NAME_MAX_LENGTH)],
-    )
+    name = StringField("Token name", validators=[DataRequired(), Rule(clean_token_name)])
 
 
 def page_size():
@@ -295,10 +293,11 @@ def get_visible_message(message_id):
 
 
 def local_next(default):
-    """Return the form's ``next`` if it is a path on this site, else ``default``: a
-    reaction button sends the browser back where it was, never to another site."""
-    target = request.form.get("next", "")
-    if target.startswith("/") and not target.startswith(("//", "/\\")):
+    """Return the form's (or else the query string's) ``next`` if it is a path on this
+    site, else ``default``: a button sends the browser back where it was, never to
+    another site."""
+    target = request.values.get("next", "")
+    if target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target:
         return target
     return default
 
@@ -357,8 +356,7 @@ def join():
         except IntegrityError:  # a concurrent sign-up took the name or address
             form.username.errors.append(TAKEN_MESSAGE)
         else:
-            auth.login_user(user)
-            flash(f"Welcome to Chirp, {user.username}!", "success")
+            auth.login_user(user, greeting=f"Welcome to Chirp, {user.username}!")
             return redirect(url_for("index"))
     return render_template("join.html", form=form), 422 if form.errors else 200
 
@@ -382,7 +380,11 @@ def user_list():
     )
     pagination.previous_label, pagination.next_label = "First", "Next"
     return render_template(
-        "user_list.html", user_list=pagination.items, pagination=pagination, title="People"
+        "user_list.html",
+        user_list=pagination.items,
+        pagination=pagination,
+        title="People",
+        search_box=True,
     )
 
 
@@ -420,6 +422,28 @@ def tag_timeline(tag):
         return keyset(Message.tagged(name), MessageTag.message, before, limit)
 
     return render_timeline("tag_timeline.html", fetch, tag=name, title=f"#{name}")
+
+
+@app.route("/search/")
+def search():
+    """Search people (username or display name prefix) and messages (words, "phrases",
+    #tags, from:name), messages newest first, keyset-paged with ``?before=``."""
+    text = request.args.get("q", "")
+    try:
+        query = parse_search(text)
+    except TextRefused as exc:
+        abort(400, str(exc))
+    pagination = KeysetPage(
+        lambda before, limit: search_messages(query, before, limit), page_size(), keep_args=("q",)
+    )
+    people = list(search_people(query)) if pagination.cursor is None else []
+    return render_template(
+        "search.html",
+        q=text,
+        people=people,
+        message_list=annotate(pagination.items),
+        pagination=pagination,
+    )
 
 
 @app.route("/users/<username>/followers/")
@@ -476,12 +500,18 @@ def create():
             abort(400, "in_reply_to must be a message id.")
         parent = get_visible_message(int(raw_parent))
     form = MessageForm(request.form)
+    home = url_for("home_timeline")
     if request.method == "POST" and form.validate():
         message = g.user.post(form.content.data, in_reply_to=parent)
         flash("Your message has been posted.", "success")
         if parent is not None:
             return redirect(url_for("message_detail", message_id=message.id))
-        return redirect(url_for("home_timeline"))
+        return redirect(home)
+    if request.method == "POST" and parent is None and request.form.get("next") == home:
+        # Posted from the home page's composer: stay there, with the text and the error.
+        return render_timeline(
+            "home_timeline.html", g.user.home_timeline, legacy_pages=False, form=form
+        ), 422
     if request.method == "GET" and parent is not None:
         form.content.data = f"@{parent.user.username} "
     status = 422 if form.errors else 200
@@ -596,24 +626,34 @@ def notifications_read():
 @app.route("/edit/<int:message_id>/", methods=["GET", "POST"])
 @auth.login_required
 def edit(message_id):
-    """Edit one of your own messages."""
+    """Edit one of your own messages, then go back where you came from (``next``)."""
     message = get_own_message(message_id)
     form = MessageForm(request.form, obj=message)
+    back = local_next(url_for("user_detail", username=g.user.username))
     if request.method == "POST" and form.validate():
         message.edit(form.content.data)
         flash("Your message has been updated.", "success")
-        return redirect(url_for("user_detail", username=g.user.username))
+        return redirect(back)
     status = 422 if form.errors else 200
-    return render_template("message_form.html", form=form, message=message), status
+    return render_template("message_form.html", form=form, message=message, back=back), status
 
 
-@app.route("/delete/<int:message_id>/", methods=["POST"])
+@app.route("/delete/<int:message_id>/", methods=["GET", "POST"])
 @auth.login_required
 def delete(message_id):
-    """Delete one of your own messages."""
-    get_own_message(message_id).delete_instance()
+    """GET: ask whether to delete one of your own messages (a page, so it works without
+    JavaScript); POST: delete it, then go back where you came from (``next``), unless
+    that was the message's own page."""
+    message = get_own_message(message_id)
+    own_page = url_for("message_detail", message_id=message.id)
+    back = local_next(url_for("user_detail", username=g.user.username))
+    if request.method == "GET":
+        return render_template("delete_confirm.html", message=annotate([message])[0], back=back)
+    message.delete_instance()
     flash("Your message has been deleted.", "success")
-    return redirect(url_for("user_detail", username=g.user.username))
+    if back.split("?")[0] == own_page:
+        back = url_for("user_detail", username=g.user.username)
+    return redirect(back)
 
 
 @app.route("/settings/", methods=["GET", "POST"])

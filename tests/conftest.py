@@ -1,12 +1,32 @@
-"""Test set-up: one import of main against a throwaway SQLite file, fresh tables per test."""
+"""Test set-up: one import of main, and a fresh, fully migrated database for every test.
+
+The database is a throwaway SQLite file, or on PostgreSQL (``CHIRP_TEST_DATABASE``, see
+tests/databases.py and ``.ci/with-postgres``) a fresh copy of a migrated template database.
+Tests marked ``sqlite`` only make sense on SQLite and are left out of the PostgreSQL pass;
+tests marked ``postgres`` run only in it.
+
+With ``CHIRP_REQUIRE_ALL=1`` (CI), a test that would be skipped because an outside program
+(redis-server, chromium, PostgreSQL's binaries...) is missing fails instead: CI must never
+go green by leaving tests out.
+"""
 
 import os
 import re
 import shutil
+import subprocess
 import tempfile
+import time
 
+import peewee
 import pytest
+import redis
+from databases import ON_POSTGRES
+from databases import TEST_DATABASE_URL
+from databases import connection_parameters
+from databases import database_name
+from databases import recreate_database
 from hypothesis import settings
+from live_server import free_port
 
 # Two hypothesis profiles. "ci" is thorough and explores the same examples on every run, so
 # a red build always means a regression; "dev" (the default on a laptop) draws a few new
@@ -26,23 +46,97 @@ def examples(thorough):
 
 
 # Before the one import of main: the app reads its configuration at import time.
-os.environ["DATABASE_URL"] = "sqlite:///" + os.path.join(tempfile.mkdtemp(), "import.db")
+os.environ["DATABASE_URL"] = TEST_DATABASE_URL or "sqlite:///" + os.path.join(
+    tempfile.mkdtemp(), "import.db"
+)
 os.environ["SECRET_KEY"] = "test-secret-key"
 
 import main  # noqa: E402  the one import: wires every module
 from app import db  # noqa: E402
 from app import limiter  # noqa: E402
+from models import MODELS  # noqa: E402
 from models import Message  # noqa: E402
 from models import User  # noqa: E402
 from models import migration_runner  # noqa: E402
 
 PASSWORD = "correct-horse"
+REQUIRE_ALL = os.environ.get("CHIRP_REQUIRE_ALL", "") not in ("", "0")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Leave out (deselect, not skip) the tests marked ``sqlite`` on PostgreSQL, and those
+    marked ``postgres`` on SQLite."""
+    other = "sqlite" if ON_POSTGRES else "postgres"
+    kept = [item for item in items if item.get_closest_marker(other) is None]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CHIRP_REQUIRE_ALL, turn every skip into a failure."""
+    report = yield
+    if REQUIRE_ALL and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but CHIRP_REQUIRE_ALL is set: {report.longrepr}"
+    return report
+
+
+def require_program(path):
+    """Skip the calling test unless the program ``path`` (a name on PATH or an absolute
+    path) exists; under CHIRP_REQUIRE_ALL the skip becomes a failure. Returns its path."""
+    found = shutil.which(path)
+    if found is None:
+        pytest.skip(f"{path} is not installed")
+    return found
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A throwaway redis-server on 127.0.0.1 and a free port, without persistence,
+    stopped afterwards; yields its URL. Skips (fails under CHIRP_REQUIRE_ALL) without
+    redis-server."""
+    program = require_program("redis-server")
+    port = free_port()
+    arguments = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    server = subprocess.Popen(
+        [program, *arguments, "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    connection = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                connection.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        connection.close()
+        server.terminate()
+        server.wait(timeout=20)
 
 
 @pytest.fixture(scope="session")
 def migrated_database(tmp_path_factory):
-    """A SQLite file with every migration applied, built once: tests get a copy of it, so
-    the schema under test is exactly the one `python main.py db upgrade` makes."""
+    """A database with every migration applied, built once, so the schema under test is
+    exactly the one `python main.py db upgrade` makes. On SQLite, a file that each test
+    gets a copy of. On PostgreSQL, the database of CHIRP_TEST_DATABASE itself, emptied
+    between tests (fresh_database); returns what a clean one holds."""
+    if ON_POSTGRES:
+        recreate_database(database_name())
+        db.database.init(database_name(), **connection_parameters())
+        migration_runner().up()
+        state = schema_state()
+        db.database.close()
+        # A pristine copy, for when a test changes the schema (downgrades, empties...).
+        recreate_database(database_name() + "_template", template=database_name())
+        return state
     path = tmp_path_factory.mktemp("template") / "migrated.db"
     db.database.init(str(path))
     migration_runner().up()
@@ -50,13 +144,65 @@ def migrated_database(tmp_path_factory):
     return path
 
 
+def schema_state():
+    """Return Chirp's PostgreSQL database's tables and applied migrations, as a tuple."""
+    tables = tuple(sorted(db.database.get_tables()))
+    cursor = db.database.execute_sql("SELECT name FROM schema_migration ORDER BY name")
+    return tables, tuple(name for (name,) in cursor.fetchall())
+
+
+def empty_postgres_tables(migrated):
+    """Delete every row of Chirp's PostgreSQL database but the migration history and
+    restart its id sequences (ids start at 1, as in a new SQLite file). Returns False,
+    changing nothing, unless the schema is still ``migrated`` (see schema_state).
+
+    Deleting is ~30 times faster than copying a template database (CREATE DATABASE).
+    """
+    with db.database.connection_context():
+        # A leaked connection holding a lock must not hang the suite: give up instead.
+        db.database.execute_sql("SET lock_timeout = '2s'")
+        try:
+            if schema_state() != migrated:
+                return False
+        except peewee.DatabaseError:
+            return False
+        ordered = [model._meta.table_name for model in reversed(MODELS)]
+        tables = [t for t in migrated[0] if t not in ordered and t != "schema_migration"]
+        tables += [t for t in ordered if t in migrated[0]]
+        sequences = db.database.execute_sql(
+            "SELECT sequence_name FROM information_schema.sequences"
+            " WHERE sequence_schema = current_schema()"
+        ).fetchall()
+        statements = [f'DELETE FROM "{table}"' for table in tables]
+        statements += [f'ALTER SEQUENCE "{name}" RESTART' for (name,) in sequences]
+        try:
+            with db.database.atomic():
+                db.database.execute_sql("; ".join(statements))
+        except peewee.DatabaseError:
+            return False
+    return True
+
+
+def fresh_database(tmp_path, migrated_database):
+    """Point Chirp's database at a fresh, fully migrated database (closing the old
+    connection first): a copy of the SQLite template file, or on PostgreSQL the test
+    database emptied, or copied anew from its template if a test changed its schema."""
+    db.database.close()
+    if ON_POSTGRES:
+        db.database.init(database_name(), **connection_parameters())
+        if not empty_postgres_tables(migrated_database):
+            recreate_database(database_name(), template=database_name() + "_template")
+    else:
+        shutil.copyfile(migrated_database, tmp_path / "test.db")
+        db.database.init(str(tmp_path / "test.db"))
+
+
 @pytest.fixture
 def app(tmp_path, monkeypatch, migrated_database):
-    """The one Flask app, pointed at a fresh, fully migrated SQLite file for this test."""
+    """The one Flask app, pointed at a fresh, fully migrated database for this test."""
     # Cheap hashing, as flask-peewee's own test suite does; scrypt costs ~140 ms a hash.
     monkeypatch.setattr("flask_peewee.utils.PASSWORD_HASH_METHOD", "pbkdf2:sha256:1")
-    shutil.copyfile(migrated_database, tmp_path / "test.db")
-    db.database.init(str(tmp_path / "test.db"))
+    fresh_database(tmp_path, migrated_database)
     main.app.config.update(TESTING=True)
     # Every test client is 127.0.0.1: failed logins of one test must not throttle the next.
     limiter.reset()

@@ -4,8 +4,9 @@
         requests.get(server.url + "/healthz")
         worker_pids(server.pid)
 
-Each server gets its own SQLite file in ``tmp_path`` and a free port, and is always
-stopped (the whole process group) when the block ends, however it ends.
+Each server gets its own database (a SQLite file in ``tmp_path``, or on PostgreSQL a
+database of its own, see tests/databases.py) and a free port, and is always stopped (the
+whole process group) when the block ends, however it ends.
 """
 
 import contextlib
@@ -19,6 +20,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import requests
+from databases import ON_POSTGRES
+from databases import database_name
+from databases import drop_database
+from databases import new_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 # Generous: a cold start imports Flask, peewee, Faker... in every worker on a busy CI box.
@@ -27,11 +32,12 @@ STOP_TIMEOUT = 10.0
 
 
 class LiveServer(NamedTuple):
-    """A running gunicorn: its base URL, its master's pid, its database file and log file."""
+    """A running gunicorn: its base URL, its master's pid, its database's URL (SQLite or
+    PostgreSQL, for playhouse.db_url.connect) and its log file."""
 
     url: str
     pid: int
-    database: Path
+    database_url: str
     log: Path
 
     def read_log(self):
@@ -91,30 +97,34 @@ def _healthy(url, statuses=(200,)):
 
 
 @contextlib.contextmanager
-def running_gunicorn(tmp_path, workers=4, env=None, args=(), upgrade=True):
+def running_gunicorn(tmp_path, workers=4, env=None, args=(), upgrade=True, database_url=None):
     """Run ``gunicorn -w workers main:app`` on a free 127.0.0.1 port; yield a LiveServer.
 
-    The server uses its own database ``tmp_path/chirp.db`` (``DATABASE_URL``) and a test
+    The server uses ``database_url``, by default a new database of its own (``tmp_path/
+    chirp.db``, or a new PostgreSQL database dropped afterwards), and a test
     ``SECRET_KEY``; ``env`` adds or overrides environment variables and ``args`` adds
-    gunicorn options. With ``upgrade`` the database is first brought up to date with
+    gunicorn options (two servers given one ``database_url`` share it, as two hosts do).
+    With ``upgrade`` the database is first brought up to date with
     `python main.py db upgrade`, as in production; without it /healthz may answer 503
     (migrations pending). Returns once ``/healthz`` answers; raises RuntimeError, with
     gunicorn's log, if it does not within START_TIMEOUT seconds. On exit the whole process
     group gets SIGTERM, then SIGKILL if it has not stopped within STOP_TIMEOUT seconds.
     """
     tmp_path = Path(tmp_path)
-    database = tmp_path / "chirp.db"
-    log_path = tmp_path / "gunicorn.log"
+    own_database = database_url is None
+    if own_database:
+        database_url = new_database_url(tmp_path)
+    port = free_port()
+    log_path = tmp_path / f"gunicorn-{port}.log"
     full_env = dict(os.environ)
     full_env.update(
-        DATABASE_URL=f"sqlite:///{database}",
+        DATABASE_URL=database_url,
         SECRET_KEY="live-server-test-key",
         PYTHONUNBUFFERED="1",
     )
     full_env.update(env or {})
     if upgrade:
         migrate(full_env)
-    port = free_port()
     command = [
         sys.executable,
         "-m",
@@ -142,7 +152,7 @@ def running_gunicorn(tmp_path, workers=4, env=None, args=(), upgrade=True):
             start_new_session=True,
         )
     try:
-        server = LiveServer(f"http://127.0.0.1:{port}", process.pid, database, log_path)
+        server = LiveServer(f"http://127.0.0.1:{port}", process.pid, database_url, log_path)
         # "Listening at" proves the port is ours: if another process took it since
         # free_port(), gunicorn cannot bind and /healthz might answer from someone else.
         listening = f"Listening at: {server.url} "
@@ -162,6 +172,8 @@ def running_gunicorn(tmp_path, workers=4, env=None, args=(), upgrade=True):
         yield server
     finally:
         _stop(process)
+        if own_database and ON_POSTGRES:
+            drop_database(database_name(database_url))
 
 
 def migrate(env):

@@ -116,7 +116,17 @@ def test_deactivated_admin_is_refused(client, root):
 
 
 def test_admin_sees_every_list_page(as_admin):
-    for admin_name in ("user", "message", "relationship", "note", "apitoken", "auditentry"):
+    for admin_name in (
+        "user",
+        "message",
+        "relationship",
+        "note",
+        "apitoken",
+        "auditentry",
+        "like",
+        "repost",
+        "notification",
+    ):
         page(as_admin, f"/admin/{admin_name}/")
         page(as_admin, f"/admin/{admin_name}/export/")
 
@@ -376,7 +386,17 @@ def test_message_filter_by_author_and_date_range(as_admin):
 
 
 def test_bad_filter_value_is_ignored_not_a_500(as_admin):
-    page(as_admin, "/admin/message/?fo_user=eq&fv_user=abc&fo_pub_date=gte&fv_pub_date=nope")
+    make_message(make_user("alice"))
+    html = page(as_admin, "/admin/message/?fo_user=eq&fv_user=abc&fo_pub_date=gte&fv_pub_date=nope")
+    assert "hello" in html  # the filters were dropped, not applied
+    # PostgreSQL refuses a non-number or a number beyond its integer type as an id.
+    page(as_admin, f"/admin/message/?fo_user=eq&fv_user={2**64}&fo_id=lt&fv_id=x")
+
+
+def test_author_that_is_no_id_is_a_form_error_not_a_500(as_admin):
+    data = {"user": "abc", "content": "from admin", "pub_date": "2026-01-01 10:00:00"}
+    response = send(as_admin, "/admin/message/add/", {**data, "save": "1"})
+    assert response.status_code == 200 and not Message.select().exists()
 
 
 def test_message_form_picks_the_author_by_username(as_admin):

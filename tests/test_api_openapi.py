@@ -16,6 +16,7 @@ from schemathesis.config import SchemathesisConfig
 
 from api import api
 from models import ApiToken
+from models import Message
 from models import Note
 
 # Examples per operation (about 40 of them) and generation mode under the "ci" profile (a
@@ -43,8 +44,11 @@ def test_the_document_covers_every_registered_resource(document):
         assert {"get", "put", "post", "delete"} <= set(document["paths"][f"/{name}/{{pk}}/"])
         filters = {p["name"] for p in document["paths"][f"/{name}/"]["get"]["parameters"]}
         assert filters == set(resource.query_filters) | {"ordering", "page", "limit"}
-    for path in ("/me/", "/timeline/home/", "/timeline/public/"):
+    for path in ("/me/", "/timeline/home/", "/timeline/public/", "/notifications/"):
         assert "get" in document["paths"][path]
+    assert "get" in document["paths"]["/message/{pk}/context/"]
+    for name in ("like", "repost"):
+        assert {"post", "delete"} <= set(document["paths"][f"/message/{{pk}}/{name}/"])
 
 
 def test_the_document_describes_fields_auth_and_errors(document):
@@ -56,7 +60,7 @@ def test_the_document_describes_fields_auth_and_errors(document):
     assert "password" not in components["schemas"]["User"]["properties"]
     body = document["paths"]["/message/"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"]["additionalProperties"] is False
-    assert set(body["schema"]["properties"]) == {"content"}
+    assert set(body["schema"]["properties"]) == {"content", "in_reply_to"}
     assert components["responses"]["401"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Error"
     }
@@ -91,6 +95,10 @@ def seed():
         make_message(author, f"a message by {author.username}")
     alice.follow(bob)
     bob.follow(alice)
+    reply = bob.reply(Message.get(Message.user == alice), "@alice a reply")
+    alice.like(reply)
+    bob.like(reply)  # notifies alice: her notifications list has something to show
+    bob.repost(alice.messages.get())
     Note.create(user=root, message="a note")
     return {"member": ApiToken.issue(alice, "fuzz")[1], "admin": ApiToken.issue(root, "fuzz")[1]}
 
@@ -116,6 +124,8 @@ def test_fuzzing_the_app_finds_no_500_and_no_departure_from_the_document(
         "POST_ADDRESS_RATE_LIMIT",
         "FOLLOW_RATE_LIMIT",
         "FOLLOW_ADDRESS_RATE_LIMIT",
+        "REACT_RATE_LIMIT",
+        "REACT_ADDRESS_RATE_LIMIT",
     ):
         monkeypatch.setitem(app.config, name, "1000000 per minute")
     token = seed()[caller]

@@ -12,6 +12,7 @@ import pytest
 from conftest import PASSWORD
 from conftest import make_message
 from conftest import make_user
+from conftest import require_program
 from playwright.sync_api import sync_playwright
 from werkzeug.serving import make_server
 
@@ -20,6 +21,8 @@ from models import ApiToken
 from models import Message
 from models import Note
 from models import Relationship
+
+pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -116,9 +119,10 @@ class Browser:
 
 @pytest.fixture
 def browser(live_server):
+    executable = require_program(CHROMIUM)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+            executable_path=executable, args=CHROMIUM_ARGS, headless=True
         )
         try:
             context = chromium.new_context(java_script_enabled=True)
@@ -170,6 +174,8 @@ def test_every_page_works_under_the_csp(browser):
     assert page.url.endswith("/private/")
     browser.submit("form.compose", {"textarea": "posted from Chromium"})
     assert Message.select().where(Message.content == "posted from Chromium").exists()
+    for path in ["/notifications/", "/users/alice/likes/", f"/messages/{message.id}/"]:
+        browser.visit(path)
     for path in ["/create/", f"/edit/{message.id}/", "/settings/", "/users/bob/"]:
         browser.visit(path)
     browser.submit("form[action$='/follow/']", {})
@@ -188,6 +194,7 @@ def test_every_page_works_under_the_csp(browser):
     browser.submit("form[action$='/notes/create/']", {"[name=message]": "posted in Chromium"})
     assert Note.select().where(Note.message == "posted in Chromium").exists()
     models = ["user", "message", "relationship", "note", "apitoken", "auditentry"]
+    models += ["like", "repost", "notification"]
     for name in models:
         browser.visit(f"/admin/{name}/")
         browser.visit(f"/admin/{name}/?ordering=-id")

@@ -2,6 +2,7 @@
 on the web pages."""
 
 import re
+import threading
 
 from conftest import login
 from conftest import make_message
@@ -9,6 +10,7 @@ from conftest import make_user
 from conftest import post
 from playhouse.test_utils import count_queries
 
+from app import db
 from models import Like
 from models import Message
 from models import Notification
@@ -90,6 +92,15 @@ def test_deactivated_users_leave_counts_timelines_and_notifications(app):
 
     bob.delete_instance(recursive=True)
     assert (fresh(message).like_count, fresh(message).repost_count) == (0, 0)
+
+
+def test_mentions_notify_everyone_mentioned_once(app):
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    root = alice.post("root")
+    bob.reply(root, "@alice @carol @bob @nobody look")
+    assert kinds(alice) == [("reply", "bob")]
+    assert kinds(carol) == [("mention", "bob")]
+    assert kinds(bob) == []
 
 
 def test_follows_notify_once(app):
@@ -254,3 +265,70 @@ def test_counts_cost_constant_queries_per_page(client):
         bob.repost(reply)
         carol.like(reply)
     assert queries_for_home() == small
+
+
+# Admin ---------------------------------------------------------------------------------
+
+
+def test_admin_browses_replies_likes_reposts_and_notifications(client):
+    make_user("root", admin=True)
+    alice, bob = make_user("alice"), make_user("bob")
+    root = alice.post("root message")
+    bob.reply(root, "bob's reply")
+    bob.like(root)
+    bob.repost(root)
+    login(client, "root")
+    messages = text(client.get("/admin/message/?fo_is_reply=eq&fv_is_reply=1"))
+    assert "bob&#39;s reply" in messages and "root message" not in messages
+    for name in ("like", "repost", "notification"):
+        page = text(client.get(f"/admin/{name}/"))
+        assert "bob" in page, name
+    like = Like.get()
+    response = post(client, "/admin/like/delete/", {"id": str(like.id)}, token_from="/admin/")
+    assert response.status_code == 302
+    assert fresh(root).like_count == 0
+
+
+# Concurrency ---------------------------------------------------------------------------
+
+
+def at_once(*calls):
+    """Run each call in its own thread (its own database connection), released together
+    by a barrier; return their results in order."""
+    barrier = threading.Barrier(len(calls))
+    results = [None] * len(calls)
+    errors = []
+
+    def run(index, call):
+        try:
+            with db.database.connection_context():
+                barrier.wait()
+                results[index] = call()
+        except Exception as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=item) for item in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    return results
+
+
+def test_two_clients_liking_at_once_count_once(app):
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    db.database.close()  # the threads open their own connections
+    for round_number in range(5):
+        message = alice.post(f"race {round_number}")
+        # The same person clicking twice at once: one like, counted once.
+        assert sorted(at_once(lambda m=message: bob.like(m), lambda m=message: bob.like(m))) == [
+            False,
+            True,
+        ]
+        # Two people at once: both counted, none lost.
+        at_once(lambda m=message: carol.like(m), lambda m=message: carol.repost(m))
+        at_once(lambda m=message: bob.repost(m), lambda m=message: bob.unlike(m))
+        row = fresh(message)
+        assert (row.like_count, row.repost_count) == (1, 2)
+        assert Like.select().where(Like.message == message).count() == 1

@@ -7,6 +7,7 @@ from conftest import login
 from conftest import make_message
 from conftest import make_user
 from conftest import post
+from playhouse.test_utils import count_queries
 from test_migrations import build_database_before_migrations
 from test_migrations import sqlite_file
 
@@ -234,3 +235,119 @@ def test_upgrading_extracts_tags_and_mentions_of_existing_messages(tmp_path):
     ).fetchall()
     mentions = database.execute_sql("SELECT user_id FROM mention WHERE message_id = 9").fetchall()
     assert tags == [("old",)] and mentions == [(1,)]
+
+
+# Composer, confirmation, returning where you were, polish ----------------------------------
+
+
+def test_every_page_loads_the_composer_script_which_counts_like_the_server(client):
+    body = text(client.get("/public/"))
+    assert '<script src="/static/composer.js" defer></script>' in body
+    with client.get("/static/composer.js") as response:
+        script = text(response)
+    # The same steps, in the same order, as models.normalize_text and count_characters.
+    assert 'value.replace(/\\r\\n?/g, "\\n").normalize("NFC").trim()' in script
+    assert "Array.from(text).length" in script
+    assert "event.ctrlKey || event.metaKey" in script
+
+
+def test_a_refused_post_from_home_stays_home_with_the_text(client):
+    make_user("alice")
+    login(client, "alice")
+    response = post(
+        client, "/create/", {"content": "x" * 281, "next": "/private/"}, token_from="/private/"
+    )
+    assert response.status_code == 422
+    body = text(response)
+    assert "<h1>Home</h1>" in body and "x" * 281 in body and 'class="error"' in body
+
+
+def test_edit_and_delete_return_where_you_started(client):
+    alice = make_user("alice")
+    first, second = make_message(alice, "first"), make_message(alice, "second")
+    login(client, "alice")
+    assert f'href="/edit/{first.id}/?next=/public/"' in text(client.get("/public/"))
+    form = text(client.get(f"/edit/{first.id}/?next=/public/"))
+    assert '<input type="hidden" name="next" value="/public/">' in form
+    response = post(
+        client, f"/edit/{first.id}/", {"content": "edited", "next": "/public/"}, "/create/"
+    )
+    assert response.headers["Location"] == "/public/"
+    confirm = text(client.get(f"/delete/{second.id}/?next=/tags/x/"))
+    assert '<input type="hidden" name="next" value="/tags/x/">' in confirm
+    response = post(client, f"/delete/{second.id}/", {"next": "/tags/x/"}, "/create/")
+    assert response.headers["Location"] == "/tags/x/"
+    # Never to another site, nor back to the page of the message just deleted.
+    response = post(
+        client, f"/edit/{first.id}/", {"content": "again", "next": "//evil.example/"}, "/create/"
+    )
+    assert response.headers["Location"] == "/users/alice/"
+    response = post(client, f"/delete/{first.id}/", {"next": f"/messages/{first.id}/"}, "/create/")
+    assert response.headers["Location"] == "/users/alice/"
+
+
+def test_only_the_owner_gets_the_delete_confirmation(client):
+    alice = make_user("alice")
+    make_user("bob")
+    message = make_message(alice)
+    login(client, "bob")
+    assert client.get(f"/delete/{message.id}/").status_code == 403
+
+
+def test_joining_greets_once(client):
+    response = post(
+        client,
+        "/join/",
+        {
+            "username": "zed",
+            "email": "z@x.org",
+            "password": "correct-horse",
+            "confirm": "correct-horse",
+        },
+        token_from="/join/",
+        follow_redirects=True,
+    )
+    flashes = re.findall(r'<div class="flash[^>]*>([^<]*)', text(response))
+    assert flashes == ["Welcome to Chirp, zed!"]
+
+
+def test_an_empty_public_timeline_invites_people_to_join(client):
+    body = text(client.get("/public/"))
+    assert 'href="/join/"' in body and "post the first message" in body
+
+
+def test_dark_mode_follows_the_system_setting(client):
+    with client.get("/static/style.css") as response:
+        assert "@media (prefers-color-scheme: dark)" in text(response)
+
+
+# Cost and the admin ----------------------------------------------------------------------
+
+
+def tag_page_queries(client, messages):
+    alice = User.get(User.username == "alice")
+    for number in range(messages):
+        make_message(alice, f"note {number} #busy @alice https://example.org/{number}")
+    with count_queries() as queries:
+        assert client.get("/tags/busy/").status_code == 200
+    return queries.count
+
+
+def test_a_tag_page_costs_the_same_number_of_queries_however_full(client):
+    make_user("alice")
+    few = tag_page_queries(client, 2)
+    many = tag_page_queries(client, 30)  # more than a page
+    assert few == many
+
+
+def test_admins_find_people_by_display_name_or_bio_and_browse_tags_and_mentions(client):
+    make_user("root", admin=True)
+    make_user("alice", display_name="Wonderland", bio="curious hat")
+    make_message(User.get(User.username == "alice"), "#tea with @alice")
+    login(client, "root")
+    for query in ("Wonderland", "hat"):
+        body = text(client.get(f"/admin/user/?q={query}"))
+        assert ">alice<" in body, query
+    assert "tea" in text(client.get("/admin/tag/"))
+    assert client.get("/admin/messagetag/").status_code == 200
+    assert "alice" in text(client.get("/admin/mention/"))

@@ -5,10 +5,8 @@ redis-server on 127.0.0.1: failures counted by the first throttle the second.
 """
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -39,50 +37,6 @@ print(" ".join(codes))
 """
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def redis_url(tmp_path):
-    """A throwaway redis-server on 127.0.0.1, stopped afterwards; yields its URL."""
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    connection = redis.Redis(host="127.0.0.1", port=port)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                connection.ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.1)
-        yield f"redis://127.0.0.1:{port}"
-    finally:
-        connection.close()
-        server.terminate()
-        server.wait(timeout=20)
-
-
 def attempts(tmp_path, storage_uri, count, password):
     """Run LOGIN_ATTEMPTS in a new process (a new "host"); return its status codes."""
     env = dict(
@@ -103,6 +57,7 @@ def attempts(tmp_path, storage_uri, count, password):
     return result.stdout.split()
 
 
+@pytest.mark.redis
 def test_failed_logins_on_one_host_throttle_another(tmp_path, redis_url):
     first_host = attempts(tmp_path, redis_url, 11, "wrong-password")
     assert first_host == ["200"] * 10 + ["429"]

@@ -8,9 +8,16 @@ from pathlib import Path
 
 import pytest
 import requests
+from databases import ON_POSTGRES
+from databases import connection_parameters
+from databases import database_name
+from databases import drop_database
+from databases import new_database_url
+from databases import recreate_database
 from live_server import running_gunicorn
 from peewee import IntegrityError
 from peewee import SqliteDatabase
+from playhouse.db_url import connect
 from playhouse.schema_diff import diff_models
 
 from app import db
@@ -78,14 +85,27 @@ def old_columns(table):
         connection.close()
 
 
-def test_migrations_build_exactly_the_schema_of_models_py(tmp_path):
-    database = sqlite_file(tmp_path / "new.db")
+@pytest.fixture
+def empty_database(tmp_path):
+    """A new, empty database outside the app: a SQLite file with foreign keys enforced, or
+    on PostgreSQL a database of its own, dropped afterwards."""
+    url = new_database_url(tmp_path, "empty")
+    database = connect(url) if ON_POSTGRES else sqlite_file(tmp_path / "empty.db")
+    yield database
+    database.close()
+    if ON_POSTGRES:
+        drop_database(database_name(url))
+
+
+def test_migrations_build_exactly_the_schema_of_models_py(empty_database):
+    database = empty_database
     assert migration_runner(database).up() == ALL_MIGRATIONS
     drift = diff_models(database, MODELS)
     assert not drift, f"models.py and migrations/ disagree:\n{drift}"
     assert pending_migrations(database) == []
 
 
+@pytest.mark.sqlite
 def test_a_database_made_before_migrations_upgrades_with_every_row_intact(tmp_path):
     path = tmp_path / "old.db"
     build_database_before_migrations(path)
@@ -103,8 +123,8 @@ def test_a_database_made_before_migrations_upgrades_with_every_row_intact(tmp_pa
     assert database.execute_sql("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_every_migration_steps_down_and_up_again(tmp_path):
-    database = sqlite_file(tmp_path / "roundtrip.db")
+def test_every_migration_steps_down_and_up_again(empty_database):
+    database = empty_database
     runner = migration_runner(database)
     runner.up()
     for name in reversed(ALL_MIGRATIONS):
@@ -115,6 +135,7 @@ def test_every_migration_steps_down_and_up_again(tmp_path):
     assert not diff_models(database, MODELS)
 
 
+@pytest.mark.sqlite
 def test_the_baseline_adopts_a_database_that_already_has_the_tables(tmp_path):
     """A database made by the first release holds the tables but no history: the baseline
     records itself without touching them."""
@@ -127,8 +148,13 @@ def test_the_baseline_adopts_a_database_that_already_has_the_tables(tmp_path):
 
 @pytest.fixture
 def unmigrated(app, tmp_path):
-    """The app pointed at an empty database file: every migration pending."""
-    db.database.init(str(tmp_path / "empty.db"))
+    """The app pointed at an empty database: every migration pending."""
+    db.database.close()
+    if ON_POSTGRES:
+        recreate_database(database_name())
+        db.database.init(database_name(), **connection_parameters())
+    else:
+        db.database.init(str(tmp_path / "empty.db"))
     return app
 
 
@@ -196,9 +222,10 @@ def test_gunicorn_never_migrates_and_says_so(tmp_path):
         assert response.status_code == 503
         assert response.json()["pending_migrations"] == ALL_MIGRATIONS
         assert "run `python main.py db upgrade`" in server.read_log()
-        assert sqlite_file(server.database).get_tables() == []
+        assert connect(server.database_url).get_tables() == []
 
 
+@pytest.mark.sqlite
 def test_0004_keeps_lookalikes_and_duplicate_addresses_and_audits_what_it_changed(tmp_path):
     """Rows from before the text rules: two names that look alike, two addresses that differ
     only in case, a note over 1000 characters. 0004 keeps every account and every word."""

@@ -47,6 +47,7 @@ def people(app):
     return alice, bob, carol
 
 
+@pytest.mark.sqlite  # reads SQLite's EXPLAIN QUERY PLAN
 def test_hot_queries_read_index_ranges_without_sorting(people):
     alice, bob, _ = people
     limit = 21  # a page and the "has more" probe
@@ -76,6 +77,7 @@ def test_hot_queries_read_index_ranges_without_sorting(people):
     assert_reads_only_index_ranges(User.directory(None, limit), "SCAN t1 USING INDEX user_username")
 
 
+@pytest.mark.sqlite  # reads SQLite's EXPLAIN QUERY PLAN
 def test_the_home_timeline_merges_one_index_range_per_followed_user(people):
     alice, bob, carol = people
     plan = query_plan(alice.home_timeline(None, 21))
@@ -101,6 +103,7 @@ def test_the_home_timeline_is_newest_first_and_pages(people):
     assert everything == expected
 
 
+@pytest.mark.sqlite  # reads SQLite's EXPLAIN QUERY PLAN
 def test_the_home_timeline_falls_back_for_very_many_followees(people, monkeypatch):
     alice, bob, carol = people
     monkeypatch.setattr("models.HOME_MERGE_MAX_FOLLOWEES", 1)
@@ -194,6 +197,7 @@ def test_lists_answer_304_while_unchanged(client, people, path):
     assert changed.status_code == 200 and changed.headers["ETag"] != etag
 
 
+@pytest.mark.sqlite  # reads SQLite's EXPLAIN QUERY PLAN
 def test_api_date_filters_read_the_date_index(client, people):
     bob = people[1]
     resource = api.api._registry[Message]

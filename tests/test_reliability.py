@@ -3,8 +3,9 @@ file (WAL mode, busy timeout), eight clients writing through the web forms and t
 
 Every client keeps a ledger of what the server acknowledged: messages it created, edited
 and deleted, and whom it follows. Clients only change their own rows, so each ledger is
-exact however the requests interleave. Afterwards the database file is read directly and
+exact however the requests interleave. Afterwards the database is read directly and
 must hold exactly the ledgers' rows, nothing half-written, and pass SQLite's own checks.
+On PostgreSQL (tests/databases.py) the same load runs against a PostgreSQL database.
 
 The second test SIGKILLs workers in the middle of the load: gunicorn must replace them,
 the clients may see a dropped connection (and nothing worse), and every acknowledged row
@@ -18,7 +19,6 @@ import os
 import random
 import re
 import signal
-import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +30,10 @@ import requests
 from live_server import running_gunicorn
 from live_server import wait_for
 from live_server import worker_pids
+from peewee import SqliteDatabase
+from playhouse.db_url import connect
+
+pytestmark = pytest.mark.slow
 
 WORKERS = 4
 CLIENTS = 8
@@ -48,7 +52,7 @@ KILL_POINTS = (0.3, 0.6)
 WORDS = ["chirp", "tweet", "<b>bold</b>", "&amp;", "'quoted'", '"double"', "é", "日本", "🐦", "x"]
 ARTICLE = re.compile(r'<article class="message"[^>]*>(.*?)</article>', re.DOTALL)
 CONTENT = re.compile(r'<p class="content">(.*?)</p>', re.DOTALL)
-EDIT_LINK = re.compile(r'href="/edit/(\d+)/"')
+EDIT_LINK = re.compile(r'href="/edit/(\d+)/[?"]')
 CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
 TOKEN = re.compile(r'<code class="token">([^<]+)</code>')
 
@@ -458,27 +462,29 @@ def process_state(pid):
     return stat[stat.rindex(")") + 2]
 
 
-def read_database(path):
-    """Return the users, messages and follows in the SQLite file ``path`` as plain data,
-    after SQLite's own integrity and foreign key checks pass."""
-    connection = sqlite3.connect(path)
+def read_database(url):
+    """Return the users, messages and follows in the database at ``url`` as plain data,
+    after SQLite's own integrity and foreign key checks pass (PostgreSQL enforces foreign
+    keys as it writes)."""
+    database = connect(url)
     try:
-        assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        assert connection.execute("PRAGMA foreign_key_check").fetchall() == []
-        users = dict(connection.execute("SELECT id, username FROM user"))
-        messages = connection.execute("SELECT id, user_id, content FROM message").fetchall()
-        follows = connection.execute("SELECT from_user_id, to_user_id FROM relationship")
-        follows = follows.fetchall()
+        if isinstance(database, SqliteDatabase):
+            assert database.execute_sql("PRAGMA integrity_check").fetchall() == [("ok",)]
+            assert database.execute_sql("PRAGMA foreign_key_check").fetchall() == []
+        users = dict(database.execute_sql('SELECT id, username FROM "user"').fetchall())
+        messages = database.execute_sql("SELECT id, user_id, content FROM message").fetchall()
+        follows = database.execute_sql("SELECT from_user_id, to_user_id FROM relationship")
+        follows = [tuple(row) for row in follows.fetchall()]
     finally:
-        connection.close()
+        database.close()
     return users, messages, follows
 
 
-def assert_database_matches(path, ledgers):
+def assert_database_matches(url, ledgers):
     """The database holds exactly the ledgers' users, messages and follows: no message
     lost, none extra, none empty or orphaned or with other content than acknowledged, and
     no self-follow."""
-    users, messages, follows = read_database(path)
+    users, messages, follows = read_database(url)
     assert sorted(users.values()) == sorted(ledger.username for ledger in ledgers)
     assert all(user_id in users for _, user_id, _ in messages), "a message has no author"
     assert all(content.strip() for _, _, content in messages), "a message is empty"
@@ -524,7 +530,7 @@ def test_concurrent_web_and_api_writes_all_succeed_and_persist(server):
     ledgers, _ = run_load(server)
     assert [ledger.dropped for ledger in ledgers] == [0] * CLIENTS
     assert sum(ledger.acked for ledger in ledgers) == CLIENTS * WRITES_PER_CLIENT
-    assert_database_matches(server.database, ledgers)
+    assert_database_matches(server.database_url, ledgers)
     assert server_errors(server.read_log()) == []
     # No worker died and was replaced along the way (a crash would not show as a 500).
     assert worker_pids(server.pid) == workers_before
@@ -541,7 +547,7 @@ def test_killing_workers_mid_load_loses_no_acknowledged_write(server):
     assert sum(ledger.dropped for ledger in ledgers) <= len(killed)
     acked = sum(ledger.acked for ledger in ledgers)
     assert acked + sum(ledger.dropped for ledger in ledgers) == CLIENTS * WRITES_PER_CLIENT
-    assert_database_matches(server.database, ledgers)
+    assert_database_matches(server.database_url, ledgers)
 
     # gunicorn has replaced the killed workers and keeps WORKERS of them.
     def replaced():

@@ -141,7 +141,7 @@ def newest_content():
 
 
 @settings(
-    max_examples=60,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -360,3 +360,111 @@ def join(client, username, email):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+# ---------------------------------------------------------------- people, on every surface
+
+NAME_PIECES = [
+    "a",
+    "l",
+    "I",
+    "1",
+    "0",
+    "O",
+    "_",
+    " ",
+    "\t",
+    "\r\n",
+    "\u0430",
+    "İ",
+    "\u200b",
+    "\u202e",
+]
+EMAIL_PIECES = [
+    "a",
+    "B",
+    "@",
+    ".",
+    "org",
+    " ",
+    "İ",
+    "\u200b",
+    "\u202e",
+    "\u00a0",
+    "e\u0301",
+    "\x85",
+]
+PADDING = st.sampled_from(["", " ", "\t", "\r\n", "\u00a0", "\ufeff", "\u200b"])
+LIKELY_NAMES = st.one_of(
+    st.tuples(PADDING, st.from_regex(r"[A-Za-z0-9_]{1,31}", fullmatch=True), PADDING).map("".join),
+    st.sampled_from(["alice", "aIice", "ALICE", "a1ice", "\u0430lice", "root", "r00t", "b0b"]),
+)
+LIKELY_EMAILS = st.one_of(
+    st.tuples(
+        PADDING,
+        st.lists(st.sampled_from(["a", "B", "İ", "é", "e\u0301", "ß", "."]), min_size=1),
+        st.sampled_from(["@example.org", "@Example.ORG", "@x", "@ex ample.org"]),
+        PADDING,
+    ).map(lambda parts: parts[0] + "".join(parts[1]) + parts[2] + parts[3]),
+    st.builds(lambda n: "İ" * n + "@example.org", st.integers(100, 130)),  # grows lower-cased
+    st.sampled_from(["alice@example.com", "ALICE@example.com", "root@example.com"]),
+)
+PEOPLE = st.one_of(
+    st.tuples(
+        st.one_of(st.text(max_size=35), st.lists(st.sampled_from(NAME_PIECES)).map("".join)),
+        st.one_of(st.text(max_size=20), st.lists(st.sampled_from(EMAIL_PIECES)).map("".join)),
+    ),
+    *[st.tuples(LIKELY_NAMES, LIKELY_EMAILS)] * 3,  # drawn three times as often
+)
+
+
+def new_account(username):
+    """Return ``(username, email)`` of the account created besides alice and root, or None;
+    delete it, so the next surface starts from the same state."""
+    user = User.select().where(User.username.not_in(["alice", "root"])).first()
+    if user is None:
+        return None
+    User.delete().where(User.id == user.id).execute()
+    return user.username, user.email
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(person=PEOPLE)
+def test_web_api_and_admin_accept_and_store_exactly_the_same_people(app, surfaces, person):
+    """Sign-up, the API's user resource and the admin's user form: the same names and
+    addresses accepted (look-alikes of alice and her address refused), stored alike."""
+    username, email = person
+    _, _, admin, _ = surfaces
+    app.config.update(SIGNUP_RATE_LIMIT="100000 per minute")
+    root = User.get(User.username == "root")
+    token = {"Authorization": f"Bearer {ApiToken.issue(root, 't')[1]}"}
+    data = {"username": username, "email": email, "password": PASSWORD, "confirm": PASSWORD}
+    post(app.test_client(), "/join/", data)
+    outcomes = [new_account(username)]
+    app.test_client().post("/api/user/", json={"username": username, "email": email}, headers=token)
+    outcomes.append(new_account(username))
+    form = {"username": username, "email": email, "new_password": PASSWORD, "active": "1"}
+    post(admin, "/admin/user/add/", form, "/admin/user/add/")
+    outcomes.append(new_account(username))
+    assert outcomes[0] == outcomes[1] == outcomes[2], outcomes
+    if outcomes[0] is not None:
+        name, address = outcomes[0]
+        assert not User.username_taken(name) and not User.email_taken(address)
+        assert clean_email(address) == address and len(address) <= 254
+
+
+def test_token_names_follow_the_text_rule_on_the_web_and_the_command_line(client, runner):
+    make_user("alice")
+    login(client, "alice")
+    for name in ("\u202etxt.exe", "\u200b", "x" * 51, "my\r\nphone"):
+        response = post(client, "/settings/tokens/", {"name": name}, "/settings/")
+        assert response.status_code == 422, name
+    response = post(client, "/settings/tokens/", {"name": " my phone\r\n"}, "/settings/")
+    assert response.status_code == 200
+    result = runner.invoke(args=["create-token", "alice", "--name", "\u2066x"])
+    assert result.exit_code != 0 and "not allowed" in result.output
+    assert [token.name for token in ApiToken.select()] == ["my phone"]

@@ -361,7 +361,9 @@ def test_owner_deletes_their_message(client):
     alice = make_user("alice")
     message = make_message(alice)
     login(client, "alice")
-    assert client.get(f"/delete/{message.id}/").status_code == 405
+    confirm = client.get(f"/delete/{message.id}/")  # asks first; deletes nothing
+    assert confirm.status_code == 200 and "Delete this message?" in confirm.get_data(as_text=True)
+    assert Message.select().count() == 1
     assert post(client, f"/delete/{message.id}/").status_code == 302
     assert Message.select().count() == 0
 
