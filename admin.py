@@ -619,6 +619,7 @@ class UserAdmin(ChirpModelAdmin):
 
     columns = ("username", "display_name", "email", "join_date", "active", "admin", "message_count")
     exclude = ("password", "session_token", "username_skeleton")
+    field_rules = {"display_name": clean_display_name, "bio": clean_bio}
     export_exclude = ("password", "session_token", "username_skeleton")
     search_fields = ("username", "display_name", "bio", "email")
     filter_fields = ["username", "display_name", "email", "join_date", "active", "admin"]

@@ -72,11 +72,6 @@ AVATAR_MAX_AGE = 365 * 24 * 3600
 app.add_template_filter(linkify)
 
 
-def strip(value):
-    """wtforms filter: trim surrounding white space from a submitted string."""
-    return value.strip() if isinstance(value, str) else value
-
-
 class Rule:
     """wtforms validator applying one of models' rules: ``clean(value)`` returns the value
     to keep (it replaces the field's data) or raises TextRefused / Taken, whose message
@@ -165,13 +160,11 @@ class ProfileForm(Form):
 
     display_name = StringField(
         "Display name",
-        filters=[strip],
         validators=[Rule(clean_display_name)],
         description="Shown beside your @username. Leave empty to show just the username.",
     )
     bio = StringField(
         "Bio",
-        filters=[strip],
         validators=[Rule(clean_bio)],
         description=f"A few words about you, up to {BIO_MAX_LENGTH} characters.",
     )
