@@ -790,14 +790,18 @@ class User(BaseModel, BaseUser):
             .order_by(Notification.id.desc())
         )
 
-    def unread_notification_count(self):
-        """Return how many unread notifications from active users this user has."""
-        return (
-            Notification.select()
+    def unread_notification_count(self, limit=None):
+        """Return how many unread notifications from active users this user has, counting
+        at most ``limit`` of them (None: all), so that a badge shown on every page costs
+        the same however many pile up."""
+        query = (
+            Notification.select(Notification.id)
             .join(User, on=(Notification.actor == User.id))
             .where(Notification.recipient == self, ~Notification.read, User.active)
-            .count()
         )
+        if limit is not None:
+            query = query.limit(limit)
+        return query.count()
 
     def mark_notifications_read(self):
         """Mark every notification of this user read; returns how many changed."""

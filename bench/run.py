@@ -74,6 +74,19 @@ from app import db
 from models import ApiToken, Message, Relationship, User
 with db.database.connection_context():
     me = User.get(User.username == %(reader)r)
+    # The conversation pages: a popular message of the reader's, liked by up to 200
+    # people and answered by 50 (the reader's notifications), and 100 messages the reader
+    # liked. Made once: later runs find the message.
+    hot = me.messages.order_by(Message.id).first()
+    if hot is None:
+        hot = me.post("a hot take")
+        fans = User.select().where(User.id != me.id, User.active).limit(200)
+        for number, fan in enumerate(fans):
+            fan.like(hot)
+            if number < 50:
+                fan.reply(hot, "@%(reader)s a reply")
+        for message in Message.select().order_by(Message.id.desc()).limit(100):
+            me.like(message)
     by_count = (Message.select(Message.user, fn.COUNT(Message.id).alias("n"))
                 .group_by(Message.user).order_by(fn.COUNT(Message.id).desc()))
     ranked = [row.user_id for row in by_count.limit(%(follows)d + 1) if row.user_id != me.id]
@@ -92,6 +105,7 @@ with db.database.connection_context():
         "token": ApiToken.issue(me, "bench")[1],
         "messages": total,
         "legacy_page": max(2, min(500, total // 40)),
+        "hot": hot.id,
     }
 print(json.dumps(info))
 """
@@ -117,6 +131,11 @@ def endpoints(info):
         ("/api/timeline/public/", "/api/timeline/public/", None),
         ("/api/timeline/home/", "/api/timeline/home/", "token"),
         ("/admin/message/", "/admin/message/", "session"),
+        ("/messages/<popular>/ (thread)", f"/messages/{info['hot']}/", "session"),
+        ("/users/<reader>/likes/", f"/users/{READER}/likes/", "session"),
+        ("/notifications/", "/notifications/", "session"),
+        ("/api/message/<popular>/context/", f"/api/message/{info['hot']}/context/", None),
+        ("/api/notifications/", "/api/notifications/", "token"),
     ]
 
 

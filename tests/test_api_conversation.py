@@ -108,3 +108,19 @@ def test_timeline_counts_cost_constant_queries(client):
     for number in range(10):
         alice.like(bob.reply(root, f"reply {number}"))
     assert queries() == small
+
+
+def test_reactions_are_rate_limited_on_the_api(client, app, monkeypatch):
+    monkeypatch.setitem(app.config, "REACT_RATE_LIMIT", "3 per minute")
+    alice, bob = make_user("alice"), make_user("bob")
+    message = make_message(alice, "hot")
+    headers = bearer(bob)
+    url = f"/api/message/{message.id}"
+    statuses = [
+        client.post(f"{url}/like/", headers=headers).status_code,
+        client.delete(f"{url}/like/", headers=headers).status_code,
+        client.post(f"{url}/repost/", headers=headers).status_code,
+        client.delete(f"{url}/repost/", headers=headers).status_code,
+    ]
+    assert statuses == [201, 204, 201, 429]
+    assert Message.get_by_id(message.id).repost_count == 1

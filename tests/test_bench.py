@@ -31,9 +31,9 @@ def test_the_benchmark_runs_in_smoke_mode(tmp_path):
     runs = json.loads(numbers.read_text())["runs"]
     assert set(runs) == {"smoke-small", "smoke-large"}
     for size, endpoints in runs.items():
-        assert len(endpoints) == 12, size
+        assert len(endpoints) == 17, size
         for name, row in endpoints.items():
             assert row["requests"] > 0 and row["non2xx"] == 0, (size, name)
             assert row["cpu_ms"] > 0, (size, name)
             assert f"| {size} | `{name}` |" in text
-    assert text.count("×") == 12  # a growth ratio for every endpoint
+    assert text.count("×") == 17  # a growth ratio for every endpoint

@@ -103,6 +103,14 @@ def test_mentions_notify_everyone_mentioned_once(app):
     assert kinds(bob) == []
 
 
+def test_the_unread_count_can_stop_counting(app):
+    alice = make_user("alice")
+    for number in range(3):
+        make_user(f"fan{number}").follow(alice)
+    assert alice.unread_notification_count() == 3
+    assert alice.unread_notification_count(2) == 2
+
+
 def test_follows_notify_once(app):
     alice, bob = make_user("alice"), make_user("bob")
     bob.follow(alice)
