@@ -572,7 +572,7 @@ class User(BaseModel, BaseUser):
             .where(Relationship.from_user == self, User.active)
             .limit(HOME_MERGE_MAX_FOLLOWEES + 1)
         )
-        authors = [self.id, *(row.to_user_id for row in followed)]
+        authors = [self.id, *(user_id for (user_id,) in followed.tuples())]
         if len(authors) > HOME_MERGE_MAX_FOLLOWEES + 1:
             return keyset(self._home_timeline_by_scan(), Message.id, before, limit)
         per_author = limit if limit is not None else HOME_MERGE_DEFAULT_LIMIT
@@ -619,23 +619,32 @@ class User(BaseModel, BaseUser):
         return keyset(query, Relationship.id, before, limit)
 
     def follower_count(self):
-        """Return how many active users follow this user (one COUNT over the
-        ``relationship(to_user_id, id)`` index range, each follower's row by primary key)."""
-        return (
+        """Return how many active users follow this user.
+
+        Counted as all follows from the ``relationship(to_user_id, id)`` index alone,
+        minus those of deactivated users (few, found through the ``user.active`` index):
+        joining each follower's row to check ``active`` cost ~30 ms for someone with
+        10 000 followers, and it grew with them.
+        """
+        everyone = Relationship.select().where(Relationship.to_user == self).count()
+        inactive = User.select(User.id).where(User.active == 0)  # a range of its index
+        gone = (
             Relationship.select()
-            .join(User, on=Relationship.from_user)
-            .where(Relationship.to_user == self, User.active)
+            .where(Relationship.to_user == self, Relationship.from_user.in_(inactive))
             .count()
         )
+        return everyone - gone
 
     def following_count(self):
-        """Return how many active users this user follows (one COUNT over an index range)."""
-        return (
+        """Return how many active users this user follows (as ``follower_count``)."""
+        everyone = Relationship.select().where(Relationship.from_user == self).count()
+        inactive = User.select(User.id).where(User.active == 0)  # a range of its index
+        gone = (
             Relationship.select()
-            .join(User, on=Relationship.to_user)
-            .where(Relationship.from_user == self, User.active)
+            .where(Relationship.from_user == self, Relationship.to_user.in_(inactive))
             .count()
         )
+        return everyone - gone
 
     @classmethod
     def directory(cls, after=None, limit=None):
@@ -1129,27 +1138,28 @@ def newest_ids_sql(authors, before, limit):
     ``message(user_id, id)`` or ``repost(user_id, message_id)`` index each, merged with
     UNION ALL (User.home_timeline says why).
 
-    Written as text from one template per range: peewee takes ~1 ms to render each
-    subquery, which with a hundred followees cost more than running the whole query.
+    Written as text from one template per range, with the numbers inlined: peewee takes
+    about a millisecond to render each subquery and tens of microseconds per bound
+    parameter, which with a hundred followees cost more than running the whole query.
+    Every value is passed through ``int()``, so nothing but digits reaches the SQL.
     """
-    param = db.database.param
-    bound = f" AND {{id}} < {param}" if before is not None else ""
+    bound = "" if before is None else f" AND {{id}} < {int(before)}"
+    limit = int(limit)
     ranges = []
     for model, key in ((Message, Message.id), (Repost, Repost.message)):
         table = model._meta.table_name
         user, id_ = model.user.column_name, key.column_name
         ranges.append(
-            f'SELECT "{id_}" AS "id" FROM "{table}" WHERE "{user}" = {param}'
+            f'SELECT "{id_}" AS "id" FROM "{table}" WHERE "{user}" = {{author}}'
             + bound.format(id=f'"{id_}"')
-            + f' ORDER BY "{id_}" DESC LIMIT {param}'
+            + f' ORDER BY "{id_}" DESC LIMIT {limit}'
         )
     # SQLite refuses ORDER BY/LIMIT directly inside a UNION member: wrap each range.
-    parts, params = [], []
+    parts = []
     for author in authors:
         for text in ranges:
-            parts.append(f"SELECT * FROM ({text}) AS r{len(parts)}")
-            params += [author, before, limit] if before is not None else [author, limit]
-    return SQL("(" + " UNION ALL ".join(parts) + ")", params)
+            parts.append(f"SELECT * FROM ({text.format(author=int(author))}) AS r{len(parts)}")
+    return SQL("(" + " UNION ALL ".join(parts) + ")")
 
 
 # The most followees whose messages User.home_timeline merges index range by index range.

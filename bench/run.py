@@ -406,6 +406,8 @@ def bench_chirp(data_set, ceiling, options, log_path):
             "token": {"Authorization": f"Bearer {info['token']}"},
         }
         for name, path, kind in endpoints(info):
+            if options.only and options.only not in name:
+                continue
             check = requests.get(
                 url + path, headers=credentials[kind], timeout=30, allow_redirects=False
             )
@@ -473,6 +475,7 @@ def main(argv=None):
     parser.add_argument("--data", default=str(BENCH / "data"), help="where data sets live")
     parser.add_argument("--reseed", action="store_true", help="seed the data sets afresh")
     parser.add_argument("--smoke", action="store_true", help="tiny data, 1 s per endpoint")
+    parser.add_argument("--only", help="measure only endpoints whose name contains this")
     parser.add_argument("--output", help="also write the report (Markdown) to this file")
     parser.add_argument("--json", help="also write the raw numbers (JSON) to this file")
     options = parser.parse_args(argv)

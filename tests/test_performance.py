@@ -215,3 +215,18 @@ def test_api_date_filters_read_the_date_index(client, people):
     assert len(dates) == 3 and dates == sorted(dates, reverse=True)
     refused = client.get("/api/message/?pub_date__lt=2030-01-01T00:00:00Z&ordering=id")
     assert refused.status_code == 422
+
+
+def test_follow_counts_leave_out_deactivated_users(people):
+    alice, bob, carol = people
+    carol.follow(bob)
+    assert (bob.follower_count(), alice.following_count()) == (2, 2)
+    User.set_active([alice.id], False)
+    assert bob.follower_count() == 1  # carol
+    User.set_active([carol.id], False)
+    assert (bob.follower_count(), bob.following_count()) == (0, 0)
+    query = Relationship.select().where(
+        Relationship.to_user == bob,
+        Relationship.from_user.in_(User.select(User.id).where(User.active == 0)),
+    )
+    assert_reads_only_index_ranges(query)
