@@ -250,3 +250,16 @@ def post(client, path, data=None, token_from="/accounts/login/", **kwargs):
     data = dict(data or {})
     data["_csrf_token"] = csrf_token(client, token_from)
     return client.post(path, data=data, **kwargs)
+
+
+@pytest.fixture
+def root(app):
+    """The admin ``root``."""
+    return make_user("root", admin=True)
+
+
+@pytest.fixture
+def as_admin(client, root):
+    """A client logged in as the admin ``root``."""
+    login(client, "root")
+    return client

@@ -51,18 +51,6 @@ def audits(action=None):
 
 
 @pytest.fixture
-def root(app):
-    return make_user("root", admin=True)
-
-
-@pytest.fixture
-def as_admin(client, root):
-    """A client logged in as the admin ``root``."""
-    login(client, "root")
-    return client
-
-
-@pytest.fixture
 def as_user(client, app):
     """A client logged in as ``bob``, who is not an admin."""
     make_user("bob")

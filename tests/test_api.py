@@ -43,11 +43,6 @@ def bob(app):
     return make_user("bob")
 
 
-@pytest.fixture
-def root(app):
-    return make_user("root", admin=True)
-
-
 def assert_json_error(response, status):
     """Assert ``response`` is ``{"error": "..."}`` JSON with ``status`` and the auth hint."""
     assert response.status_code == status, response.get_data(as_text=True)

@@ -19,17 +19,6 @@ from models import User
 
 
 @pytest.fixture
-def root(app):
-    return make_user("root", admin=True)
-
-
-@pytest.fixture
-def as_admin(client, root):
-    login(client, "root")
-    return client
-
-
-@pytest.fixture
 def token(root):
     return {"Authorization": f"Bearer {ApiToken.issue(root, 'admin')[1]}"}
 
