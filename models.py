@@ -1168,7 +1168,19 @@ HOME_MERGE_MAX_FOLLOWEES = 500
 HOME_MERGE_DEFAULT_LIMIT = 1000
 
 
-class Like(BaseModel):
+class Reaction(BaseModel):
+    """What a like and a repost share: the message they count towards has to be recounted
+    when one is deleted. Not a table of its own (it is not in MODELS)."""
+
+    def delete_instance(self, *args, **kwargs):
+        """Delete this row (say from the admin) and recount its message."""
+        with db.database.atomic():
+            result = super().delete_instance(*args, **kwargs)
+            Message.refresh_counts([self.message_id])
+        return result
+
+
+class Like(Reaction):
     """``user`` likes ``message``: at most once (the unique pair refuses a second)."""
 
     # No index of its own: the unique (user, message) index serves lookups by user.
@@ -1182,15 +1194,8 @@ class Like(BaseModel):
     def __str__(self):
         return f"{self.user} likes {self.message_id}"
 
-    def delete_instance(self, *args, **kwargs):
-        """Delete this row (say from the admin) and recount its message."""
-        with db.database.atomic():
-            result = super().delete_instance(*args, **kwargs)
-            Message.refresh_counts([self.message_id])
-        return result
 
-
-class Repost(BaseModel):
+class Repost(Reaction):
     """``user`` reposted ``message`` to their followers: at most once."""
 
     user = ForeignKeyField(User, backref="reposts_made", on_delete="CASCADE", index=False)
@@ -1202,13 +1207,6 @@ class Repost(BaseModel):
 
     def __str__(self):
         return f"{self.user} reposted {self.message_id}"
-
-    def delete_instance(self, *args, **kwargs):
-        """Delete this row (say from the admin) and recount its message."""
-        with db.database.atomic():
-            result = super().delete_instance(*args, **kwargs)
-            Message.refresh_counts([self.message_id])
-        return result
 
 
 class Notification(BaseModel):
