@@ -225,6 +225,11 @@ def test_follow_counts_leave_out_deactivated_users(people):
     assert bob.follower_count() == 1  # carol
     User.set_active([carol.id], False)
     assert (bob.follower_count(), bob.following_count()) == (0, 0)
+
+
+@pytest.mark.sqlite  # reads SQLite's EXPLAIN QUERY PLAN
+def test_follow_counts_read_only_index_ranges(people):
+    bob = people[1]
     query = Relationship.select().where(
         Relationship.to_user == bob,
         Relationship.from_user.in_(User.select(User.id).where(User.active == 0)),
