@@ -12,9 +12,10 @@ Each run starts the hello-world ceiling (bench/hello.py) and then Chirp under th
 ``bench/data/``, reused by later runs unless ``--reseed``), logs in through the real login
 form, makes a real API token, and drives each endpoint with ``wrk`` for a fixed time at a
 fixed concurrency. Server CPU comes from /proc (utime + stime of gunicorn's master and
-workers), so "CPU ms per request" is what the server spent, whoever else shares the
-machine. Before each measurement the script waits for a quiet machine, and it measures
-again (up to twice) when other processes used more than ``--noise`` cores meanwhile.
+workers, and of workers it has already reaped), so "CPU ms per request" is what the server
+spent, whoever else shares the machine. Before each measurement the script waits for a
+quiet machine, and it measures again (up to twice) when other processes used more than
+``--noise`` cores meanwhile.
 
 Columns: req/s; % of the ceiling by req/s and by CPU (the ceiling's CPU ms per request
 divided by the endpoint's); p50 and p99 latency; responses that were not 2xx or 3xx;
@@ -169,13 +170,17 @@ def server_pids(master):
     return pids
 
 
-def cpu_seconds(pids):
-    """Return the CPU seconds (user + system) the processes ``pids`` have used so far."""
-    total = 0
-    for pid in pids:
-        fields = process_stat(pid)
-        if fields:
-            total += int(fields[11]) + int(fields[12])
+def cpu_seconds(master):
+    """Return the CPU seconds (user + system) gunicorn's ``master`` and its workers have
+    used so far, counting workers that have already exited: gunicorn restarts workers on
+    its own, and a reaped worker's time moves into the master's cutime + cstime. Counting
+    only the workers alive at the start would lose it (a negative measurement)."""
+    fields = process_stat(master)
+    total = sum(int(value) for value in fields[11:15]) if fields else 0
+    for pid in server_pids(master)[1:]:
+        worker = process_stat(pid)
+        if worker:
+            total += int(worker[11]) + int(worker[12])
     return total / CLOCK_TICKS
 
 
@@ -288,7 +293,7 @@ def parse_wrk(output):
     }
 
 
-def measure(url, headers, pids, options):
+def measure(url, headers, master, options):
     """Drive ``url`` with wrk for ``options.duration`` seconds; return its numbers plus
     the server's CPU ms per request, its peak RSS and how many cores other processes
     used meanwhile (``noise``). A noisy measurement is repeated, up to twice; the
@@ -300,14 +305,14 @@ def measure(url, headers, pids, options):
         command += [f"-d{options.duration}s", "--latency", "--timeout", "10s"]
         for name, value in headers.items():
             command += ["-H", f"{name}: {value}"]
-        server_before = cpu_seconds(pids)
+        server_before = cpu_seconds(master)
         machine_before = machine_busy_seconds()
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
         output = subprocess.run(command + [url], capture_output=True, text=True, check=True)
         elapsed = time.monotonic() - started
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        server = cpu_seconds(pids) - server_before
+        server = cpu_seconds(master) - server_before
         client = (children_after.ru_utime - children_before.ru_utime) + (
             children_after.ru_stime - children_before.ru_stime
         )
@@ -315,7 +320,7 @@ def measure(url, headers, pids, options):
         result = parse_wrk(output.stdout)
         result["cpu_ms"] = 1000 * server / max(result["requests"], 1)
         result["noise"] = max(0.0, others / elapsed)
-        result["rss_mb"] = peak_rss_mb(pids[1:])
+        result["rss_mb"] = peak_rss_mb(server_pids(master)[1:])
         if best is None or result["noise"] < best["noise"]:
             best = result
         if result["noise"] <= options.noise:
@@ -399,7 +404,6 @@ def bench_chirp(data_set, ceiling, options, log_path):
     env, info = prepare(data_set, options)
     results = {}
     with gunicorn("main:app", ROOT, env, log_path, probe="/healthz") as (url, master):
-        pids = server_pids(master)
         credentials = {
             None: {},
             "session": {"Cookie": log_in(url)},
@@ -413,7 +417,7 @@ def bench_chirp(data_set, ceiling, options, log_path):
             )
             if check.status_code >= 400:
                 raise RuntimeError(f"{path} answered {check.status_code} before measuring")
-            result = measure(url + path, credentials[kind], pids, options)
+            result = measure(url + path, credentials[kind], master, options)
             result["cpu_share"] = 100 * ceiling["cpu_ms"] / max(result["cpu_ms"], 1e-9)
             result["rps_share"] = 100 * result["rps"] / ceiling["rps"]
             results[name] = result
@@ -492,7 +496,7 @@ def main(argv=None):
 
     print("ceiling: bench/hello.py", file=sys.stderr)
     with gunicorn("hello:app", BENCH, {}, log_path) as (url, master):
-        ceiling = measure(url + "/", {}, server_pids(master), options)
+        ceiling = measure(url + "/", {}, master, options)
     print(f"  {ceiling['rps']:.0f} req/s, {ceiling['cpu_ms']:.2f} CPU ms/req", file=sys.stderr)
     runs, infos = {}, {}
     for size in sizes:
