@@ -152,7 +152,9 @@ def test_gunicorn_conf_logs_requests_with_their_id_and_warns_about_memory_limits
     with running_gunicorn(tmp_path, workers=2, args=config) as server:
         headers = {"X-Request-ID": "conf-test"}
         assert requests.get(server.url + "/users/nobody/", headers=headers).status_code == 404
-        log = wait_for(lambda: "conf-test" in server.read_log() and server.read_log(), 10)
-    assert re.search(r'127\.0\.0\.1 conf-test "GET /users/nobody/ HTTP/1\.1" 404 \d+ \d+ms', log)
+        # gunicorn writes its access line after the response, so after Chirp's own line
+        access = r'127\.0\.0\.1 conf-test "GET /users/nobody/ HTTP/1\.1" 404 \d+ \d+ms'
+        log = wait_for(lambda: re.search(access, server.read_log()) and server.read_log(), 10)
+    assert log is not None and re.search(access, log)
     assert re.search(r"request conf-test GET /users/nobody/ 404 \d+\.\d ms", log)
     assert "2 workers keep separate rate-limit counters (memory://)" in log
