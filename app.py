@@ -153,12 +153,22 @@ MAX_PAGE = 100_000
 MAX_PAGE_OFFSET = 10_000
 
 
-def parse_id_cursor(name, raw):
-    """Return the query-string value ``raw`` of ``name`` as a row id (1..MAX_ID), or abort
-    with 400: a keyset cursor such as ``?before=123``."""
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
-        abort(400, f"{name} must be a row id: a whole number from 1 to {MAX_ID}.")
+def parse_whole_number(name, raw, low=1, high=MAX_ID):
+    """Return the query-string text ``raw`` of the argument ``name`` as an int from ``low``
+    to ``high`` (default: a row id, 1 to MAX_ID), or abort with 400 naming the range.
+
+    The one parser of numbers in query strings (pages, cursors, limits, API filters): only
+    ASCII digits, at most 19 of them, so neither "²" nor a 5 000-digit number reaches int().
+    """
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and low <= int(raw) <= high):
+        abort(400, f"{name} must be a whole number from {low} to {high}.")
     return int(raw)
+
+
+def parse_id_cursor(name, raw):
+    """Return ``raw`` as a row id (1 to MAX_ID) for a keyset cursor such as ``?before=123``;
+    400 otherwise (see parse_whole_number)."""
+    return parse_whole_number(name, raw)
 
 
 class PageProbe(PaginatedQuery):
@@ -182,10 +192,7 @@ class PageProbe(PaginatedQuery):
         self._rows = None
 
     def get_page(self):
-        raw = request.args.get(self.page_var, "1")
-        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-            abort(400, f"The page number must be a whole number from 1 to {MAX_PAGE}.")
-        page = int(raw)
+        page = parse_whole_number(self.page_var, request.args.get(self.page_var, "1"), 1, MAX_PAGE)
         if (page - 1) * self.paginate_by > MAX_PAGE_OFFSET:
             abort(
                 404,
