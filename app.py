@@ -158,17 +158,28 @@ MAX_PAGE_OFFSET = 10_000
 
 def is_row_id(value):
     """Return True if ``value`` (a str) is a decimal integer from 1 to MAX_ID: a row id the
-    database can hold. Anything else must never reach a query (PostgreSQL refuses
-    ``WHERE id = 'abc'`` with an error where SQLite just finds nothing)."""
-    return value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_ID
+    database can hold (a form's or a path's, where parse_whole_number's 400 does not fit).
+    Anything else must never reach a query (PostgreSQL refuses ``WHERE id = 'abc'`` with
+    an error where SQLite just finds nothing)."""
+    return value.isascii() and value.isdigit() and len(value) <= 19 and 1 <= int(value) <= MAX_ID
+
+
+def parse_whole_number(name, raw, low=1, high=MAX_ID):
+    """Return the query-string text ``raw`` of the argument ``name`` as an int from ``low``
+    to ``high`` (default: a row id, 1 to MAX_ID), or abort with 400 naming the range.
+
+    The one parser of numbers in query strings (pages, cursors, limits, API filters): only
+    ASCII digits, at most 19 of them, so neither "²" nor a 5 000-digit number reaches int().
+    """
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and low <= int(raw) <= high):
+        abort(400, f"{name} must be a whole number from {low} to {high}.")
+    return int(raw)
 
 
 def parse_id_cursor(name, raw):
-    """Return the query-string value ``raw`` of ``name`` as a row id (1..MAX_ID), or abort
-    with 400: a keyset cursor such as ``?before=123``."""
-    if not is_row_id(raw):
-        abort(400, f"{name} must be a row id: a whole number from 1 to {MAX_ID}.")
-    return int(raw)
+    """Return ``raw`` as a row id (1 to MAX_ID) for a keyset cursor such as ``?before=123``;
+    400 otherwise (see parse_whole_number)."""
+    return parse_whole_number(name, raw)
 
 
 class PageProbe(PaginatedQuery):
@@ -192,10 +203,7 @@ class PageProbe(PaginatedQuery):
         self._rows = None
 
     def get_page(self):
-        raw = request.args.get(self.page_var, "1")
-        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-            abort(400, f"The page number must be a whole number from 1 to {MAX_PAGE}.")
-        page = int(raw)
+        page = parse_whole_number(self.page_var, request.args.get(self.page_var, "1"), 1, MAX_PAGE)
         if (page - 1) * self.paginate_by > MAX_PAGE_OFFSET:
             abort(
                 404,
