@@ -77,10 +77,8 @@ from models import User
 from models import audit_diff
 from models import clean_bio
 from models import clean_display_name
-from models import clean_email
 from models import clean_message
 from models import clean_note
-from models import clean_username
 from models import keyset
 from models import parse_search
 from models import search_messages
@@ -573,16 +571,10 @@ class UserResource(ChirpResource):
         return clean_bio(value)
 
     def clean_username(self, value, instance):
-        value = clean_username(value)
-        if value != instance.username and User.username_taken(value, instance):
-            raise Taken()
-        return value
+        return User.clean_new_username(value, instance)
 
     def clean_email(self, value, instance):
-        value = clean_email(value)
-        if value != instance.email and User.email_taken(value, instance):
-            raise Taken()
-        return value
+        return User.clean_new_email(value, instance)
 
     def save_object(self, instance, raw_data):
         if instance.password is None:
