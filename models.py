@@ -32,6 +32,7 @@ from peewee import Expression
 from peewee import ForeignKeyField
 from peewee import IntegerField
 from peewee import PostgresqlDatabase
+from peewee import Select
 from peewee import SqliteDatabase
 from peewee import TextField
 from peewee import Value
@@ -554,29 +555,27 @@ class User(BaseModel, BaseUser):
         sorted by id makes the database either sort every matching message (hundreds of
         thousands for a popular followee) or walk the whole table newest first until enough
         rows match (all of it, for someone who follows a few quiet people). Instead, each
-        followed user contributes two small index ranges: the ``limit`` newest ids below
+        followed user contributes two small index ranges: their ``limit`` newest ids below
         ``before`` of their messages (``message(user_id, id)``) and of their reposts
         (``repost(user_id, message_id)``). The database merges those ``followees x 2 x
         limit`` ids and keeps the newest ``limit``: the work is bounded by what the page
-        shows, not by the data. Fan-out on write (a per-reader inbox table) would make reads
-        cheaper still, but costs a write per follower for each message and a backfill on
-        every follow.
+        shows, not by the data (newest_ids_sql says how, in one short statement). Fan-out
+        on write (a per-reader inbox table) would make reads cheaper still, but costs a
+        write per follower for each message and a backfill on every follow.
 
-        Beyond HOME_MERGE_MAX_FOLLOWEES followees the union grows too long to be cheap;
-        such a reader's followees post so often between them that scanning messages newest
-        first finds a page almost at once, so the plain ``IN`` filter is used instead.
+        Beyond HOME_MERGE_MAX_FOLLOWEES followees the merge reads too many ranges to be
+        cheap; such a reader's followees post so often between them that scanning messages
+        newest first finds a page almost at once, so the plain ``IN`` filter is used instead.
         """
         followed = (
             Relationship.select(Relationship.to_user)
             .join(User, on=Relationship.to_user)
             .where(Relationship.from_user == self, User.active)
-            .limit(HOME_MERGE_MAX_FOLLOWEES + 1)
         )
-        authors = [self.id, *(user_id for (user_id,) in followed.tuples())]
-        if len(authors) > HOME_MERGE_MAX_FOLLOWEES + 1:
+        if followed.limit(HOME_MERGE_MAX_FOLLOWEES + 1).count() > HOME_MERGE_MAX_FOLLOWEES:
             return keyset(self._home_timeline_by_scan(), Message.id, before, limit)
         per_author = limit if limit is not None else HOME_MERGE_DEFAULT_LIMIT
-        newest = Message.id.in_(newest_ids_sql(authors, before, per_author))
+        newest = Message.id.in_(newest_ids_sql(self.id, before, per_author))
         return keyset(Message.visible().where(newest), Message.id, None, limit)
 
     def _home_timeline_by_scan(self):
@@ -920,13 +919,16 @@ class Message(BaseModel):
             users = User.select(User.id, Value(self.id)).where(fn.LOWER(User.username) << names)
             Mention.insert_from(users, [Mention.user, Mention.message]).execute()
 
-    def links(self):
+    def links(self, known=None):
         """Return ``{"mentions": [...], "tags": [...], "urls": [...]}`` in the order the
         text holds them: the usernames of the existing users it mentions, its tags (lower
-        case) and its web addresses. What the API shows beside the text."""
+        case) and its web addresses. What the API shows beside the text.
+
+        ``known``: Message.mention_spellings of a page holding this message, so that a
+        page costs one query, not one per message; None looks the names up now."""
         names = extract_mentions(self.content)
-        users = User.select(User.username).where(fn.LOWER(User.username) << names)
-        known = {user.username.lower(): user.username for user in users} if names else {}
+        if known is None:
+            known = Message.mention_spellings([self])
         return {
             "mentions": [known[name] for name in names if name in known],
             "tags": extract_tags(self.content),
@@ -1093,6 +1095,16 @@ class Message(BaseModel):
         )
 
     @staticmethod
+    def mention_spellings(messages):
+        """Return ``{lower-case name: username}`` for every existing user that the texts
+        of ``messages`` mention, in one query (none when nobody is mentioned)."""
+        names = {name for message in messages for name in extract_mentions(message.content)}
+        if not names:
+            return {}
+        users = User.select(User.username).where(fn.LOWER(User.username) << sorted(names))
+        return {username.lower(): username for (username,) in users.tuples()}
+
+    @staticmethod
     def mentioned_names(messages):
         """Return ``{message id: {lower-case username, ...}}``: the active users each of
         ``messages`` mentions, in one query for the whole page (linkify needs them)."""
@@ -1131,35 +1143,71 @@ def keyset(query, key, cursor=None, limit=None, descending=True):
     return query.limit(limit) if limit is not None else query
 
 
-def newest_ids_sql(authors, before, limit):
-    """Return SQL (a peewee SQL node, for ``IN``) selecting, for each user id in
-    ``authors``, the ids of their ``limit`` newest messages and of the ``limit`` newest
-    messages they reposted, all below ``before`` (None: no bound): one range of the
-    ``message(user_id, id)`` or ``repost(user_id, message_id)`` index each, merged with
-    UNION ALL (User.home_timeline says why).
+def newest_ids_sql(reader_id, before, limit):
+    """Return SQL (a peewee SQL node, for ``IN``) selecting the ids that can be among the
+    ``limit`` newest below ``before`` (a message id; None: no bound) of the messages
+    written by user ``reader_id`` and the active users they follow, and of the messages
+    those people reposted.
 
-    Written as text from one template per range, with the numbers inlined: peewee takes
-    about a millisecond to render each subquery and tens of microseconds per bound
-    parameter, which with a hundred followees cost more than running the whole query.
-    Every value is passed through ``int()``, so nothing but digits reaches the SQL.
+    How: every author's messages are one range of the ``message(user_id, id)`` index. An
+    author's ``limit``-th newest message id below ``before`` (one short step back along
+    that index) is a floor: those ``limit`` messages are visible and at least as new, so
+    no older id can make the page. The newest such floor of all authors bounds the rest;
+    the statement then reads, for each author, the range of their messages and of their
+    reposts (``repost(user_id, message_id)``) from that floor up to ``before``. The work
+    is two short index walks per author plus the ids in that window, however many
+    messages exist. (The former shape, a UNION ALL of one ``ORDER BY id DESC LIMIT n``
+    subquery per author, took milliseconds just to plan with a hundred followees and
+    merged ``followees x 2 x limit`` ids.)
+
+    The statement's text depends only on whether ``before`` is given: peewee renders each
+    shape once (newest_ids_template), and each call only binds its numbers. Rendering
+    this nested query costs peewee about 3 ms, twice per page (``IN`` renders its right
+    side once more to see whether it is empty), more than the database spends on it.
     """
-    bound = "" if before is None else f" AND {{id}} < {int(before)}"
-    limit = int(limit)
-    ranges = []
-    for model, key in ((Message, Message.id), (Repost, Repost.message)):
-        table = model._meta.table_name
-        user, id_ = model.user.column_name, key.column_name
-        ranges.append(
-            f'SELECT "{id_}" AS "id" FROM "{table}" WHERE "{user}" = {{author}}'
-            + bound.format(id=f'"{id_}"')
-            + f' ORDER BY "{id_}" DESC LIMIT {limit}'
-        )
-    # SQLite refuses ORDER BY/LIMIT directly inside a UNION member: wrap each range.
+    text, slots = newest_ids_template(before is not None, db.database.param)
+    values = {"reader": int(reader_id), "before": before, "offset": int(limit) - 1}
+    return SQL(text, [values.get(slot, slot) for slot in slots])
+
+
+# Stand-ins for the numbers newest_ids_template leaves to each call: negative, so they
+# cannot be confused with the constants peewee binds (the LIMIT 1, the 0 of COALESCE).
+NEWEST_IDS_SLOTS = {-1_000_001: "reader", -1_000_002: "before", -1_000_003: "offset"}
+
+
+@functools.cache
+def newest_ids_template(bounded, param):
+    """Return ``(sql, slots)``: the text of newest_ids_sql's statement, with ``before``
+    (when ``bounded``) and rendered for the database whose placeholder is ``param``,
+    and its parameters in order, each a constant or the name of a value newest_ids_sql
+    binds (``"reader"``, ``"before"``, ``"offset"``)."""
+    reader, before, offset = NEWEST_IDS_SLOTS
+    followee = User.alias()
+    followed = (
+        Relationship.select(Relationship.to_user)
+        .join(followee, on=(Relationship.to_user == followee.id))
+        .where(Relationship.from_user == reader, followee.active)
+    )
+    authors = User.select(User.id.alias("uid")).where(User.id == reader).union_all(followed)
+    probe = Message.alias()
+    listed = authors.alias("floor_authors")
+    nth_newest = probe.select(probe.id).where(probe.user == listed.c.uid)
+    if bounded:
+        nth_newest = nth_newest.where(probe.id < before)
+    nth_newest = nth_newest.order_by(probe.id.desc()).offset(offset).limit(1)
+    floor = Select([listed], [fn.MAX(fn.COALESCE(nth_newest, 0))])
     parts = []
-    for author in authors:
-        for text in ranges:
-            parts.append(f"SELECT * FROM ({text.format(author=int(author))}) AS r{len(parts)}")
-    return SQL("(" + " UNION ALL ".join(parts) + ")")
+    for number, (model, key) in enumerate(((Message, Message.id), (Repost, Repost.message))):
+        author_ids = authors.alias(f"home_authors{number}")
+        bounds = [key >= floor, key < before] if bounded else [key >= floor]
+        parts.append(
+            model.select(key.alias("id"))
+            .from_(author_ids)
+            .join(model, on=(model.user == author_ids.c.uid))
+            .where(*bounds)
+        )
+    sql, params = db.database.get_sql_context().sql(parts[0].union_all(parts[1])).query()
+    return "(" + sql + ")", [NEWEST_IDS_SLOTS.get(value, value) for value in params]
 
 
 # The most followees whose messages User.home_timeline merges index range by index range.

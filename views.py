@@ -32,6 +32,7 @@ from app import MAX_PAGE_OFFSET
 from app import KeysetPage
 from app import PageProbe
 from app import app
+from app import csrf_field
 from app import db
 from app import rate_limited
 from auth import auth
@@ -70,6 +71,69 @@ app.add_template_global(MESSAGE_MAX_LENGTH, "message_max_length")
 AVATAR_MAX_AGE = 365 * 24 * 3600
 
 app.add_template_filter(linkify)
+
+
+class UrlPattern:
+    """``url_for(endpoint, **{key: value}, **values)`` for many values of ``key``, built
+    once: the URL is made with a stand-in for ``key`` and split around it, so each call
+    only joins three strings. ``url_for`` costs tens of microseconds, and a page of
+    messages asked it for about eight URLs per message.
+
+    ``key`` must be an ``int`` (a message id) or a username (letters, digits and ``_``,
+    which need no escaping); the result equals url_for's exactly for those.
+    """
+
+    # Stand-ins that no route or query argument of Chirp's holds by chance.
+    STAND_INS = {"message_id": 918273645, "in_reply_to": 918273645, "username": "Zz918273645"}
+
+    def __init__(self, endpoint, key, **values):
+        stand_in = self.STAND_INS[key]
+        url = url_for(endpoint, **{key: stand_in}, **values)
+        self.head, _, self.tail = url.partition(str(stand_in))
+
+    def __call__(self, value):
+        return f"{self.head}{value}{self.tail}"
+
+
+class MessageLinks:
+    """What includes/message.html links to, worked out once per page (message_links):
+    per-message URLs (UrlPattern), where the like and repost buttons send the browser
+    back to (``back``, the page's own path), the edit and delete links with that path as
+    ``next``, and the CSRF field of their forms."""
+
+    def __init__(self):
+        self.back = request.full_path
+        back = self.back.rstrip("?")
+        self.user = UrlPattern("user_detail", "username")
+        self.message = UrlPattern("message_detail", "message_id")
+        self.reply = UrlPattern("create", "in_reply_to")
+        self.like = UrlPattern("message_like", "message_id")
+        self.unlike = UrlPattern("message_unlike", "message_id")
+        self.repost = UrlPattern("message_repost", "message_id")
+        self.unrepost = UrlPattern("message_unrepost", "message_id")
+        self.edit = UrlPattern("edit", "message_id", next=back)
+        self.delete = UrlPattern("delete", "message_id", next=back)
+
+    def person(self, username):
+        """Return the URL of ``username``'s page (url_for's, also for unusual names)."""
+        if USERNAME_PATTERN.fullmatch(username):
+            return self.user(username)
+        return url_for("user_detail", username=username)
+
+    @property
+    def csrf_field(self):
+        """The hidden CSRF input of the page's forms (one token per page)."""
+        if "message_csrf_field" not in g:
+            g.message_csrf_field = csrf_field()
+        return g.message_csrf_field
+
+
+@app.template_global()
+def message_links():
+    """Return this request's MessageLinks (made at the first call)."""
+    if "message_links" not in g:
+        g.message_links = MessageLinks()
+    return g.message_links
 
 
 class Rule:
