@@ -17,9 +17,10 @@ allowed, 404, 405, 409 conflict (taken username, existing follow), 413, 415 not 
 422 impossible but well-formed (following yourself), 429 over API_RATE_LIMIT per caller.
 """
 
+import copy
 import datetime
+import functools
 import json
-import re
 
 from flask import Response
 from flask import abort
@@ -41,7 +42,6 @@ from peewee import ForeignKeyField
 from peewee import IntegerField
 from peewee import IntegrityError
 from peewee import fn
-from werkzeug.exceptions import HTTPException
 
 from app import MAX_ID
 from app import MAX_PAGE
@@ -53,6 +53,7 @@ from app import check_limit
 from app import client_address
 from app import csrf
 from app import limit_action
+from app import parse_whole_number
 from auth import AdminApiCredentials
 from auth import ApiCredentials
 from models import BIO_MAX_LENGTH
@@ -76,10 +77,8 @@ from models import User
 from models import audit_diff
 from models import clean_bio
 from models import clean_display_name
-from models import clean_email
 from models import clean_message
 from models import clean_note
-from models import clean_username
 from models import keyset
 from models import parse_search
 from models import search_messages
@@ -87,7 +86,6 @@ from models import search_people
 from models import snapshot
 
 API_PREFIX = "/api"
-PAGE_SIZE = 20
 # The largest page a client may ask for (``limit``); larger values are lowered to it.
 MAX_PAGE_SIZE = 100
 # Longest string a query-string filter accepts (characters).
@@ -112,20 +110,6 @@ BODY_VALIDATOR = Draft202012Validator
 csrf.exempt_urls((API_PREFIX + "/",))
 
 
-class ApiError(HTTPException):
-    """A werkzeug HTTP error with status ``status``, the message ``message`` and extra
-    ``headers``; app.http_error renders it, like every HTTP error under /api/, as
-    ``{"error": message}``."""
-
-    def __init__(self, status, message, headers=None):
-        super().__init__(description=message)
-        self.code = status
-        self.extra_headers = dict(headers or {})
-
-    def get_headers(self, environ=None, scope=None):
-        return [*super().get_headers(environ, scope), *self.extra_headers.items()]
-
-
 def json_response(data, status=200, headers=None):
     """Return ``data`` as an ``application/json`` Response."""
     return Response(json.dumps(data), status, headers, mimetype="application/json")
@@ -148,7 +132,7 @@ def to_utc(value):
 def parse_datetime(name, raw):
     """Parse ISO 8601 text ``raw`` into the naive local time the database stores.
 
-    Text without an offset is UTC, like every date the API sends. Raises ApiError (400).
+    Text without an offset is UTC, like every date the API sends. Aborts with 400.
     """
     try:
         value = datetime.datetime.fromisoformat(raw)
@@ -156,39 +140,36 @@ def parse_datetime(name, raw):
             value = value.replace(tzinfo=datetime.UTC)
         return value.astimezone().replace(tzinfo=None)
     except (ValueError, OverflowError):
-        raise ApiError(
-            400, f"{name} must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z."
-        ) from None
-
-
-def parse_integer(name, raw, low=1, high=MAX_ID):
-    """Parse decimal text ``raw`` into an int from ``low`` to ``high``; else ApiError (400)."""
-    if not re.fullmatch(r"-?[0-9]{1,19}", raw) or not low <= int(raw) <= high:
-        raise ApiError(400, f"{name} must be a whole number from {low} to {high}.")
-    return int(raw)
+        abort(400, f"{name} must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z.")
 
 
 def check_query(allowed):
-    """Refuse (400) query parameters outside ``allowed`` (a list of names)."""
+    """Refuse (400) query parameters outside ``allowed`` (a list of names), and any given
+    more than once (which one would count is anybody's guess)."""
     unknown = set(request.args) - set(allowed)
     if unknown:
-        raise ApiError(
-            400,
-            f"Unsupported query parameter(s): {short_list(unknown)}. "
-            f"Supported: {', '.join(allowed)}.",
+        supported = ", ".join(sorted(allowed))
+        abort(
+            400, f"Unsupported query parameter(s): {short_list(unknown)}. Supported: {supported}."
         )
+    repeated = [key for key in request.args if len(request.args.getlist(key)) > 1]
+    if repeated:
+        abort(400, f"Give each query parameter once: {short_list(repeated)}.")
 
 
 def page_limit():
-    """Return ``?limit`` (default PAGE_SIZE, lowered to MAX_PAGE_SIZE); 400 if invalid."""
-    return min(parse_integer("limit", request.args.get("limit", str(PAGE_SIZE))), MAX_PAGE_SIZE)
+    """Return ``?limit``: rows per page, 1 or more, lowered to MAX_PAGE_SIZE; without it
+    the app's PAGE_SIZE (FLASK_PAGE_SIZE), as on the web. 400 if it is no whole number."""
+    if "limit" not in request.args:
+        return app.config["PAGE_SIZE"]
+    return min(parse_whole_number("limit", request.args["limit"]), MAX_PAGE_SIZE)
 
 
 def parse_string(name, raw):
     """Return ``raw`` if it is at most MAX_FILTER_LENGTH characters without NUL; else
-    ApiError (400)."""
+    400."""
     if len(raw) > MAX_FILTER_LENGTH or "\x00" in raw:
-        raise ApiError(400, f"{name} must be at most {MAX_FILTER_LENGTH} characters, no NUL.")
+        abort(400, f"{name} must be at most {MAX_FILTER_LENGTH} characters, no NUL.")
     return raw
 
 
@@ -197,18 +178,18 @@ def check_body(data, schema):
     /api/openapi.json publishes, so that the document and the server cannot disagree.
 
     Returns ``data`` with whole-number floats as ints (JSON Schema counts 2.0 as an
-    integer, so we do too). Raises ApiError (400) naming the first problem found.
+    integer, so we do too). Aborts with 400 naming the first problem found.
     """
     error = best_match(BODY_VALIDATOR(schema).iter_errors(data))
     if error is not None:
-        raise ApiError(400, describe_schema_error(error))
+        abort(400, describe_schema_error(error))
     properties = schema["properties"]
     for name, value in data.items():
         if properties[name].get("type") == "integer" and isinstance(value, float):
             data[name] = int(value)
         elif isinstance(value, str) and not is_encodable(value):
             # a lone surrogate ("\ud800") is valid JSON, but no database stores it
-            raise ApiError(400, f"{name} is not valid Unicode text.")
+            abort(400, f"{name} is not valid Unicode text.")
     return data
 
 
@@ -266,9 +247,9 @@ class QueryFilter:
         self.description = description
 
     def parse(self, name, raw):
-        """Return the query-string text ``raw`` as a typed value; ApiError (400) if invalid."""
+        """Return the query-string text ``raw`` as a typed value; 400 if invalid."""
         if self.schema["type"] == "integer":
-            return parse_integer(name, raw, self.schema["minimum"], self.schema["maximum"])
+            return parse_whole_number(name, raw, self.schema["minimum"], self.schema["maximum"])
         if self.schema.get("format") == "date-time":
             return parse_datetime(name, raw)
         return parse_string(name, raw)
@@ -320,25 +301,28 @@ class ChirpResource(RestResource):
 
     - ``query_filters``: ``{query key: QueryFilter}``, the only filters accepted;
     - ``ordering_fields``: the only ``?ordering=[-]field`` values accepted;
-    - ``writable_fields``: ``{field: OpenAPI schema}``, the only keys a body may hold,
-      each checked against its schema and then by ``clean_<field>(value, instance)``;
     - ``required_fields``: the writable fields a create must include;
-    - ``fields``: what is serialized; ``output_schema`` extends the generated schema.
+    - ``fields``: what is serialized.
+
+    The fields a body may write, and their JSON Schemas, are the model's ``fields`` in
+    templates/api/openapi.json (``writable_fields``); each value is checked against its
+    schema and then by ``clean_<field>(value, instance)``. What a row shows besides
+    ``fields`` is described there too (``outputs``).
     """
 
     # Writes (create, edit, delete) go to the audit trail, like the admin's: the admins'
     # resources (users, notes).
     audited = False
-    paginate_by = PAGE_SIZE
-    max_paginate_by = MAX_PAGE_SIZE
     nested_writes = False
     query_filters = {}
     ordering_fields = ("id",)
-    writable_fields = {}
     required_fields = ()
-    output_schema = {}
-    output_required = ()
     summary = ""
+
+    @property
+    def writable_fields(self):
+        """Return ``{field: JSON Schema}`` of the fields a body may write (the data file's)."""
+        return openapi_data()["fields"].get(self.model.__name__, {})
 
     def get_serializer(self):
         return ChirpSerializer()
@@ -360,7 +344,7 @@ class ChirpResource(RestResource):
         """GET: one page of rows; POST: create one."""
         if request.method == "POST":
             if not self.check_post():
-                raise ApiError(403, "You may not create this.")
+                abort(403, "You may not create this.")
             return self.create()
         return self.object_list()
 
@@ -381,23 +365,13 @@ class ChirpResource(RestResource):
         else:
             allowed = self.check_put(obj) and self.check_post(obj)
         if not allowed:
-            raise ApiError(403, "You may only change your own rows.")
+            abort(403, "You may only change your own rows.")
         return self.delete(obj) if method == "DELETE" else self.edit(obj)
 
     def object_list(self):
         """A page of rows, after refusing (400) any query key not on the allow-list."""
-        allowed = set(self.query_filters) | {"ordering", "page", "limit"}
-        unknown = set(request.args) - allowed
-        if unknown:
-            raise ApiError(
-                400,
-                f"Unsupported query parameter(s): {short_list(unknown)}. "
-                f"Supported: {', '.join(sorted(allowed))}.",
-            )
-        repeated = [key for key in request.args if len(request.args.getlist(key)) > 1]
-        if repeated:
-            raise ApiError(400, f"Give each query parameter once: {short_list(repeated)}.")
-        parse_integer("page", request.args.get("page", "1"), 1, MAX_PAGE)
+        check_query([*self.query_filters, "ordering", "page", "limit"])
+        parse_whole_number("page", request.args.get("page", "1"), 1, MAX_PAGE)
         return super().object_list()
 
     def process_query(self, query):
@@ -424,9 +398,9 @@ class ChirpResource(RestResource):
             ordering = "-" + dated
         column = ordering.removeprefix("-")
         if column not in self.ordering_fields:
-            raise ApiError(400, f"ordering must be one of {', '.join(self.ordering_options())}.")
+            abort(400, f"ordering must be one of {', '.join(self.ordering_options())}.")
         if dated is not None and column != dated:
-            raise ApiError(422, f"A list filtered by {dated} is ordered by {dated} (or -{dated}).")
+            abort(422, f"A list filtered by {dated} is ordered by {dated} (or -{dated}).")
         field = self.model._meta.fields[column]
         direction = (lambda f: f.desc()) if ordering.startswith("-") else (lambda f: f.asc())
         return query.order_by(direction(field), direction(self.pk))
@@ -464,22 +438,20 @@ class ChirpResource(RestResource):
         }
 
     def get_paginate_by(self):
-        """Return ``?limit`` (1 or more, lowered to MAX_PAGE_SIZE), else PAGE_SIZE."""
-        if "limit" not in request.args:
-            return self.paginate_by
-        return min(parse_integer("limit", request.args["limit"]), self.max_paginate_by)
+        """Return the page size: page_limit()."""
+        return page_limit()
 
     def read_request_data(self):
         """Return the body as a dict. Only ``application/json`` is read (415 otherwise):
         form bodies are what a cross-site page can send without a CORS preflight (CSRF)."""
         if request.mimetype != "application/json":
-            raise ApiError(415, "Send the body as JSON, with Content-Type: application/json.")
+            abort(415, "Send the body as JSON, with Content-Type: application/json.")
         try:
             data = json.loads(request.get_data())
         except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeply
-            raise ApiError(400, "The body is not valid JSON.") from None
+            abort(400, "The body is not valid JSON.")
         if not isinstance(data, dict):
-            raise ApiError(400, "The body must be a JSON object.")
+            abort(400, "The body must be a JSON object.")
         return data
 
     def deserialize_object(self, data, instance):
@@ -494,9 +466,9 @@ class ChirpResource(RestResource):
             try:
                 value = getattr(self, f"clean_{name}")(value, instance)
             except Taken as exc:
-                raise ApiError(409, str(exc)) from None
+                abort(409, str(exc))
             except TextRefused as exc:  # well-formed, but the text rule refuses it
-                raise ApiError(422, f"{name}: {exc}") from None
+                abort(422, f"{name}: {exc}")
             setattr(instance, name, value)
         return instance, [instance]
 
@@ -515,7 +487,7 @@ class ChirpResource(RestResource):
                     AuditEntry.record(g.user, action, self.model, saved.get_id(), changes)
                 return saved
         except IntegrityError:  # a concurrent request won a uniqueness race
-            raise ApiError(409, "That conflicts with existing data.") from None
+            abort(409, "That conflicts with existing data.")
 
     def create(self):
         return self.response(
@@ -557,59 +529,6 @@ def others(query, instance):
     return query.where(model._meta.primary_key != instance.get_id())
 
 
-def text_schema(max_length, description):
-    """Return the OpenAPI schema of a text field that models.clean_text judges: up to
-    RAW_LENGTH_FACTOR times ``max_length`` characters as sent; once normalised, 1 to
-    ``max_length`` characters with something visible (else 422)."""
-    return {
-        "type": "string",
-        "minLength": 1,
-        "maxLength": RAW_LENGTH_FACTOR * max_length,
-        "pattern": NO_NUL_PATTERN,
-        "x-chirp-max-characters": max_length,
-        "description": (
-            f"{description} Line breaks become \\n, the text is normalised to Unicode NFC and "
-            f"trimmed, then it must hold 1 to {max_length} characters (code points), something "
-            "visible, and no text direction controls or invisible format characters: "
-            "otherwise 422."
-        ),
-    }
-
-
-def profile_text_schema(max_length, description):
-    """Return the OpenAPI schema of a display name or bio: as sent, up to
-    RAW_LENGTH_FACTOR times ``max_length`` characters; once normalised (models.clean_bio
-    and clean_display_name) one line of at most ``max_length`` characters, or empty."""
-    return {
-        "type": "string",
-        "maxLength": RAW_LENGTH_FACTOR * max_length,
-        "pattern": NO_NUL_PATTERN,
-        "x-chirp-max-characters": max_length,
-        "description": (
-            f"{description} Normalised and trimmed like a message; then one line of at most "
-            f"{max_length} characters, or empty for none: otherwise 422."
-        ),
-    }
-
-
-PROFILE_SCHEMAS = {
-    "display_name": profile_text_schema(
-        DISPLAY_NAME_MAX_LENGTH, "The name shown beside the username."
-    ),
-    "bio": profile_text_schema(BIO_MAX_LENGTH, "A few words about the person."),
-}
-COUNTS_SCHEMA = {
-    "type": "object",
-    "required": ["messages", "followers", "following"],
-    "properties": {
-        "messages": {"type": "integer"},
-        "followers": {"type": "integer"},
-        "following": {"type": "integer"},
-    },
-    "description": "Their messages, and follows with active users (one user's page only).",
-}
-
-
 def caller_is_admin():
     """Return True if the request's API credentials belong to an admin."""
     return bool(g.get("user") and g.user.admin)
@@ -623,38 +542,11 @@ class UserResource(ChirpResource):
     summary = "Users"
     audited = True
     fields = ("id", "username", "display_name", "bio", "join_date")
-    output_schema = {
-        "email": {"type": "string", "description": "Shown to admins only."},
-        "avatar_url": {"type": "string", "description": "The generated avatar (SVG)."},
-        "counts": COUNTS_SCHEMA,
-    }
-    output_required = ("avatar_url",)
     ordering_fields = ("id", "username", "join_date")
     query_filters = {
         **id_filter("id", User.id, "user"),
         **username_filter("username", User.id, "user"),
         **date_filters("join_date", User.join_date),
-    }
-    writable_fields = {
-        # Judged by models.clean_username and clean_email, as on the web and in the admin
-        # (trimmed first, so " alice" is alice everywhere): a 422 when they refuse.
-        "username": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": RAW_LENGTH_FACTOR * USERNAME_MAX_LENGTH,
-            "pattern": NO_NUL_PATTERN,
-            "description": f"Once trimmed: 1 to {USERNAME_MAX_LENGTH} of A-Z, a-z, 0-9, _ "
-            "(else 422); not taken in any case, nor by a look-alike name (else 409).",
-        },
-        "email": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": RAW_LENGTH_FACTOR * EMAIL_MAX_LENGTH,
-            "pattern": NO_NUL_PATTERN,
-            "description": f"Trimmed and lower-cased, then at most {EMAIL_MAX_LENGTH} "
-            "characters of the form name@domain.tld (else 422); not taken (else 409).",
-        },
-        **PROFILE_SCHEMAS,
     }
     required_fields = ("username", "email")
 
@@ -679,16 +571,10 @@ class UserResource(ChirpResource):
         return clean_bio(value)
 
     def clean_username(self, value, instance):
-        value = clean_username(value)
-        if value != instance.username and User.username_taken(value, instance):
-            raise Taken()
-        return value
+        return User.clean_new_username(value, instance)
 
     def clean_email(self, value, instance):
-        value = clean_email(value)
-        if value != instance.email and User.email_taken(value, instance):
-            raise Taken()
-        return value
+        return User.clean_new_email(value, instance)
 
     def save_object(self, instance, raw_data):
         if instance.password is None:
@@ -698,7 +584,7 @@ class UserResource(ChirpResource):
     def delete(self, obj):
         # The admin refuses this too: an admin who deletes themself locks themself out.
         if obj.id == g.user.id:
-            raise ApiError(403, "You cannot delete yourself.")
+            abort(403, "You cannot delete yourself.")
         return super().delete(obj)
 
 
@@ -729,50 +615,12 @@ class MessageResource(OwnedResource):
         "like_count",
         "repost_count",
     )
-    output_schema = {
-        "in_reply_to": {
-            "type": ["integer", "null"],
-            "description": "The id of the message this one answers; null if none or deleted.",
-        },
-        "is_reply": {
-            "type": "boolean",
-            "description": "True for a reply, even once the answered message is deleted.",
-        },
-        "liked": {"type": "boolean", "description": "Whether the caller likes it."},
-        "reposted": {"type": "boolean", "description": "Whether the caller reposted it."},
-        "edited_date": {
-            "type": ["string", "null"],
-            "format": "date-time",
-            "description": "When the text last changed, or null.",
-        },
-        "links": {
-            "type": "object",
-            "required": ["mentions", "tags", "urls"],
-            "properties": {
-                "mentions": {"type": "array", "items": {"type": "string"}},
-                "tags": {"type": "array", "items": {"type": "string"}},
-                "urls": {"type": "array", "items": {"type": "string"}},
-            },
-            "description": "The existing users it mentions, its #tags (lower case) and its "
-            "web addresses, in the order the text holds them.",
-        },
-    }
-    output_required = ("links",)
     include_resources = {"user": UserResource}
     ordering_fields = ("id", "pub_date")
     query_filters = {
         **id_filter("user", Message.user, "author"),
         **username_filter("user__username", Message.user, "author"),
         **date_filters("pub_date", Message.pub_date),
-    }
-    writable_fields = {
-        "content": text_schema(MESSAGE_MAX_LENGTH, "The message."),
-        "in_reply_to": {
-            "type": ["integer", "null"],
-            "minimum": 1,
-            "maximum": MAX_ID,
-            "description": "The id of a visible message this one answers (set at creation).",
-        },
     }
     required_fields = ("content",)
 
@@ -791,13 +639,13 @@ class MessageResource(OwnedResource):
         keeps what it answers, so an edit may only repeat it."""
         if instance.get_id() is not None:
             if value != instance.in_reply_to_id:
-                raise ApiError(422, "in_reply_to is set when a message is created.")
+                abort(422, "in_reply_to is set when a message is created.")
             return instance.in_reply_to
         if value is None:
             return None
         parent = Message.visible().where(Message.id == value).first()
         if parent is None:
-            raise ApiError(422, "in_reply_to: there is no such message to reply to.")
+            abort(422, "in_reply_to: there is no such message to reply to.")
         return parent
 
     def save_object(self, instance, raw_data):
@@ -845,7 +693,6 @@ class RelationshipResource(OwnedResource):
         **username_filter("to_user__username", Relationship.to_user, "followed user"),
         **date_filters("created_date", Relationship.created_date),
     }
-    writable_fields = {"to_user": {**ID_SCHEMA, "description": "The id of the user to follow."}}
     required_fields = ("to_user",)
 
     def get_query(self):
@@ -864,14 +711,14 @@ class RelationshipResource(OwnedResource):
 
     def clean_to_user(self, value, instance):
         if value == g.user.id:
-            raise ApiError(422, "You cannot follow yourself.")
+            abort(422, "You cannot follow yourself.")
         if not User.select().where(User.id == value, User.active).exists():
-            raise ApiError(422, "to_user is not an active user.")
+            abort(422, "to_user is not an active user.")
         already = Relationship.select().where(
             Relationship.from_user == g.user, Relationship.to_user == value
         )
         if others(already, instance).exists():
-            raise ApiError(409, "You already follow that user.")
+            abort(409, "You already follow that user.")
         return value
 
 
@@ -882,13 +729,6 @@ class NoteResource(ChirpResource):
     summary = "Admin notes"
     audited = True
     fields = ("id", "user", "message", "status", "created_date")
-    output_schema = {
-        "status": {
-            "type": "integer",
-            "enum": [Note.LIVE, Note.DELETED],
-            "description": "1 live, 2 deleted.",
-        }
-    }
     ordering_fields = ("id", "created_date")
     query_filters = {
         **id_filter("user", Note.user, "author"),
@@ -898,10 +738,6 @@ class NoteResource(ChirpResource):
             "Only notes with this status: 1 live, 2 deleted.",
         ),
         **date_filters("created_date", Note.created_date),
-    }
-    writable_fields = {
-        "message": text_schema(NOTE_MAX_LENGTH, "The note."),
-        "status": {"type": "integer", "enum": [Note.LIVE, Note.DELETED]},
     }
     required_fields = ("message",)
 
@@ -925,7 +761,6 @@ class NoteResource(ChirpResource):
 # Writes that count as actions with limits of their own (app.limit_action), besides
 # API_RATE_LIMIT: the same counters as the web's, so clients cannot double them.
 # The body of PUT /api/me/: either or both profile fields.
-ME_BODY_SCHEMA = {"type": "object", "properties": PROFILE_SCHEMAS, "additionalProperties": False}
 
 API_ACTIONS = {
     ("api.message_api_list", "POST"): "post",
@@ -1057,7 +892,7 @@ class ChirpAPI(RestAPI):
             check_limit("API_RATE_LIMIT", "chirp-api", f"user:{claimed}", hit=False)
         if not credentials.authorize():
             if g.get("user") is not None:
-                raise ApiError(403, "Your account may not do this (admins only).")
+                abort(403, "Your account may not do this (admins only).")
             return self.response_auth_failed()
         caller = f"user:{g.user.id}" if g.get("user") else "address:" + client_address()
         check_limit("API_RATE_LIMIT", "chirp-api", caller)
@@ -1074,13 +909,16 @@ class ChirpAPI(RestAPI):
         the display name and/or bio (User.update_profile: 422 if the text rule refuses)."""
         user = g.user
         if request.method == "PUT":
-            data = check_body(self.message_resource().read_request_data(), ME_BODY_SCHEMA)
+            data = check_body(
+                self.message_resource().read_request_data(),
+                openapi_data()["document"]["paths"]["/me/"]["put"]["body"],
+            )
             try:
                 user.update_profile(
                     data.get("display_name", user.display_name), data.get("bio", user.bio)
                 )
             except TextRefused as exc:
-                raise ApiError(422, str(exc)) from None
+                abort(422, str(exc))
         data = {
             "id": user.id,
             "username": user.username,
@@ -1097,10 +935,10 @@ class ChirpAPI(RestAPI):
         return response
 
     def visible_message(self, pk):
-        """Return the visible message ``pk``, else ApiError 404."""
+        """Return the visible message ``pk``, else 404."""
         message = Message.visible(API_AUTHOR_COLUMNS).where(Message.id == pk).first()
         if message is None:
-            raise ApiError(404, "No such message.")
+            abort(404, "No such message.")
         return message
 
     def message_context(self, pk):
@@ -1112,7 +950,7 @@ class ChirpAPI(RestAPI):
         replies = message.thread_replies(API_AUTHOR_COLUMNS)
         after = request.args.get("after")
         if after is not None:
-            replies = replies.where(Message.id > parse_integer("after", after))
+            replies = replies.where(Message.id > parse_whole_number("after", after))
         replies = list(replies.limit(limit + 1))
         next_url = None
         if len(replies) > limit:
@@ -1162,9 +1000,9 @@ class ChirpAPI(RestAPI):
         before = request.args.get("before")
         since = request.args.get("since_id")
         if before is not None:
-            query = query.where(Notification.id < parse_integer("before", before))
+            query = query.where(Notification.id < parse_whole_number("before", before))
         if since is not None:
-            query = query.where(Notification.id > parse_integer("since_id", since, 0))
+            query = query.where(Notification.id > parse_whole_number("since_id", since, 0))
         rows = list(query.limit(limit + 1))
         next_url = None
         if len(rows) > limit:
@@ -1223,7 +1061,7 @@ class ChirpAPI(RestAPI):
     def tag_timeline(self, tag):
         """The visible messages tagged ``tag`` (any case), newest first."""
         if len(tag) > TAG_MAX_LENGTH:
-            raise ApiError(404, "No such tag.")
+            abort(404, "No such tag.")
         name = tag.lower()
 
         def fetch(before, limit):
@@ -1239,7 +1077,7 @@ class ChirpAPI(RestAPI):
         try:
             query = parse_search(text)
         except TextRefused as exc:
-            raise ApiError(400, str(exc)) from None
+            abort(400, str(exc))
         people = []
         if "before" not in request.args:
             users = self._registry[User]
@@ -1258,19 +1096,8 @@ class ChirpAPI(RestAPI):
         however far a client scrolls. ``meta.next`` is the next page's URL, or null; past
         the end the list is empty. ``keep_args``: further query arguments accepted and
         carried into ``meta.next``; ``extra``: more keys for the response."""
-        supported = {"before", "limit", *keep_args}
-        unknown = set(request.args) - supported
-        if unknown:
-            raise ApiError(
-                400,
-                f"Unsupported query parameter(s): {short_list(unknown)}. "
-                f"Supported: {', '.join(sorted(supported))}.",
-            )
-        limit = min(
-            parse_integer("limit", request.args.get("limit", str(PAGE_SIZE))), MAX_PAGE_SIZE
-        )
-        if "before" in request.args:
-            parse_integer("before", request.args["before"])
+        check_query(["before", "limit", *keep_args])
+        limit = page_limit()
         page = KeysetPage(
             with_api_authors(fetch), limit, not_found_when_empty=False, keep_args=keep_args
         )
@@ -1307,6 +1134,37 @@ class ChirpAPI(RestAPI):
 # ---------------------------------------------------------------- OpenAPI
 
 
+@functools.cache
+def openapi_data():
+    """Return templates/api/openapi.json rendered with Chirp's limits, as a dict: the
+    fixed ``document``, the ``fields`` a body may write per model (the very schemas bodies
+    are checked against), the ``outputs`` of each model beyond its fields, and shared
+    ``parts``. Rendered once: every number comes from models.py or app.py."""
+    text = app.jinja_env.get_template("api/openapi.json").render(
+        api_prefix=API_PREFIX,
+        auth_hint=AUTH_HINT,
+        no_nul_pattern=NO_NUL_PATTERN,
+        max_id=MAX_ID,
+        max_page=MAX_PAGE,
+        max_page_offset=MAX_PAGE_OFFSET,
+        page_size=app.config["PAGE_SIZE"],
+        max_page_size=MAX_PAGE_SIZE,
+        max_body=f"{app.config['MAX_CONTENT_LENGTH'] / 2**20:g} MB",
+        raw_length_factor=RAW_LENGTH_FACTOR,
+        username_max_length=USERNAME_MAX_LENGTH,
+        email_max_length=EMAIL_MAX_LENGTH,
+        display_name_max_length=DISPLAY_NAME_MAX_LENGTH,
+        bio_max_length=BIO_MAX_LENGTH,
+        message_max_length=MESSAGE_MAX_LENGTH,
+        note_max_length=NOTE_MAX_LENGTH,
+        search_query_max_length=SEARCH_QUERY_MAX_LENGTH,
+        note_live=Note.LIVE,
+        note_deleted=Note.DELETED,
+        notification_kinds=list(Notification.KINDS),
+    )
+    return json.loads(text)
+
+
 def field_schema(field):
     """Return the OpenAPI schema of a peewee ``field`` as the API serializes it."""
     if isinstance(field, (AutoField, IntegerField, ForeignKeyField)):
@@ -1315,28 +1173,128 @@ def field_schema(field):
         return {"type": "boolean"}
     if isinstance(field, DateTimeField):
         return {"type": "string", "format": "date-time"}
-    schema = {"type": "string"}
     if getattr(field, "max_length", None):
-        schema["maxLength"] = field.max_length
-    return schema
+        return {"type": "string", "maxLength": field.max_length}
+    return {"type": "string"}
 
 
 def resource_schema(resource):
-    """Return the OpenAPI schema of one serialized row of ``resource``."""
+    """Return the OpenAPI schema of one serialized row of ``resource``: its model fields
+    (nested resources by reference) plus the model's ``outputs`` in the data file."""
     properties = {}
     for name in resource.fields:
         if name in (resource.include_resources or {}):
-            model_name = resource._resources[name].model.__name__
-            properties[name] = {"$ref": f"#/components/schemas/{model_name}"}
+            ref = resource._resources[name].model.__name__
+            properties[name] = {"$ref": f"#/components/schemas/{ref}"}
         else:
             properties[name] = field_schema(resource.model._meta.fields[name])
-    properties.update(resource.output_schema)
-    required = [*resource.fields, *resource.output_required]
-    return {"type": "object", "properties": properties, "required": required}
+    extra = openapi_data()["outputs"][resource.model.__name__]
+    properties.update(extra["properties"])
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [*resource.fields, *extra["required"]],
+    }
+
+
+def ok(schema, description="OK"):
+    """Return an OpenAPI success response with JSON ``schema`` and the auth-hint header."""
+    return {
+        "description": description,
+        "headers": {"X-Chirp-Auth-Hint": {"$ref": "#/components/headers/AuthHint"}},
+        "content": {"application/json": {"schema": schema}},
+    }
+
+
+def operation(summary, auth, response=None, parameters=(), body=None, errors=(), responses=None):
+    """Return one OpenAPI operation from its short form in the data file: ``auth`` (True:
+    credentials required), the 200 ``response`` schema, further success ``responses``
+    (``{status: {"description", "schema"?}}``), the ``errors`` it may answer besides 400,
+    401 and 429, and the JSON ``body`` schema (which adds 403, 409, 413, 415 and 422)."""
+    security = [{"bearerAuth": []}, {"basicAuth": []}]
+    op = {
+        "summary": summary,
+        "security": security if auth else [{}, *security],
+        "parameters": list(parameters),
+        "responses": {} if response is None else {"200": ok(response)},
+    }
+    for status, item in (responses or {}).items():
+        op["responses"][status] = (
+            ok(item["schema"], item["description"]) if "schema" in item else item
+        )
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        errors = [*errors, "403", "409", "413", "415", "422"]
+    for status in ("400", "401", "429", *errors):
+        op["responses"][status] = {"$ref": f"#/components/responses/{status}"}
+    return op
+
+
+def resource_paths(resource):
+    """Return the OpenAPI path items of one registered resource: list, create, read, edit
+    (PUT or POST) and delete, each in its short form for operation()."""
+    name, title = resource.get_api_name(), resource.model.__name__
+    parts = openapi_data()["parts"]
+    ref = {"$ref": f"#/components/schemas/{title}"}
+    protected = resource.authentication.protected_methods
+    # Reads that need more than credentials (an admin's) can be refused with a 403.
+    admins_only = isinstance(resource.authentication, AdminApiCredentials) and "GET" in protected
+    read_errors = ["404", "403"] if admins_only else ["404"]
+    filters = [
+        {
+            "name": k,
+            "in": "query",
+            "required": False,
+            "schema": f.schema,
+            "description": f.description,
+        }
+        for k, f in resource.query_filters.items()
+    ]
+    ordering = {
+        **parts["ordering"],
+        "schema": {"type": "string", "enum": resource.ordering_options()},
+    }
+    page = copy.deepcopy(parts["list"])
+    page["properties"]["objects"]["items"] = ref
+    pk = [parts["pk"]]
+
+    def write(summary, creating):
+        body = body_schema(resource, creating)
+        edit = {} if creating else {"parameters": pk, "errors": ["404"]}
+        return {"summary": summary, "response": ref, "auth": True, "body": body, **edit}
+
+    delete = {"summary": f"Delete one {title}", "response": parts["deleted"], "auth": True}
+    delete.update(parameters=pk, errors=["403", "404"])
+    short = {
+        f"/{name}/": {
+            "get": {
+                "summary": f"List {resource.summary.lower()}",
+                "response": page,
+                "auth": "GET" in protected,
+                "parameters": [*filters, ordering, parts["page"], parts["limit"]],
+                "errors": [*read_errors, "422"],
+            },
+            "post": write(f"Create a {title}", True),
+        },
+        f"/{name}/{{pk}}/": {
+            "get": {
+                "summary": f"One {title}",
+                "response": ref,
+                "auth": "GET" in protected,
+                "parameters": pk,
+                "errors": read_errors,
+            },
+            "put": write(f"Edit a {title} (only the given fields change)", False),
+            "post": write(f"Edit a {title}, like PUT", False),
+            "delete": delete,
+        },
+        f"/{name}/{{pk}}/delete/": {"post": delete, "delete": delete},
+    }
+    return {path: {m: operation(**op) for m, op in item.items()} for path, item in short.items()}
 
 
 def body_schema(resource, creating):
-    """Return the OpenAPI schema of a create (``creating``) or edit body for ``resource``."""
+    """Return the JSON Schema of a create (``creating``) or edit body for ``resource``."""
     schema = {
         "type": "object",
         "properties": resource.writable_fields,
@@ -1347,432 +1305,33 @@ def body_schema(resource, creating):
     return schema
 
 
-ERROR_STATUSES = {
-    "400": "Bad request: malformed JSON, a wrong type, an unknown field or query parameter.",
-    "401": "Credentials are missing or wrong.",
-    "403": "The caller may not do this.",
-    "404": "No such row (or it is hidden), or a list page starting too deep.",
-    "405": "Method not allowed.",
-    "409": "The change conflicts with existing data (a taken username or e-mail address, a "
-    "follow that exists).",
-    "413": "The body is larger than 1 MB.",
-    "415": "The body is not application/json.",
-    "422": (
-        "Well-formed but impossible: following yourself or a user who does not exist; a list "
-        "filtered by a date but ordered by another field; text the text rule refuses "
-        "(nothing visible, too long once normalised, direction controls)."
-    ),
-    "429": "Too many requests; see Retry-After.",
-}
-
-
-def json_content(schema):
-    """Return an OpenAPI ``content`` object: JSON described by ``schema``."""
-    return {"application/json": {"schema": schema}}
-
-
-def ok(schema, description="OK"):
-    """Return an OpenAPI success response with JSON ``schema`` and the auth-hint header."""
-    return {
-        "description": description,
-        "headers": {"X-Chirp-Auth-Hint": {"$ref": "#/components/headers/AuthHint"}},
-        "content": json_content(schema),
-    }
-
-
-def operation(summary, response_schema, auth_required, parameters=(), body=None, errors=()):
-    """Return one OpenAPI operation object."""
-    security = [{"bearerAuth": []}, {"basicAuth": []}]
-    op = {
-        "summary": summary,
-        "security": security if auth_required else [{}, *security],
-        "parameters": list(parameters),
-        "responses": {"200": ok(response_schema)},
-    }
-    for status in ("400", "401", "429", *errors):
-        op["responses"][status] = {"$ref": f"#/components/responses/{status}"}
-    if body is not None:
-        op["requestBody"] = {"required": True, "content": json_content(body)}
-        for status in ("403", "409", "413", "415", "422"):
-            op["responses"][status] = {"$ref": f"#/components/responses/{status}"}
-    return op
-
-
-def query_parameter(name, schema, description):
-    """Return an OpenAPI query-string parameter ``name`` of ``schema``."""
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": description,
-    }
-
-
-def list_parameters(resource):
-    """Return the query parameters of ``resource``'s list: its filters, ordering, paging."""
-    params = [
-        query_parameter(k, f.schema, f.description) for k, f in resource.query_filters.items()
-    ]
-    params.append(
-        query_parameter(
-            "ordering",
-            {"type": "string", "enum": resource.ordering_options()},
-            "Sort by this field; a leading '-' sorts descending.",
-        )
-    )
-    params.append(
-        query_parameter(
-            "page",
-            {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
-            f"Page number. A page starting more than {MAX_PAGE_OFFSET} rows deep is a 404: "
-            "narrow the list with filters instead.",
-        )
-    )
-    params.append(
-        query_parameter(
-            "limit",
-            {"type": "integer", "minimum": 1, "maximum": MAX_ID},
-            f"Rows per page (default {PAGE_SIZE}; above {MAX_PAGE_SIZE} "
-            f"counts as {MAX_PAGE_SIZE}).",
-        )
-    )
-    return params
-
-
-def page_schema(item_ref):
-    """Return the schema of a list page: ``meta`` (paging) and ``objects`` of ``item_ref``."""
-    meta = {
-        "type": "object",
-        "properties": {
-            "model": {"type": "string"},
-            "page": {"type": "integer"},
-            "limit": {"type": "integer"},
-            "previous": {"type": "string", "description": "URL of the previous page, or empty."},
-            "next": {"type": "string", "description": "URL of the next page, or empty."},
-        },
-    }
-    return {
-        "type": "object",
-        "required": ["meta", "objects"],
-        "properties": {"meta": meta, "objects": {"type": "array", "items": item_ref}},
-    }
-
-
-def resource_paths(resource):
-    """Return the OpenAPI path items of one registered resource."""
-    name, title = resource.get_api_name(), resource.model.__name__
-    ref = {"$ref": f"#/components/schemas/{title}"}
-    protected = resource.authentication.protected_methods
-    pk = {"name": "pk", "in": "path", "required": True, "schema": ID_SCHEMA}
-    deleted = {
-        "type": "object",
-        "properties": {"deleted": {"type": "integer"}},
-        "required": ["deleted"],
-    }
-
-    def write(summary, creating):
-        return operation(
-            summary, ref, True, [] if creating else [pk], body_schema(resource, creating), ["404"]
-        )
-
-    detail_delete = operation(f"Delete one {title}", deleted, True, [pk], errors=["403", "404"])
-    # Reads that need more than credentials (an admin's) can be refused with a 403.
-    admins_only = isinstance(resource.authentication, AdminApiCredentials) and "GET" in protected
-    read_errors = ["403"] if admins_only else []
-    items = {
-        f"/{name}/": {
-            "get": operation(
-                f"List {resource.summary.lower()}",
-                page_schema(ref),
-                "GET" in protected,
-                list_parameters(resource),
-                errors=["404", "422", *read_errors],
-            ),
-            "post": write(f"Create a {title}", True),
-        },
-        f"/{name}/{{pk}}/": {
-            "get": operation(
-                f"One {title}", ref, "GET" in protected, [pk], errors=["404", *read_errors]
-            ),
-            "put": write(f"Edit a {title} (only the given fields change)", False),
-            "post": write(f"Edit a {title}, like PUT", False),
-            "delete": detail_delete,
-        },
-        f"/{name}/{{pk}}/delete/": {"post": detail_delete, "delete": detail_delete},
-    }
-    items[f"/{name}/"]["post"]["responses"].pop("404")
-    return items
-
-
-def timeline_schema():
-    """Return the schema of a timeline page: keyset ``meta`` and message ``objects``."""
-    meta = {
-        "type": "object",
-        "properties": {
-            "limit": {"type": "integer"},
-            "before": {"type": ["integer", "null"]},
-            "next": {
-                "type": ["string", "null"],
-                "description": "URL of the next (older) page, or null.",
-            },
-        },
-    }
-    return {
-        "type": "object",
-        "required": ["meta", "objects"],
-        "properties": {
-            "meta": meta,
-            "objects": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
-        },
-    }
-
-
-def conversation_paths(timeline_params):
-    """Return the OpenAPI path items of threads, reactions and notifications."""
-    pk = {"name": "pk", "in": "path", "required": True, "schema": ID_SCHEMA}
-    limit = timeline_params[1]
-    message = {"$ref": "#/components/schemas/Message"}
-    messages = {"type": "array", "items": message}
-    keyset_meta = {
-        "type": "object",
-        "properties": {
-            "limit": {"type": "integer"},
-            "next": {"type": ["string", "null"], "description": "URL of the next page, or null."},
-        },
-    }
-    context = {
-        "type": "object",
-        "required": ["meta", "ancestors", "message", "replies"],
-        "properties": {
-            "meta": keyset_meta,
-            "ancestors": messages,
-            "message": message,
-            "replies": messages,
-        },
-    }
-    after = query_parameter("after", ID_SCHEMA, "Only replies with a larger id (the cursor).")
-    items = {
-        "/message/{pk}/context/": {
-            "get": operation(
-                "A message's thread: ancestors (root first), the message, replies (oldest first)",
-                context,
-                False,
-                [pk, after, limit],
-                errors=["404"],
-            )
-        }
-    }
-    for name, verb in (("like", "Like"), ("repost", "Repost")):
-        do = operation(f"{verb} a message (200 if already done)", message, True, [pk])
-        do["responses"]["201"] = ok(message, f"{verb}d now")
-        undo = operation(f"Undo your {name} of a message (done or not)", {}, True, [pk])
-        undo["responses"].pop("200")
-        undo["responses"]["204"] = {"description": "Done; no content."}
-        for op in (do, undo):
-            op["responses"]["404"] = {"$ref": "#/components/responses/404"}
-        items[f"/message/{{pk}}/{name}/"] = {"post": do, "delete": undo}
-    notifications = {
-        "type": "object",
-        "required": ["meta", "objects"],
-        "properties": {
-            "meta": {
-                "type": "object",
-                "properties": {
-                    **keyset_meta["properties"],
-                    "before": {"type": ["integer", "null"]},
-                    "since_id": {"type": ["integer", "null"]},
-                    "unread": {"type": "integer", "description": "Unread notifications."},
-                },
-            },
-            "objects": {"type": "array", "items": {"$ref": "#/components/schemas/Notification"}},
-        },
-    }
-    since = query_parameter(
-        "since_id",
-        {"type": "integer", "minimum": 0, "maximum": MAX_ID},
-        "Only notifications with a larger id (for polling).",
-    )
-    before = query_parameter("before", ID_SCHEMA, "Only notifications with a smaller id.")
-    items["/notifications/"] = {
-        "get": operation(
-            "Your notifications, newest first", notifications, True, [before, since, limit]
-        )
-    }
-    marked = {
-        "type": "object",
-        "required": ["marked"],
-        "properties": {"marked": {"type": "integer"}},
-    }
-    items["/notifications/read/"] = {
-        "post": operation("Mark all your notifications read", marked, True)
-    }
-    return items
-
-
 def openapi_document(api):
-    """Build the OpenAPI 3.1 document of ``api`` from its registered resources."""
-    schemas = {
-        "Error": {
-            "type": "object",
-            "required": ["error"],
-            "properties": {"error": {"type": "string"}},
-        }
+    """Return the OpenAPI 3.1 document of ``api``: the data file's fixed document, plus a
+    schema and paths for each registered resource."""
+    document = copy.deepcopy(openapi_data()["document"])
+    schemas = document["components"]["schemas"]
+    fixed = {
+        path: {m: operation(**op) for m, op in item.items()}
+        for path, item in document["paths"].items()
     }
-    paths = {}
+    document["paths"] = {}
     for resource in api._registry.values():
         schemas[resource.model.__name__] = resource_schema(resource)
-        paths.update(resource_paths(resource))
-    schemas["Me"] = {
-        "type": "object",
-        "required": [
-            *("id", "username", "display_name", "bio", "avatar_url", "counts"),
-            *("email", "join_date", "admin"),
-        ],
-        "properties": {
-            **schemas["User"]["properties"],
-            "email": {"type": "string"},
-            "admin": {"type": "boolean"},
-        },
-    }
-    timeline_params = [
-        query_parameter(
-            "before", ID_SCHEMA, "Only messages with a smaller id (the next page's cursor)."
-        ),
-        query_parameter(
-            "limit",
-            {"type": "integer", "minimum": 1, "maximum": MAX_ID},
-            f"Messages per page (at most {MAX_PAGE_SIZE}).",
-        ),
-    ]
-    me_ref = {"$ref": "#/components/schemas/Me"}
-    paths["/me/"] = {
-        "get": operation("Your own profile, with your e-mail address", me_ref, True),
-        "put": operation("Change your display name and/or bio", me_ref, True, body=ME_BODY_SCHEMA),
-    }
-    search_schema = timeline_schema()
-    search_schema["properties"]["people"] = {
-        "type": "array",
-        "items": {"$ref": "#/components/schemas/User"},
-        "description": "People whose username or display name starts with q (first page).",
-    }
-    search_schema["required"] = ["meta", "people", "objects"]
-    q = query_parameter(
-        "q",
-        {"type": "string", "maxLength": SEARCH_QUERY_MAX_LENGTH, "pattern": NO_NUL_PATTERN},
-        'Words, "phrases", #tags and from:username; all must match.',
-    )
-    paths["/search/"] = {
-        "get": operation(
-            "Search messages (newest first) and people", search_schema, False, [q, *timeline_params]
-        )
-    }
-    tag = {
-        "name": "tag",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "minLength": 1, "pattern": NO_NUL_PATTERN},
-    }
-    paths["/tags/{tag}/"] = {
-        "get": operation(
-            "Messages with this #tag (any case), newest first",
-            timeline_schema(),
-            False,
-            [tag, *timeline_params],
-            errors=["404"],
-        )
-    }
-    paths["/timeline/home/"] = {
-        "get": operation(
-            "Your home timeline, newest first", timeline_schema(), True, timeline_params
-        )
-    }
-    paths["/timeline/public/"] = {
-        "get": operation(
-            "The public timeline, newest first", timeline_schema(), False, timeline_params
-        )
-    }
-    paths.update(conversation_paths(timeline_params))
-    schemas["Notification"] = {
-        "type": "object",
-        "required": ["id", "kind", "actor", "message", "read", "created_date"],
-        "properties": {
-            "id": {"type": "integer"},
-            "kind": {"type": "string", "enum": list(Notification.KINDS)},
-            "actor": {"$ref": "#/components/schemas/User"},
-            "message": {
-                "oneOf": [{"$ref": "#/components/schemas/Message"}, {"type": "null"}],
-                "description": "The message concerned (null for a follow).",
-            },
-            "read": {"type": "boolean"},
-            "created_date": DATE_SCHEMA,
-        },
-    }
-    paths["/openapi.json"] = {"get": operation("This document", {"type": "object"}, False)}
-    error = {
-        "description": "",
-        "headers": {"X-Chirp-Auth-Hint": {"$ref": "#/components/headers/AuthHint"}},
-        "content": json_content({"$ref": "#/components/schemas/Error"}),
-    }
-    responses = {status: {**error, "description": text} for status, text in ERROR_STATUSES.items()}
-    responses["401"]["headers"] = {
-        **error["headers"],
-        "WWW-Authenticate": {"schema": {"type": "string"}, "description": 'Bearer realm="chirp"'},
-    }
-    responses["429"]["headers"] = {
-        **error["headers"],
-        "Retry-After": {"schema": {"type": "string"}, "description": "Seconds to wait."},
-    }
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Chirp API",
-            "version": "1.0.0",
-            "description": (
-                "The REST API of Chirp, a small microblog. " + AUTH_HINT + " Errors are JSON "
-                '{"error": "..."}. Lists take filters, ordering, page and limit; timelines page '
-                "with ?before=<message id>. Dates are RFC 3339, in UTC."
-            ),
-        },
-        "servers": [{"url": API_PREFIX}],
-        "paths": paths,
-        "components": {
-            "schemas": schemas,
-            "responses": responses,
-            "headers": {
-                "AuthHint": {
-                    "description": "Which credentials are cheap.",
-                    "schema": {"type": "string"},
-                }
-            },
-            "securitySchemes": {
-                "bearerAuth": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "A personal API token from /settings/. Fast.",
-                },
-                "basicAuth": {
-                    "type": "http",
-                    "scheme": "basic",
-                    "description": "Username and password. Slow: a scrypt hash per request.",
-                },
-            },
-        },
-    }
+        document["paths"].update(resource_paths(resource))
+    document["paths"].update(fixed)
+    # /me/ shows what a user's row shows, and more.
+    schemas["Me"]["properties"] = {**schemas["User"]["properties"], **schemas["Me"]["properties"]}
+    return document
 
 
 def operations(document):
     """Flatten ``document`` into rows for the index page: path, method, summary, auth,
-    parameters, body fields and the response schema's name."""
+    query parameters, body fields and required body fields."""
     rows = []
     for path, item in document["paths"].items():
         for method, op in item.items():
-            body = (
-                op.get("requestBody", {})
-                .get("content", {})
-                .get("application/json", {})
-                .get("schema", {})
-            )
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+            schema = body.get("schema", {})
             rows.append(
                 {
                     "path": API_PREFIX + path,
@@ -1780,8 +1339,8 @@ def operations(document):
                     "summary": op["summary"],
                     "auth": "required" if {} not in op["security"] else "optional",
                     "parameters": [p for p in op["parameters"] if p["in"] == "query"],
-                    "body": body.get("properties", {}),
-                    "required": body.get("required", []),
+                    "body": schema.get("properties", {}),
+                    "required": schema.get("required", []),
                 }
             )
     return rows

@@ -6,10 +6,13 @@ and replies, which leave the counters of the messages they touched, and for noti
 they caused.
 """
 
+import contextlib
+import csv
 import datetime
 import functools
 import hashlib
 import importlib.resources
+import io
 import json
 import os
 import re
@@ -18,6 +21,7 @@ import unicodedata
 from urllib.parse import quote
 
 from flask_peewee.auth import BaseUser
+from flask_peewee.serializer import Serializer
 from flask_peewee.utils import is_legacy_password
 from markupsafe import Markup
 from markupsafe import escape
@@ -523,6 +527,34 @@ class User(BaseModel, BaseUser):
         if user is not None and user.id is not None:
             query = query.where(cls.id != user.id)
         return query.exists()
+
+    @classmethod
+    def clean_new_username(cls, value, user=None):
+        """Return the username ``value`` that ``user`` (None when signing up) may take, or
+        raise TextRefused (clean_username) or Taken (username_taken). The web forms, the
+        admin, the API and the CLI all judge a username here.
+
+        ``user``'s current username, sent back unchanged, is accepted as it is: an account
+        named before today's rules can still save its other fields.
+        """
+        if user is not None and user.id is not None and value == user.username:
+            return value
+        value = clean_username(value)
+        if cls.username_taken(value, user):
+            raise Taken()
+        return value
+
+    @classmethod
+    def clean_new_email(cls, value, user=None):
+        """Return the e-mail address ``value`` as ``user`` (None when signing up) may store
+        it, or raise TextRefused (clean_email) or Taken (email_taken). ``user``'s current
+        address, sent back unchanged, is accepted as it is (see clean_new_username)."""
+        if user is not None and user.id is not None and value == user.email:
+            return value
+        value = clean_email(value)
+        if cls.email_taken(value, user):
+            raise Taken()
+        return value
 
     def timeline(self, before=None, limit=None):
         """Return this user's own messages, newest (highest id) first: their user timeline.
@@ -1695,6 +1727,121 @@ def audit_diff(model, before, after):
             secret = model._meta.fields[name] in SECRET_FIELDS
             changes[name] = [HIDDEN, HIDDEN] if secret else [old, new]
     return changes
+
+
+@contextlib.contextmanager
+def audited(actor, action, instance):
+    """Run the block in a transaction and add to the audit trail what it did to
+    ``instance`` (a model row), by ``actor`` (a User, or None), in that transaction.
+
+    ``action`` "create" compares with nothing before, "delete" with nothing after, any
+    other ("edit") the row before the block with the row after it (audit_diff). Yields
+    ``instance``. If the block raises, nothing is saved and nothing is recorded.
+    """
+    model = type(instance)
+    before = {} if action == "create" else snapshot(instance)
+    with db.database.atomic():
+        yield instance
+        after = {} if action == "delete" else snapshot(instance)
+        AuditEntry.record(actor, action, model, instance._pk, audit_diff(model, before, after))
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+# Their full-width and small forms (＝＋－＠, ﹦﹢﹣﹫) fold to them under NFKC, and some
+# spreadsheets do that fold, and skip leading white space and control characters, first.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = frozenset("=+-@\u2212")  # U+2212 MINUS SIGN: no NFKC fold, same effect
+# What may stand before a formula and still let it run: white space, controls, format
+# characters (zero-width, direction controls, BOM).
+FORMULA_LEAD = re.compile(
+    r"[\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]*"
+)
+# Rows of a CSV export gathered before they are handed on, in characters.
+CSV_CHUNK = 64 * 1024
+
+
+def runs_as_formula(text):
+    """Return True if a spreadsheet could read ``text`` (a str) as a formula."""
+    if text.startswith(FORMULA_PREFIXES):
+        return True
+    first = text[FORMULA_LEAD.match(text).end() :][:1]
+    return bool(first) and unicodedata.normalize("NFKC", first)[:1] in FORMULA_STARTS
+
+
+def csv_cell(value):
+    """Return ``value`` as a CSV cell: None is empty; text a spreadsheet would run as a
+    formula gets a leading apostrophe (OWASP's advice against CSV injection), also when
+    the formula sign is a full-width or small form, or follows white space, control or
+    invisible format characters. Any CSV Chirp writes goes through here."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and runs_as_formula(value):
+        return "'" + value
+    return value
+
+
+def export_value(row, lookup):
+    """Return the value of ``lookup`` on ``row`` (a model row) as an export holds it.
+
+    ``lookup`` is a field (``content``; a foreign key gives its raw id) or one related
+    field (``user__username``, None when the key is null; the caller joined the related
+    row in). Dates become ISO text and other values what JSON holds, as flask-peewee's
+    Serializer writes them. Secret fields are the caller's to leave out (SECRET_FIELDS).
+    """
+    if "__" in lookup:
+        path, name = lookup.split("__")
+        if row.__data__.get(path) is None:
+            return None
+        value = getattr(getattr(row, path), name)
+    else:
+        field = row._meta.fields[lookup]
+        raw = row.__data__.get(lookup) if isinstance(field, ForeignKeyField) else None
+        value = raw if raw is not None else getattr(row, lookup)
+    return Serializer().convert_value(value)
+
+
+def json_export(lookups, rows):
+    """Yield ``rows`` (lists of values in ``lookups`` order) as the text of a JSON list of
+    ``{lookup: value}`` objects, one row at a time. Each separator comes before a row,
+    never after, so the document is valid however many rows arrive."""
+    yield "["
+    for number, row in enumerate(rows):
+        yield ("\n" if number == 0 else ",\n") + json.dumps(dict(zip(lookups, row, strict=True)))
+    yield "\n]\n"
+
+
+def csv_export(lookups, rows):
+    """Yield ``rows`` (lists of values in ``lookups`` order) as CSV text with a header row
+    of ``lookups``, every cell through csv_cell, in chunks of about CSV_CHUNK characters."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(lookups)
+    for row in rows:
+        writer.writerow([csv_cell(value) for value in row])
+        if buffer.tell() > CSV_CHUNK:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def daily_counts(date_field, days, today=None):
+    """Return ``[(date, count)]`` of rows per day of ``date_field`` (a DateTimeField)
+    for the ``days`` days up to ``today`` (default: today), oldest first, with 0 for empty
+    days. One GROUP BY query over an index range of ``date_field``."""
+    today = today or datetime.date.today()
+    start = today - datetime.timedelta(days=days - 1)
+    day = fn.date(date_field)
+    query = (
+        date_field.model.select(day, fn.COUNT(date_field.model._meta.primary_key))
+        .where(date_field >= datetime.datetime.combine(start, datetime.time.min))
+        .group_by(day)
+        .tuples()
+    )
+    # SQLite hands back text or a datetime, PostgreSQL a date: compare ISO dates.
+    counts = {str(value)[:10]: count for value, count in query}
+    dates = [start + datetime.timedelta(days=offset) for offset in range(days)]
+    return [(date, counts.get(date.isoformat(), 0)) for date in dates]
 
 
 MODELS = [

@@ -4,6 +4,7 @@ reposts, notifications, joining and settings.
 Every state-changing request is a POST carrying SeaSurf's CSRF token.
 """
 
+import functools
 import time
 
 from flask import abort
@@ -31,6 +32,7 @@ from app import MAX_PAGE
 from app import MAX_PAGE_OFFSET
 from app import KeysetPage
 from app import PageProbe
+from app import Rule
 from app import app
 from app import csrf_field
 from app import db
@@ -51,10 +53,8 @@ from models import TextRefused
 from models import User
 from models import clean_bio
 from models import clean_display_name
-from models import clean_email
 from models import clean_message
 from models import clean_token_name
-from models import clean_username
 from models import identicon_svg
 from models import keyset
 from models import linkify
@@ -136,31 +136,11 @@ def message_links():
     return g.message_links
 
 
-class Rule:
-    """wtforms validator applying one of models' rules: ``clean(value)`` returns the value
-    to keep (it replaces the field's data) or raises TextRefused / Taken, whose message
-    becomes the field's error. The same functions guard the API, the admin and save()."""
-
-    def __init__(self, clean):
-        self.clean = clean
-
-    def __call__(self, form, field):
-        try:
-            field.data = self.clean(field.data)
-        except ValueError as exc:  # TextRefused and Taken
-            raise ValidationError(str(exc)) from None
-
-
-def email_field():
-    """Return a required e-mail field checked by models.clean_email."""
-    return StringField("Email", validators=[DataRequired(), Rule(clean_email)])
-
-
 class JoinForm(Form):
     """Sign-up: a new username and e-mail (both unique), and a confirmed password."""
 
-    username = StringField("Username", validators=[DataRequired(), Rule(clean_username)])
-    email = email_field()
+    username = StringField("Username", validators=[DataRequired(), Rule(User.clean_new_username)])
+    email = StringField("Email", validators=[DataRequired(), Rule(User.clean_new_email)])
     password = PasswordField(
         "Password", validators=[DataRequired(), Length(PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH)]
     )
@@ -168,14 +148,6 @@ class JoinForm(Form):
         "Confirm password",
         validators=[DataRequired(), EqualTo("password", message="The passwords do not match.")],
     )
-
-    def validate_username(self, field):
-        if User.username_taken(field.data):
-            raise ValidationError(TAKEN_MESSAGE)
-
-    def validate_email(self, field):
-        if User.email_taken(field.data):
-            raise ValidationError(TAKEN_MESSAGE)
 
 
 class MessageForm(Form):
@@ -205,14 +177,7 @@ class SettingsForm(Form):
     )
 
     def validate_email(self, field):
-        if field.data == g.user.email:
-            return
-        try:
-            field.data = clean_email(field.data)
-        except ValueError as exc:
-            raise ValidationError(str(exc)) from None
-        if User.email_taken(field.data, g.user):
-            raise ValidationError(TAKEN_MESSAGE)
+        Rule(functools.partial(User.clean_new_email, user=g.user))(self, field)
 
     def validate_current_password(self, field):
         if not auth.check_current_password(g.user, field.data):
