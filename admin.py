@@ -3,19 +3,16 @@
 Admins moderate the live site here: users (with bulk deactivate/reactivate and a
 write-only "new password"), messages (and the replies among them), likes, reposts,
 notifications, relationships, notes, API tokens and a read-only audit trail of every
-admin write. Each flask-peewee 4.0.1 hole this module closes is
-named after its entry in docs/flask-peewee.md (S3, S4, S5, S10, N6).
+admin write. The rules themselves (what a valid username or note is, what an audit entry
+holds, how an export writes a row) live in models.py; this module is the admin's pages.
+Each flask-peewee 4.0.1 hole it closes is named after its entry in docs/flask-peewee.md
+(S3, S4, S5, S10, N6).
 """
 
-import csv
 import datetime
 import functools
-import io
 import json
-import re
-import unicodedata
 
-from flask import Response
 from flask import abort
 from flask import flash
 from flask import g
@@ -24,7 +21,6 @@ from flask import redirect
 from flask import render_template
 from flask import request
 from flask import session
-from flask import stream_with_context
 from flask_peewee.admin import Action
 from flask_peewee.admin import Admin
 from flask_peewee.admin import AdminFilterModelConverter
@@ -32,7 +28,6 @@ from flask_peewee.admin import AdminModelConverter
 from flask_peewee.admin import AdminPanel
 from flask_peewee.admin import ModelAdmin
 from flask_peewee.filters import FilterMapping
-from flask_peewee.serializer import Serializer
 from peewee import JOIN
 from peewee import AutoField
 from peewee import ForeignKeyField
@@ -40,21 +35,23 @@ from peewee import IntegerField
 from peewee import IntegrityError
 from peewee import fn
 from wtforms import PasswordField
-from wtforms import ValidationError
 from wtforms.validators import DataRequired
 from wtforms.validators import Length
 from wtforms.validators import Optional
 
 from app import MAX_ID
 from app import PageProbe
+from app import Rule
 from app import app
+from app import count_up_to
 from app import db
+from app import download
+from app import is_row_id
 from auth import auth
 from models import NOTE_MAX_LENGTH
 from models import PASSWORD_MAX_LENGTH
 from models import PASSWORD_MIN_LENGTH
 from models import SECRET_FIELDS
-from models import TAKEN_MESSAGE
 from models import ApiToken
 from models import AuditEntry
 from models import Like
@@ -67,106 +64,39 @@ from models import Relationship
 from models import Repost
 from models import Tag
 from models import User
-from models import audit_diff
+from models import audited
 from models import clean_bio
 from models import clean_display_name
-from models import clean_email
 from models import clean_message
 from models import clean_note
-from models import clean_username
-from models import snapshot
+from models import csv_export
+from models import daily_counts
+from models import export_value
+from models import json_export
 
 # The most rows one export holds: more would tie a worker up for minutes. A longer list
 # is cut there (the X-Chirp-Export-Truncated header says so): filter it into parts.
 MAX_EXPORT_ROWS = 100_000
-
+# Row totals on tabs and the dashboard stop counting here ("10000+"): counting a million
+# rows costs more than showing a page of them.
+COUNT_CAP = 10_000
 # The Site stats panel's window, in days, counting today.
 STATS_DAYS = 30
 # Inline SVG chart size in user units (the viewBox); CSS scales it to the panel.
 CHART_WIDTH = 300
 CHART_HEIGHT = 60
 NOTES_SHOWN = 10
-# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
-# Their full-width and small forms (＝＋－＠, ﹦﹢﹣﹫) fold to them under NFKC, and some
-# spreadsheets do that fold, and skip leading white space and control characters, first.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-FORMULA_STARTS = frozenset("=+-@\u2212")  # U+2212 MINUS SIGN: no NFKC fold, same effect
-# What may stand before a formula and still let it run: white space, controls, format
-# characters (zero-width, direction controls, BOM).
-FORMULA_LEAD = re.compile(
-    r"[\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]*"
-)
 
 
 def parse_ids(values):
     """Return ``values`` (strings from a form or query string) as a list of ints.
 
-    Raises ValueError unless every value is a decimal integer from 1 to MAX_ID (a
-    database integer), so a forged id is refused before it reaches the database.
+    Raises ValueError unless every value is a row id (app.is_row_id), so a forged id is
+    refused before it reaches the database.
     """
     if not all(is_row_id(value) for value in values):
         raise ValueError("Row ids must be whole numbers.")
     return [int(value) for value in values]
-
-
-def is_row_id(value):
-    """Return True if ``value`` (a str) is a decimal integer from 1 to MAX_ID."""
-    return value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_ID
-
-
-def diff(model, before, after):
-    """models.audit_diff: ``{field: [old, new]}`` between two snapshots, secrets hidden."""
-    return audit_diff(model, before, after)
-
-
-def record_audit(action, model, object_ids, changes=None):
-    """Audit ``action`` by the logged-in admin (models.AuditEntry.record), in the caller's
-    transaction."""
-    return AuditEntry.record(getattr(g, "user", None), action, model, object_ids, changes)
-
-
-def export_value(value):
-    """Return ``value`` as flask-peewee's Serializer would put it in JSON (ISO dates)."""
-    return Serializer().convert_value(value)
-
-
-def csv_cell(value):
-    """Return ``value`` as a CSV cell: None is empty; text a spreadsheet would run as a
-    formula gets a leading apostrophe (OWASP's advice against CSV injection), also when
-    the formula sign is a full-width or small form, or follows white space, control or
-    invisible format characters."""
-    if value is None:
-        return ""
-    if isinstance(value, str) and runs_as_formula(value):
-        return "'" + value
-    return value
-
-
-def runs_as_formula(text):
-    """Return True if a spreadsheet could read ``text`` (a str) as a formula."""
-    if text.startswith(FORMULA_PREFIXES):
-        return True
-    first = text[FORMULA_LEAD.match(text).end() :][:1]
-    return bool(first) and unicodedata.normalize("NFKC", first)[:1] in FORMULA_STARTS
-
-
-def is_change(value):
-    """Return True if an audit entry's ``value`` is an ``[old, new]`` pair (an export's
-    entries hold plain values: fields, format, filters)."""
-    return isinstance(value, list) and len(value) == 2
-
-
-def rule_validator(clean):
-    """Return a wtforms ``validate_<field>`` method applying ``clean`` (a models rule): its
-    result replaces the field's data; its TextRefused/Taken becomes the field's error."""
-
-    def validate(form, field):
-        try:
-            field.data = clean(field.data)
-        except ValueError as exc:
-            raise ValidationError(str(exc)) from None
-
-    return validate
 
 
 class ChirpFilterMapping(FilterMapping):
@@ -208,16 +138,11 @@ def whole_number_cleaner(clean):
 
 class RowIdKeys:
     """For wtf-peewee's foreign-key form fields: a submitted key that is no row id
-    (``abc``, ``-1``, beyond MAX_ID) matches no row, without asking the database.
-
-    wtf-peewee looks the raw value up (``WHERE id = 'abc'``), which SQLite answers with no
-    row but PostgreSQL refuses with an error: the same request must not be a 500 there.
-    """
+    (``abc``, ``-1``, beyond MAX_ID) matches no row, without asking the database (where
+    PostgreSQL would refuse ``WHERE id = 'abc'``: a 500)."""
 
     def get_model(self, pk):
-        if not is_row_id(str(pk)):
-            return None
-        return super().get_model(pk)
+        return super().get_model(pk) if is_row_id(str(pk)) else None
 
 
 @functools.cache
@@ -247,32 +172,126 @@ class ChirpFilterConverter(AdminFilterModelConverter):
         return with_row_id_keys(super().handle_foreign_key(model, field, **kwargs))
 
 
-class ChirpModelAdmin(ModelAdmin):
+class ExportView:
+    """The export page of a model admin: the list's rows (filters, search, ordering and
+    ``id`` selection from the query string) as a streamed JSON or CSV download.
+
+    Never every column when no field is chosen (S4), never SECRET_FIELDS, JSON that stays
+    valid whatever happens meanwhile (S10), cells a spreadsheet would run as formulas
+    defused (models.csv_export), at most MAX_EXPORT_ROWS rows, and an audit entry saying
+    who exported what.
+    """
+
+    def get_export_fields(self, model=None):
+        model = model or self.model
+        names = super().get_export_fields(model)
+        return [name for name in names if model._meta.fields[name] not in SECRET_FIELDS]
+
+    def get_exportable_lookups(self, related):
+        # One level of relation only: 4.0.1 joins two FKs to one model once,
+        # so each related path gets its own aliased join in export_query instead.
+        lookups = super().get_exportable_lookups(related)
+        return {lookup for lookup in lookups if lookup.count("__") <= 1}
+
+    def export(self):
+        try:
+            parse_ids(request.args.getlist("id"))
+        except ValueError as exc:
+            flash(str(exc), "danger")
+            return self._index_redirect()
+        if request.method == "POST":
+            return self.export_download()
+        query = self.export_query([])  # what the download runs, search and ids included
+        filter_form, _, cleaned, field_tree = self.process_filters(self.model.select())
+        return render_template(
+            self.templates["export"],
+            admin=self.admin,
+            model_admin=self,
+            model=self.model,
+            row_count=self.count_label(query, MAX_EXPORT_ROWS),
+            filter_form=filter_form,
+            field_tree=field_tree,
+            active_filters=cleaned,
+            export_fields=self.get_export_field_objects(),
+            related_fields=self.collect_related_fields(self.model, {}, []),
+            **self.get_extra_context(),
+        )
+
+    def export_download(self):
+        """Answer an export POST with a JSON or CSV file of the chosen fields; with no
+        allowed field chosen, flash an error and go back (S4)."""
+        allowed = self.get_exportable_lookups(self.collect_related_fields(self.model, {}, []))
+        lookups = [name for name in request.form.getlist("fields") if name in allowed]
+        export_format = request.form.get("format", "json")
+        if not lookups or export_format not in ("json", "csv"):
+            flash("Choose at least one field, and JSON or CSV, to export.", "danger")
+            return redirect(request.full_path.rstrip("?"))
+        query = self.export_query(lookups)
+        with db.database.atomic():  # who exported what, with which filters
+            filters = request.query_string.decode("utf-8") or "(none)"
+            changes = {"fields": ", ".join(lookups), "format": export_format, "filters": filters}
+            AuditEntry.record(g.user, "export", self.model, request.args.getlist("id"), changes)
+        # One probe past the cap says whether the file is cut; rows are read and sent one
+        # at a time, while the body is sent (constant memory).
+        truncated = query.offset(MAX_EXPORT_ROWS).limit(1).exists()
+
+        def rows():  # a generator: the query runs while the body is sent, not now
+            for row in query.limit(MAX_EXPORT_ROWS).iterator():
+                yield [export_value(row, name) for name in lookups]
+
+        write = csv_export if export_format == "csv" else json_export
+        mimetype = "text/csv" if export_format == "csv" else "application/json"
+        name = f"export-{self.get_admin_name()}.{export_format}"
+        response = download(write(lookups, rows()), mimetype, name)
+        if truncated:
+            response.headers["X-Chirp-Export-Truncated"] = str(MAX_EXPORT_ROWS)
+        return response
+
+    def export_query(self, lookups):
+        """Return the list's query (filters, search, ordering, ids) with a LEFT JOIN per
+        related path in ``lookups``, each through its own alias, selecting that model's
+        export fields. Raises ValueError for an ``id`` that is no row id."""
+        query = self.apply_ordering(self.model.select(), request.args.get("ordering") or "")
+        _, query, _, _ = self.process_filters(query)
+        query = self.apply_search(query, request.args.get("q") or "")
+        if request.args.getlist("id"):
+            query = query.where(self.pk << parse_ids(request.args.getlist("id")))
+        for path in sorted({name.split("__")[0] for name in lookups if "__" in name}):
+            fk = self.model._meta.fields[path]
+            alias = fk.rel_model.alias()
+            names = [fk.rel_model._meta.primary_key.name, *self.get_export_fields(fk.rel_model)]
+            query = query.switch(self.model).join(alias, JOIN.LEFT_OUTER, on=fk)
+            query = query.select_extend(*[getattr(alias, name) for name in names])
+        return query.switch(self.model)
+
+
+class ChirpModelAdmin(ExportView, ModelAdmin):
     """ModelAdmin with Chirp's defences, shared by every model in the admin.
 
-    - every create, edit and delete is written to the audit trail in the same
-      transaction as the change;
+    - lists are paged without counting (PageProbe); totals stop at COUNT_CAP;
+    - every create, edit and delete is audited in the change's transaction
+      (models.audited);
+    - forms apply models' rules (``field_rules``), the same functions as the web forms
+      and the API;
     - ``can_add``/``can_edit``/``can_delete`` switch views off (403); without ``can_edit``
       the row page is read-only;
-    - delete stays inside ``get_query()`` (S5) and refuses non-integer ids;
+    - delete stays inside ``get_query()`` (S5) and refuses ids that are no row ids;
     - a database constraint violation is a flashed error, not a 500;
-    - export never dumps every column when no field is chosen (S4), never includes
-      SECRET_FIELDS, builds JSON from a list (S10), and also offers CSV;
-    - a filter or form value that is no number where a row id belongs is ignored
-      (ChirpFilterMapping, RowIdKeys), never sent to the database.
+    - secrets never sort; a filter or form value that is no number where a row id belongs
+      is ignored (ChirpFilterMapping, RowIdKeys), never sent to the database.
     """
 
     form_converter = ChirpFormConverter
     filter_converter = ChirpFilterConverter
+    filter_mapping = ChirpFilterMapping
+    base_templates = {**ModelAdmin.base_templates, "detail": "admin/models/detail.html"}
     can_add = True
     can_edit = True
     can_delete = True
     display_name = None
-    # {field name: models' clean function}: the same rule the web forms and the API apply,
-    # run as the form's validator (its message shown on the field) and again by save().
+    # {field name: models' clean(value)}: run as the form's validator, its message shown
+    # on the field (save() runs the same rule again).
     field_rules = {}
-    filter_mapping = ChirpFilterMapping
-    base_templates = {**ModelAdmin.base_templates, "detail": "admin/models/detail.html"}
 
     def get_display_name(self):
         return self.display_name or super().get_display_name()
@@ -282,15 +301,30 @@ class ChirpModelAdmin(ModelAdmin):
         field = self.model._meta.fields.get(col)
         return field is not None and field not in SECRET_FIELDS
 
-    def get_form(self, adding=False):
-        """flask-peewee's model form, plus a validator per ``field_rules`` entry."""
-        form_class = super().get_form(adding)
-        if not self.field_rules:
-            return form_class
-        validators = {
-            f"validate_{name}": rule_validator(clean) for name, clean in self.field_rules.items()
+    def count_label(self, query=None, cap=None):
+        """Return the number of rows of ``query`` (default: the whole list) as text,
+        "``cap``+" when there are more (default COUNT_CAP; app.count_up_to: the cost stops
+        at ``cap``)."""
+        cap = cap or COUNT_CAP
+        count = count_up_to(self.get_query() if query is None else query, cap)
+        return f"{cap}+" if count > cap else str(count)
+
+    def form_rules(self, instance):
+        """Return ``{field name: clean(value)}`` for the form of ``instance``."""
+        return self.field_rules
+
+    def ruled_form(self, form_class, instance):
+        """Return ``form_class`` with a ``validate_<field>`` Rule per form_rules entry."""
+        rules = {
+            f"validate_{name}": Rule(clean) for name, clean in self.form_rules(instance).items()
         }
-        return type(form_class.__name__, (form_class,), validators)
+        return type(form_class.__name__, (form_class,), rules)
+
+    def get_add_form(self):
+        return self.ruled_form(self.get_form(adding=True), self.model())
+
+    def get_edit_form(self, instance):
+        return self.ruled_form(self.get_form(), instance)
 
     def index(self):
         """The list page: flask-peewee's, paged by PageProbe, so that no page counts the
@@ -326,17 +360,15 @@ class ChirpModelAdmin(ModelAdmin):
         admin changed changes: the form shows times to the second while rows hold
         microseconds, so a time submitted as shown keeps its stored value (re-parsing it
         would truncate it and audit a change nobody made)."""
-        before = {} if adding else snapshot(instance)
-        with db.database.atomic():
+        stored = dict(instance.__data__)
+        with audited(g.user, "create" if adding else "edit", instance):
             form.populate_obj(instance)
-            for field in self.model._meta.sorted_fields:
-                old, new = before.get(field.name), instance.__data__.get(field.name)
+            for name, old in stored.items():
+                new = instance.__data__.get(name)
                 if isinstance(old, datetime.datetime) and new == old.replace(microsecond=0):
-                    setattr(instance, field.name, old)
+                    setattr(instance, name, old)
             self.before_save(instance, form, adding)
             instance.save(force_insert=adding)
-            changes = diff(self.model, before, snapshot(instance))
-            record_audit("create" if adding else "edit", self.model, instance._pk, changes)
         return instance
 
     def before_save(self, instance, form, adding):
@@ -401,13 +433,13 @@ class ChirpModelAdmin(ModelAdmin):
         return super().delete()
 
     def delete_rows(self, ids):
-        """Delete the rows ``ids`` that ``get_query()`` can see, auditing each one."""
+        """Delete the rows ``ids`` that ``get_query()`` can see, auditing each one, in one
+        transaction."""
         rows = list(self.get_query().where(self.pk << ids))
         with db.database.atomic():
             for row in rows:
-                changes = diff(self.model, snapshot(row), {})
-                row.delete_instance(recursive=self.delete_recursive)
-                record_audit("delete", self.model, row._pk, changes)
+                with audited(g.user, "delete", row):
+                    row.delete_instance(recursive=self.delete_recursive)
         flash(f"Deleted {len(rows)} {self.get_display_name()} row(s).", "success")
         return self._index_redirect()
 
@@ -416,166 +448,6 @@ class ChirpModelAdmin(ModelAdmin):
         if request.args.get("field") not in (self.foreign_key_lookups or {}):
             return jsonify(error="Unknown lookup field."), 400
         return super().ajax_list()
-
-    def get_export_fields(self, model=None):
-        model = model or self.model
-        names = super().get_export_fields(model)
-        return [name for name in names if model._meta.fields[name] not in SECRET_FIELDS]
-
-    def get_exportable_lookups(self, related):
-        # One level of relation only: 4.0.1 joins two FKs to one model once,
-        # so each related path gets its own aliased join in export_query instead.
-        lookups = super().get_exportable_lookups(related)
-        return {lookup for lookup in lookups if lookup.count("__") <= 1}
-
-    def export(self):
-        try:
-            parse_ids(request.args.getlist("id"))
-        except ValueError as exc:
-            flash(str(exc), "danger")
-            return self._index_redirect()
-        if request.method == "POST":
-            return self.export_download()
-        # flask-peewee's page counts get_query() without the search or the ids: count the
-        # query the download will run.
-        query = self.export_query([])
-        filter_form, _, cleaned, field_tree = self.process_filters(self.model.select())
-        return render_template(
-            self.templates["export"],
-            admin=self.admin,
-            model_admin=self,
-            model=self.model,
-            query=query,
-            filter_form=filter_form,
-            field_tree=field_tree,
-            active_filters=cleaned,
-            export_fields=self.get_export_field_objects(),
-            related_fields=self.collect_related_fields(self.model, {}, []),
-            sql=query.sql(),
-            **self.get_extra_context(),
-        )
-
-    def export_download(self):
-        """Answer an export POST with a JSON or CSV file of the chosen fields.
-
-        Honours the list's filters, search, ordering and ``id`` selection from the query
-        string. With no allowed field chosen it flashes an error and goes back (S4).
-        """
-        allowed = self.get_exportable_lookups(self.collect_related_fields(self.model, {}, []))
-        lookups = [name for name in request.form.getlist("fields") if name in allowed]
-        export_format = request.form.get("format", "json")
-        if not lookups or export_format not in ("json", "csv"):
-            flash("Choose at least one field, and JSON or CSV, to export.", "danger")
-            return redirect(request.full_path.rstrip("?"))
-        query = self.export_query(lookups)
-        with db.database.atomic():  # who exported what, with which filters
-            record_audit(
-                "export",
-                self.model,
-                request.args.getlist("id"),
-                {
-                    "fields": ", ".join(lookups),
-                    "format": export_format,
-                    "filters": request.query_string.decode("utf-8") or "(none)",
-                },
-            )
-        # Rows are read, converted and sent one at a time (constant memory), at most
-        # MAX_EXPORT_ROWS of them; one probe past the cap says whether the file is cut.
-        truncated = query.offset(MAX_EXPORT_ROWS).limit(1).exists()
-
-        def rows():  # runs while the body is sent, not now
-            for obj in query.limit(MAX_EXPORT_ROWS).iterator():
-                yield [self.lookup_value(obj, name) for name in lookups]
-
-        name = f"export-{self.get_admin_name()}.{export_format}"
-        if export_format == "csv":
-            response = self.csv_response(lookups, rows(), name)
-        else:
-            response = self.json_response(lookups, rows(), name)
-        if truncated:
-            response.headers["X-Chirp-Export-Truncated"] = str(MAX_EXPORT_ROWS)
-        return response
-
-    def export_query(self, lookups):
-        """Return the list's query (filters, search, ordering, ids) with a LEFT JOIN per
-        related path in ``lookups``, each through its own alias.
-
-        Raises ValueError for an ``id`` that is not a row id (export() checks first).
-        """
-        query = self.apply_ordering(self.model.select(), request.args.get("ordering") or "")
-        _, query, _, _ = self.process_filters(query)
-        query = self.apply_search(query, request.args.get("q") or "")
-        if request.args.getlist("id"):
-            query = query.where(self.pk << parse_ids(request.args.getlist("id")))
-        paths = sorted({name.split("__")[0] for name in lookups if "__" in name})
-        for path in paths:
-            fk = self.model._meta.fields[path]
-            alias = fk.rel_model.alias()
-            query = query.switch(self.model).join(alias, JOIN.LEFT_OUTER, on=fk)
-            query = query.select_extend(*[getattr(alias, n) for n in self.fields_of(path)])
-        return query.switch(self.model)
-
-    def fields_of(self, path):
-        """Return the related model's export fields for the FK ``path``, plus its pk."""
-        rel_model = self.model._meta.fields[path].rel_model
-        names = self.get_export_fields(rel_model)
-        return [rel_model._meta.primary_key.name, *names]
-
-    def lookup_value(self, obj, lookup):
-        """Return the export value of ``lookup`` (``content`` or ``user__username``)."""
-        if "__" not in lookup:
-            field = self.model._meta.fields[lookup]
-            raw = obj.__data__.get(lookup) if isinstance(field, ForeignKeyField) else None
-            return export_value(raw if raw is not None else getattr(obj, lookup))
-        path, name = lookup.split("__")
-        if obj.__data__.get(path) is None:
-            return None
-        return export_value(getattr(getattr(obj, path), name))
-
-    def json_response(self, lookups, rows, filename):
-        """Stream ``rows`` (an iterable) as a JSON list of ``{lookup: value}`` objects, to
-        download. Each separator is written before a row, never after, so the document
-        is valid however many rows arrive (S10)."""
-
-        def chunks():
-            yield "["
-            for number, row in enumerate(rows):
-                item = json.dumps(dict(zip(lookups, row, strict=True)))
-                yield ("\n" if number == 0 else ",\n") + item
-            yield "\n]\n"
-
-        return self.download(chunks(), "application/json", filename)
-
-    def csv_response(self, lookups, rows, filename):
-        """Stream ``rows`` (an iterable) as CSV with a header row of ``lookups``."""
-
-        def chunks():
-            buffer = io.StringIO()
-            writer = csv.writer(buffer)
-            writer.writerow(lookups)
-            for row in rows:
-                writer.writerow([csv_cell(value) for value in row])
-                if buffer.tell() > 64 * 1024:
-                    yield buffer.getvalue()
-                    buffer.seek(0)
-                    buffer.truncate()
-            yield buffer.getvalue()
-
-        return self.download(chunks(), "text/csv", filename)
-
-    def download(self, chunks, mimetype, filename):
-        """Return the text ``chunks`` (an iterable of str) as an uncached attachment called
-        ``filename``, streamed on a database connection of its own."""
-
-        def streamed():
-            # flask-peewee closes the connection at teardown, before the body is sent.
-            with db.database.connection_context():
-                yield from chunks
-
-        response = Response(stream_with_context(streamed()), mimetype=mimetype)
-        response.headers["Content-Disposition"] = f"attachment; filename={filename}"
-        response.headers["Cache-Control"] = "no-store"
-        return response
 
 
 class SetActiveAction(Action):
@@ -608,18 +480,20 @@ class SetActiveAction(Action):
             User.set_active(changed, self.active)
             if changed:
                 changes = {"active": [not self.active, self.active]}
-                record_audit(self.name, User, changed, changes)
+                AuditEntry.record(g.user, self.name, User, changed, changes)
         flash(f"{self.name.title()}d {len(changed)} user(s).", "success")
         return None
 
 
+# Registered with admin.register, not auth.register_admin(): 4.0.1 subclasses the admin
+# class it is given and replaces its save_model with one that stores the plaintext
+# password first (S3).
 class UserAdmin(ChirpModelAdmin):
     """Users. The password hash is never in a form, list, export or audit entry (S3):
     a write-only "new password" field is hashed before the one save."""
 
     columns = ("username", "display_name", "email", "join_date", "active", "admin", "message_count")
     exclude = ("password", "session_token", "username_skeleton")
-    field_rules = {"display_name": clean_display_name, "bio": clean_bio}
     export_exclude = ("password", "session_token", "username_skeleton")
     search_fields = ("username", "display_name", "bio", "email")
     filter_fields = ["username", "display_name", "email", "join_date", "active", "admin"]
@@ -628,56 +502,40 @@ class UserAdmin(ChirpModelAdmin):
     def get_query(self):
         # A correlated COUNT, so the list costs one query whatever its length (N6).
         count = Message.select(fn.COUNT(Message.id)).where(Message.user == User.id)
-        newest_first = (User.join_date.desc(), User.id.desc())
-        return User.select(User, count.alias("message_count")).order_by(*newest_first)
+        return User.select(User, count.alias("message_count")).order_by(
+            User.join_date.desc(), User.id.desc()
+        )
 
-    def get_add_form(self):
-        return self.user_form(adding=True, instance=User())
+    def form_rules(self, instance):
+        # The same rules as sign-up, settings, the API and the CLI; a value left as it
+        # was is not judged again, so an old row can still be saved.
+        return {
+            "username": functools.partial(User.clean_new_username, user=instance),
+            "email": functools.partial(User.clean_new_email, user=instance),
+            "display_name": clean_display_name,
+            "bio": clean_bio,
+        }
 
-    def get_edit_form(self, instance):
-        return self.user_form(adding=False, instance=instance)
+    def ruled_form(self, form_class, instance):
+        """The user form: the rules, plus ``new_password`` (required when adding), and
+        nobody locks themself out (deactivating themself, dropping their admin flag)."""
+        adding = instance.id is None
 
-    def user_form(self, adding, instance):
-        """Return the user form class: the model's fields minus ``password``, plus
-        ``new_password`` (required when adding), and the rules every surface applies to
-        usernames and e-mail addresses (models.clean_username, clean_email, taken). A
-        value left as it was is not judged again, so an old row can still be saved."""
-        required = DataRequired() if adding else Optional()
-        length = Length(PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH)
-
-        class UserForm(self.get_form(adding)):
+        class UserForm(super().ruled_form(form_class, instance)):
             new_password = PasswordField(
                 "New password",
-                validators=[required, length],
+                validators=[
+                    DataRequired() if adding else Optional(),
+                    Length(PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH),
+                ],
                 description=None if adding else "Leave empty to keep the current password.",
                 render_kw={"autocomplete": "new-password"},
             )
 
-            def validate_username(form, field):
-                if not adding and field.data == instance.username:
-                    return
-                rule_validator(clean_username)(form, field)
-                if User.username_taken(field.data, instance):
-                    raise ValidationError(TAKEN_MESSAGE)
-
-            def validate_display_name(form, field):
-                rule_validator(clean_display_name)(form, field)
-
-            def validate_bio(form, field):
-                rule_validator(clean_bio)(form, field)
-
-            def validate_email(form, field):
-                if not adding and field.data == instance.email:
-                    return
-                rule_validator(clean_email)(form, field)
-                if User.email_taken(field.data, instance):
-                    raise ValidationError(TAKEN_MESSAGE)
-
             def validate(form, extra_validators=None):
-                # Nobody locks themself out: not here, not in a bulk action, not through
-                # the API. Checked after the fields: their Optional() stops at "False".
+                # Checked after the fields: their Optional() stops at "False".
                 valid = super().validate(extra_validators)
-                if instance.id is not None and instance.id == g.user.id:
+                if not adding and instance.id == g.user.id:
                     for field, message in (
                         (form.active, "You cannot deactivate yourself."),
                         (form.admin, "You cannot remove your own admin rights."),
@@ -715,22 +573,25 @@ class MessageAdmin(ChirpModelAdmin):
     filter_fields = ["user", "user__username", "pub_date", "content", "is_reply"]
     foreign_key_lookups = {"user": "username"}
 
+    def get_query(self):
+        # The author is joined in: no query per row for the "user" column (N6).
+        return (
+            Message.select(Message, User)
+            .join(User)
+            .order_by(Message.pub_date.desc(), Message.id.desc())
+        )
+
+    def excerpt(self, message):
+        """The first 60 characters of ``message``'s content, with an ellipsis if cut."""
+        content = message.content
+        return content if len(content) <= 60 else content[:59] + "…"
+
     def replying_to(self, message):
         """The id of the message ``message`` answers, "deleted", or "" (not a reply).
         The id, not the message: showing the message would cost a query per row."""
         if message.in_reply_to_id is not None:
             return message.in_reply_to_id
         return "deleted" if message.is_reply else ""
-
-    def get_query(self):
-        # The author is joined in: no query per row for the "user" column (N6).
-        newest_first = (Message.pub_date.desc(), Message.id.desc())
-        return Message.select(Message, User).join(User).order_by(*newest_first)
-
-    def excerpt(self, message):
-        """The first 60 characters of ``message``'s content, with an ellipsis if cut."""
-        content = message.content
-        return content if len(content) <= 60 else content[:59] + "…"
 
 
 class RelationshipAdmin(ChirpModelAdmin):
@@ -870,139 +731,12 @@ class AuditAdmin(ChirpModelAdmin):
         ]
 
 
-def daily_counts(date_field, days=STATS_DAYS, today=None):
-    """Return ``[(date, count)]`` of rows per day of ``date_field`` (a DateTimeField)
-    for the ``days`` days up to ``today``, oldest first, with 0 for empty days."""
-    today = today or datetime.date.today()
-    start = today - datetime.timedelta(days=days - 1)
-    day = fn.date(date_field)
-    query = (
-        date_field.model.select(day, fn.COUNT(date_field.model._meta.primary_key))
-        .where(date_field >= datetime.datetime.combine(start, datetime.time.min))
-        .group_by(day)
-        .tuples()
-    )
-    # SQLite hands back text or a datetime, PostgreSQL a date: compare ISO dates.
-    counts = {str(value)[:10]: count for value, count in query}
-    dates = [start + datetime.timedelta(days=offset) for offset in range(days)]
-    return [(date, counts.get(date.isoformat(), 0)) for date in dates]
+def is_change(value):
+    """Return True if an audit entry's ``value`` is an ``[old, new]`` pair (an export's
+    entries hold plain values: fields, format, filters)."""
+    return isinstance(value, list) and len(value) == 2
 
 
-def bar_chart(series, width=CHART_WIDTH, height=CHART_HEIGHT):
-    """Return the bars of an SVG bar chart of ``series`` (``[(date, count)]``).
-
-    Each bar is a dict of ``x``, ``y``, ``width``, ``height`` (SVG user units in a
-    ``width`` × ``height`` viewBox, tallest bar = full height) and ``label``.
-    """
-    peak = max((count for _, count in series), default=0) or 1
-    slot = width / max(len(series), 1)
-    bars = []
-    for index, (date, count) in enumerate(series):
-        bar_height = round(count / peak * height, 2)
-        bars.append(
-            {
-                "x": round(index * slot + slot * 0.1, 2),
-                "y": round(height - bar_height, 2),
-                "width": round(slot * 0.8, 2),
-                "height": bar_height,
-                "label": f"{date.isoformat()}: {count}",
-            }
-        )
-    return bars
-
-
-class StatsPanel(AdminPanel):
-    """Dashboard panel: totals, and sign-ups and messages per day for STATS_DAYS days,
-    each drawn as an inline SVG bar chart (no script, no inline style)."""
-
-    template_name = "admin/panels/stats.html"
-
-    def get_context(self):
-        signups = daily_counts(User.join_date)
-        messages = daily_counts(Message.pub_date)
-        return {
-            "days": STATS_DAYS,
-            "chart_width": CHART_WIDTH,
-            "chart_height": CHART_HEIGHT,
-            "charts": [
-                ("Sign-ups", "signups", signups, bar_chart(signups)),
-                ("Messages", "messages", messages, bar_chart(messages)),
-            ],
-            "totals": [
-                ("Users", User.select().count()),
-                ("Active users", User.select().where(User.active).count()),
-                ("Messages", Message.select().count()),
-                ("Follows", Relationship.select().count()),
-            ],
-        }
-
-
-class NotesPanel(AdminPanel):
-    """Dashboard panel: post a note, and see the NOTES_SHOWN latest live notes."""
-
-    template_name = "admin/panels/notes.html"
-
-    def get_urls(self):
-        return (("/create/", self.create),)
-
-    def get_context(self):
-        notes = (
-            Note.select(Note, User)
-            .join(User)
-            .where(Note.status == Note.LIVE)
-            .order_by(Note.created_date.desc(), Note.id.desc())
-            .limit(NOTES_SHOWN)
-        )
-        return {"notes": notes, "note_max_length": NOTE_MAX_LENGTH}
-
-    def create(self):
-        """POST: save the note in ``message`` (as models.clean_note accepts it) and audit
-        it; either way, back to the dashboard. A GET just goes back."""
-        if request.method == "POST":
-            try:
-                message = clean_note(request.form.get("message", ""))
-            except ValueError as exc:
-                flash(str(exc), "danger")
-            else:
-                with db.database.atomic():
-                    note = Note.create(user=g.user, message=message)
-                    record_audit("create", Note, note.id, diff(Note, {}, snapshot(note)))
-                flash("Note posted.", "success")
-        return redirect(self.dashboard_url())
-
-
-class ChirpAdmin(Admin):
-    """flask-peewee's Admin for active admins only, whose login redirect keeps the full
-    path and query in ``next`` (4.0.1 formats it as ``b'...'``)."""
-
-    def auth_required(self, func):
-        @functools.wraps(func)
-        def inner(*args, **kwargs):
-            user = self.auth.get_logged_in_user()
-            if not user:
-                return self.auth.login_redirect()
-            if not self.check_user_permission(user):
-                abort(403)
-            return func(*args, **kwargs)
-
-        return inner
-
-    def check_user_permission(self, user):
-        return bool(user.active and user.admin)
-
-    def get_model_field(self, model, field):
-        """A list cell's value; times to the minute (peewee stores microseconds)."""
-        value = super().get_model_field(model, field)
-        if isinstance(value, datetime.datetime):
-            return value.strftime("%Y-%m-%d %H:%M")
-        return value
-
-
-admin = ChirpAdmin(app, auth, branding="Chirp")
-
-
-# Not auth.register_admin(): 4.0.1 subclasses the admin class it is given and replaces
-# its save_model with one that stores the plaintext password first (S3).
 class TagAdmin(ChirpModelAdmin):
     """Tags, read-only: they are extracted from messages when those are saved."""
 
@@ -1042,6 +776,117 @@ class MentionAdmin(ChirpModelAdmin):
         return Mention.select(Mention, User).join(User).order_by(Mention.id.desc())
 
 
+def bar_chart(series, width=CHART_WIDTH, height=CHART_HEIGHT):
+    """Return the bars of an SVG bar chart of ``series`` (``[(date, count)]``).
+
+    Each bar is a dict of ``x``, ``y``, ``width``, ``height`` (SVG user units in a
+    ``width`` × ``height`` viewBox, tallest bar = full height) and ``label``.
+    """
+    peak = max((count for _, count in series), default=0) or 1
+    slot = width / max(len(series), 1)
+    bars = []
+    for index, (date, count) in enumerate(series):
+        bar_height = round(count / peak * height, 2)
+        bars.append(
+            {
+                "x": round(index * slot + slot * 0.1, 2),
+                "y": round(height - bar_height, 2),
+                "width": round(slot * 0.8, 2),
+                "height": bar_height,
+                "label": f"{date.isoformat()}: {count}",
+            }
+        )
+    return bars
+
+
+class StatsPanel(AdminPanel):
+    """Dashboard panel: totals, and sign-ups and messages per day for STATS_DAYS days
+    (models.daily_counts), each drawn as an inline SVG bar chart (no script, no inline
+    style)."""
+
+    template_name = "admin/panels/stats.html"
+
+    def get_context(self):
+        signups = daily_counts(User.join_date, STATS_DAYS)
+        messages = daily_counts(Message.pub_date, STATS_DAYS)
+        return {
+            "days": STATS_DAYS,
+            "chart_width": CHART_WIDTH,
+            "chart_height": CHART_HEIGHT,
+            "charts": [
+                ("Sign-ups", "signups", signups, bar_chart(signups)),
+                ("Messages", "messages", messages, bar_chart(messages)),
+            ],
+            "totals": [
+                ("Users", User.select().count()),
+                ("Active users", User.select().where(User.active).count()),
+                ("Messages", Message.select().count()),
+                ("Follows", Relationship.select().count()),
+            ],
+        }
+
+
+class NotesPanel(AdminPanel):
+    """Dashboard panel: post a note, and see the NOTES_SHOWN latest live notes."""
+
+    template_name = "admin/panels/notes.html"
+
+    def get_urls(self):
+        return (("/create/", self.create),)
+
+    def get_context(self):
+        notes = (
+            Note.select(Note, User)
+            .join(User)
+            .where(Note.status == Note.LIVE)
+            .order_by(Note.created_date.desc(), Note.id.desc())
+            .limit(NOTES_SHOWN)
+        )
+        return {"notes": notes, "note_max_length": NOTE_MAX_LENGTH}
+
+    def create(self):
+        """POST: save the note in ``message`` (Note.save applies models.clean_note) and
+        audit it; either way, back to the dashboard. A GET just goes back."""
+        if request.method == "POST":
+            try:
+                with audited(g.user, "create", Note(user=g.user)) as note:
+                    note.message = request.form.get("message", "")
+                    note.save()
+            except ValueError as exc:  # TextRefused
+                flash(str(exc), "danger")
+            else:
+                flash("Note posted.", "success")
+        return redirect(self.dashboard_url())
+
+
+class ChirpAdmin(Admin):
+    """flask-peewee's Admin for active admins only, whose login redirect keeps the full
+    path and query in ``next`` (4.0.1 formats it as ``b'...'``)."""
+
+    def auth_required(self, func):
+        @functools.wraps(func)
+        def inner(*args, **kwargs):
+            user = self.auth.get_logged_in_user()
+            if not user:
+                return self.auth.login_redirect()
+            if not self.check_user_permission(user):
+                abort(403)
+            return func(*args, **kwargs)
+
+        return inner
+
+    def check_user_permission(self, user):
+        return bool(user.active and user.admin)
+
+    def get_model_field(self, model, field):
+        """A list cell's value; times to the minute (peewee stores microseconds)."""
+        value = super().get_model_field(model, field)
+        if isinstance(value, datetime.datetime):
+            return value.strftime("%Y-%m-%d %H:%M")
+        return value
+
+
+admin = ChirpAdmin(app, auth, branding="Chirp")
 admin.register(User, UserAdmin)
 admin.register(Message, MessageAdmin)
 admin.register(Relationship, RelationshipAdmin)

@@ -492,6 +492,8 @@ class ChirpResource(RestResource):
                 return saved
         except IntegrityError:  # a concurrent request won a uniqueness race
             abort(409, "That conflicts with existing data.")
+        except TextRefused as exc:  # save() judged a value that was sent back unchanged
+            abort(422, str(exc))
 
     def create(self):
         saved = self.save_changes(self.new_instance(), self.read_request_data())
@@ -606,9 +608,13 @@ class MessageResource(OwnedResource):
         return super().save_object(instance, raw_data)
 
     def serialize_query(self, query):
-        """Serialize a page of messages, with the caller's likes and reposts: one query
-        for the whole page (Message.annotate); the counts are columns."""
+        """Serialize a page of messages, with the caller's likes and reposts and the
+        users their texts mention: one query each for the whole page (Message.annotate,
+        Message.mention_spellings); the counts are columns."""
         rows = Message.annotate(list(query), g.get("user"), context=False)
+        spellings = Message.mention_spellings(rows)  # for every row's links: one query
+        for row in rows:
+            row.mention_spellings = spellings
         return super().serialize_query(rows)
 
     def serialize_object(self, obj):
@@ -620,7 +626,7 @@ class MessageResource(OwnedResource):
         data["liked"] = getattr(obj, "liked", False)
         data["reposted"] = getattr(obj, "reposted", False)
         data["user"]["avatar_url"] = obj.user.avatar_url
-        data["links"] = obj.links()
+        data["links"] = obj.links(getattr(obj, "mention_spellings", None))
         return data
 
 

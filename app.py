@@ -22,12 +22,14 @@ import uuid
 from urllib.parse import unquote_to_bytes
 
 from flask import Flask
+from flask import Response
 from flask import abort
 from flask import g
 from flask import has_request_context
 from flask import jsonify
 from flask import render_template
 from flask import request
+from flask import stream_with_context
 from flask import url_for
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -44,6 +46,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
+from wtforms import ValidationError
 
 app = Flask(__name__, instance_relative_config=True)
 os.makedirs(app.instance_path, exist_ok=True)
@@ -153,6 +156,14 @@ MAX_PAGE = 100_000
 MAX_PAGE_OFFSET = 10_000
 
 
+def is_row_id(value):
+    """Return True if ``value`` (a str) is a decimal integer from 1 to MAX_ID: a row id the
+    database can hold (a form's or a path's, where parse_whole_number's 400 does not fit).
+    Anything else must never reach a query (PostgreSQL refuses ``WHERE id = 'abc'`` with
+    an error where SQLite just finds nothing)."""
+    return value.isascii() and value.isdigit() and len(value) <= 19 and 1 <= int(value) <= MAX_ID
+
+
 def parse_whole_number(name, raw, low=1, high=MAX_ID):
     """Return the query-string text ``raw`` of the argument ``name`` as an int from ``low``
     to ``high`` (default: a row id, 1 to MAX_ID), or abort with 400 naming the range.
@@ -241,6 +252,13 @@ class PageProbe(PaginatedQuery):
     def next_url(self, endpoint=None):
         """Return the URL of the next page, or None on the last."""
         return self.page_url(self.get_page() + 1, endpoint) if self.has_next() else None
+
+
+def count_up_to(query, cap):
+    """Return how many rows ``query`` (a peewee SELECT) has, counting no further than
+    ``cap + 1``: the database stops there, so a count on a list of a million rows costs
+    what one on ``cap`` rows costs. A result above ``cap`` means "more than ``cap``"."""
+    return query.limit(cap + 1).count()
 
 
 class KeysetPage:
@@ -725,3 +743,38 @@ def render_error_page(error):
     except Exception:  # any failure here must still produce an error page
         app.logger.exception("Could not render the error page for a %s", error.code)
         return escape(f"{error.code} {error.name}: {error.description}")
+
+
+class Rule:
+    """wtforms validator applying one of models' rules: ``clean(value)`` returns the value
+    to keep (it replaces the field's data) or raises a ValueError (models' TextRefused,
+    Taken), whose message becomes the field's error. The web forms and the admin validate
+    with it; the API and save() call the same functions.
+
+    Use it in a field's ``validators`` list, or as a form's ``validate_<field>`` attribute.
+    """
+
+    def __init__(self, clean):
+        self.clean = clean
+
+    def __call__(self, form, field):
+        try:
+            field.data = self.clean(field.data)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+def download(chunks, mimetype, filename):
+    """Return the text ``chunks`` (an iterable of str, consumed while the body is sent) as
+    an uncached attachment called ``filename``, read on a database connection of its own:
+    flask-peewee closes the request's connection at teardown, before a streamed body is
+    sent. Memory stays constant however long the file is."""
+
+    def streamed():
+        with db.database.connection_context():
+            yield from chunks
+
+    response = Response(stream_with_context(streamed()), mimetype=mimetype)
+    response.headers["Content-Disposition"] = f"attachment; filename={filename}"
+    response.headers["Cache-Control"] = "no-store"
+    return response

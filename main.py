@@ -36,16 +36,16 @@ from app import require_secret_key
 from models import MESSAGE_MAX_LENGTH
 from models import PASSWORD_MAX_LENGTH
 from models import PASSWORD_MIN_LENGTH
-from models import TAKEN_MESSAGE
 from models import TOKEN_NAME_MAX_LENGTH
-from models import USERNAME_PATTERN
 from models import ApiToken
 from models import Message
 from models import Relationship
+from models import Taken
 from models import TextRefused
 from models import User
 from models import clean_email
 from models import clean_token_name
+from models import clean_username
 from models import migration_runner
 from models import pending_migrations
 from models import username_key
@@ -294,27 +294,28 @@ def create_admin(username, email, password_stdin):
     Either way the password is set anew: prompted for, or read from standard input.
     """
     require_current_schema()
-    if not USERNAME_PATTERN.fullmatch(username):
-        raise click.BadParameter(
-            "use 1 to 30 letters, digits or underscores", param_hint="USERNAME"
-        )
-    if email is not None:
-        try:
-            email = clean_email(email)
-        except TextRefused as exc:
-            raise click.BadParameter(str(exc), param_hint="--email") from None
+    # Judged before the password prompt, by the rules every surface applies.
+    try:
+        username = clean_username(username)
+    except TextRefused as exc:
+        raise click.BadParameter(str(exc), param_hint="USERNAME") from None
+    try:
+        email = None if email is None else clean_email(email)
+    except TextRefused as exc:
+        raise click.BadParameter(str(exc), param_hint="--email") from None
     password = read_new_password(password_stdin)
     with db.database.atomic():
         user = User.by_username(username).first()
-        if user is None:
-            email = email or clean_email(f"{username}@localhost.localdomain")
-            if User.username_taken(username) or User.email_taken(email):
-                raise click.UsageError(TAKEN_MESSAGE)
-            user = User(username=username, email=email)
-        elif email and email != user.email:
-            if User.email_taken(email, user):
-                raise click.UsageError(TAKEN_MESSAGE)
-            user.email = email
+        try:
+            if user is None:
+                email = email or f"{username}@localhost.localdomain"
+                user = User(
+                    username=User.clean_new_username(username), email=User.clean_new_email(email)
+                )
+            elif email:
+                user.email = User.clean_new_email(email, user)
+        except Taken as exc:
+            raise click.UsageError(str(exc)) from None
         user.admin = user.active = True
         user.set_password(password)
         user.save()

@@ -6,10 +6,13 @@ and replies, which leave the counters of the messages they touched, and for noti
 they caused.
 """
 
+import contextlib
+import csv
 import datetime
 import functools
 import hashlib
 import importlib.resources
+import io
 import json
 import os
 import re
@@ -18,6 +21,7 @@ import unicodedata
 from urllib.parse import quote
 
 from flask_peewee.auth import BaseUser
+from flask_peewee.serializer import Serializer
 from flask_peewee.utils import is_legacy_password
 from markupsafe import Markup
 from markupsafe import escape
@@ -32,6 +36,7 @@ from peewee import Expression
 from peewee import ForeignKeyField
 from peewee import IntegerField
 from peewee import PostgresqlDatabase
+from peewee import Select
 from peewee import SqliteDatabase
 from peewee import TextField
 from peewee import Value
@@ -423,19 +428,12 @@ class User(BaseModel, BaseUser):
     # Taken. One rule per field for the web forms, the admin, the API and the CLI.
 
     def clean_username(self, value):
-        """Return ``value`` as clean_username accepts it; Taken if another account than this
-        one has it, in any case, or a name that looks like it (User.username_taken)."""
-        value = clean_username(value)
-        if value != self.username and User.username_taken(value, self):
-            raise Taken()
-        return value
+        """Return ``value`` as this user's username: clean_new_username."""
+        return User.clean_new_username(value, self)
 
     def clean_email(self, value):
-        """Return ``value`` as clean_email stores it; Taken if another account uses it."""
-        value = clean_email(value)
-        if value != self.email and User.email_taken(value, self):
-            raise Taken()
-        return value
+        """Return ``value`` as this user's e-mail address: clean_new_email."""
+        return User.clean_new_email(value, self)
 
     def clean_display_name(self, value):
         """Return ``value`` as clean_display_name accepts it ("" for none)."""
@@ -550,6 +548,34 @@ class User(BaseModel, BaseUser):
             query = query.where(cls.id != user.id)
         return query.exists()
 
+    @classmethod
+    def clean_new_username(cls, value, user=None):
+        """Return the username ``value`` that ``user`` (None when signing up) may take, or
+        raise TextRefused (clean_username) or Taken (username_taken). The web forms, the
+        admin, the API and the CLI all judge a username here.
+
+        ``user``'s current username, sent back unchanged, is accepted as it is: an account
+        named before today's rules can still save its other fields.
+        """
+        if user is not None and user.id is not None and value == user.username:
+            return value
+        value = clean_username(value)
+        if cls.username_taken(value, user):
+            raise Taken()
+        return value
+
+    @classmethod
+    def clean_new_email(cls, value, user=None):
+        """Return the e-mail address ``value`` as ``user`` (None when signing up) may store
+        it, or raise TextRefused (clean_email) or Taken (email_taken). ``user``'s current
+        address, sent back unchanged, is accepted as it is (see clean_new_username)."""
+        if user is not None and user.id is not None and value == user.email:
+            return value
+        value = clean_email(value)
+        if cls.email_taken(value, user):
+            raise Taken()
+        return value
+
     def timeline(self, before=None, limit=None):
         """Return this user's own messages, newest (highest id) first: their user timeline.
 
@@ -581,29 +607,27 @@ class User(BaseModel, BaseUser):
         sorted by id makes the database either sort every matching message (hundreds of
         thousands for a popular followee) or walk the whole table newest first until enough
         rows match (all of it, for someone who follows a few quiet people). Instead, each
-        followed user contributes two small index ranges: the ``limit`` newest ids below
+        followed user contributes two small index ranges: their ``limit`` newest ids below
         ``before`` of their messages (``message(user_id, id)``) and of their reposts
         (``repost(user_id, message_id)``). The database merges those ``followees x 2 x
         limit`` ids and keeps the newest ``limit``: the work is bounded by what the page
-        shows, not by the data. Fan-out on write (a per-reader inbox table) would make reads
-        cheaper still, but costs a write per follower for each message and a backfill on
-        every follow.
+        shows, not by the data (newest_ids_sql says how, in one short statement). Fan-out
+        on write (a per-reader inbox table) would make reads cheaper still, but costs a
+        write per follower for each message and a backfill on every follow.
 
-        Beyond HOME_MERGE_MAX_FOLLOWEES followees the union grows too long to be cheap;
-        such a reader's followees post so often between them that scanning messages newest
-        first finds a page almost at once, so the plain ``IN`` filter is used instead.
+        Beyond HOME_MERGE_MAX_FOLLOWEES followees the merge reads too many ranges to be
+        cheap; such a reader's followees post so often between them that scanning messages
+        newest first finds a page almost at once, so the plain ``IN`` filter is used instead.
         """
         followed = (
             Relationship.select(Relationship.to_user)
             .join(User, on=Relationship.to_user)
             .where(Relationship.from_user == self, User.active)
-            .limit(HOME_MERGE_MAX_FOLLOWEES + 1)
         )
-        authors = [self.id, *(user_id for (user_id,) in followed.tuples())]
-        if len(authors) > HOME_MERGE_MAX_FOLLOWEES + 1:
+        if followed.limit(HOME_MERGE_MAX_FOLLOWEES + 1).count() > HOME_MERGE_MAX_FOLLOWEES:
             return keyset(self._home_timeline_by_scan(), Message.id, before, limit)
         per_author = limit if limit is not None else HOME_MERGE_DEFAULT_LIMIT
-        newest = Message.id.in_(newest_ids_sql(authors, before, per_author))
+        newest = Message.id.in_(newest_ids_sql(self.id, before, per_author))
         return keyset(Message.visible().where(newest), Message.id, None, limit)
 
     def _home_timeline_by_scan(self):
@@ -988,13 +1012,16 @@ class Message(BaseModel):
             users = User.select(User.id, Value(self.id)).where(fn.LOWER(User.username) << names)
             Mention.insert_from(users, [Mention.user, Mention.message]).execute()
 
-    def links(self):
+    def links(self, known=None):
         """Return ``{"mentions": [...], "tags": [...], "urls": [...]}`` in the order the
         text holds them: the usernames of the existing users it mentions, its tags (lower
-        case) and its web addresses. What the API shows beside the text."""
+        case) and its web addresses. What the API shows beside the text.
+
+        ``known``: Message.mention_spellings of a page holding this message, so that a
+        page costs one query, not one per message; None looks the names up now."""
         names = extract_mentions(self.content)
-        users = User.select(User.username).where(fn.LOWER(User.username) << names)
-        known = {user.username.lower(): user.username for user in users} if names else {}
+        if known is None:
+            known = Message.mention_spellings([self])
         return {
             "mentions": [known[name] for name in names if name in known],
             "tags": extract_tags(self.content),
@@ -1168,6 +1195,16 @@ class Message(BaseModel):
         return keyset(cls.tagged(tag), MessageTag.message, before, limit)
 
     @staticmethod
+    def mention_spellings(messages):
+        """Return ``{lower-case name: username}`` for every existing user that the texts
+        of ``messages`` mention, in one query (none when nobody is mentioned)."""
+        names = {name for message in messages for name in extract_mentions(message.content)}
+        if not names:
+            return {}
+        users = User.select(User.username).where(fn.LOWER(User.username) << sorted(names))
+        return {username.lower(): username for (username,) in users.tuples()}
+
+    @staticmethod
     def mentioned_names(messages):
         """Return ``{message id: {lower-case username, ...}}``: the active users each of
         ``messages`` mentions, in one query for the whole page (linkify needs them)."""
@@ -1206,35 +1243,71 @@ def keyset(query, key, cursor=None, limit=None, descending=True):
     return query.limit(limit) if limit is not None else query
 
 
-def newest_ids_sql(authors, before, limit):
-    """Return SQL (a peewee SQL node, for ``IN``) selecting, for each user id in
-    ``authors``, the ids of their ``limit`` newest messages and of the ``limit`` newest
-    messages they reposted, all below ``before`` (None: no bound): one range of the
-    ``message(user_id, id)`` or ``repost(user_id, message_id)`` index each, merged with
-    UNION ALL (User.home_timeline says why).
+def newest_ids_sql(reader_id, before, limit):
+    """Return SQL (a peewee SQL node, for ``IN``) selecting the ids that can be among the
+    ``limit`` newest below ``before`` (a message id; None: no bound) of the messages
+    written by user ``reader_id`` and the active users they follow, and of the messages
+    those people reposted.
 
-    Written as text from one template per range, with the numbers inlined: peewee takes
-    about a millisecond to render each subquery and tens of microseconds per bound
-    parameter, which with a hundred followees cost more than running the whole query.
-    Every value is passed through ``int()``, so nothing but digits reaches the SQL.
+    How: every author's messages are one range of the ``message(user_id, id)`` index. An
+    author's ``limit``-th newest message id below ``before`` (one short step back along
+    that index) is a floor: those ``limit`` messages are visible and at least as new, so
+    no older id can make the page. The newest such floor of all authors bounds the rest;
+    the statement then reads, for each author, the range of their messages and of their
+    reposts (``repost(user_id, message_id)``) from that floor up to ``before``. The work
+    is two short index walks per author plus the ids in that window, however many
+    messages exist. (The former shape, a UNION ALL of one ``ORDER BY id DESC LIMIT n``
+    subquery per author, took milliseconds just to plan with a hundred followees and
+    merged ``followees x 2 x limit`` ids.)
+
+    The statement's text depends only on whether ``before`` is given: peewee renders each
+    shape once (newest_ids_template), and each call only binds its numbers. Rendering
+    this nested query costs peewee about 3 ms, twice per page (``IN`` renders its right
+    side once more to see whether it is empty), more than the database spends on it.
     """
-    bound = "" if before is None else f" AND {{id}} < {int(before)}"
-    limit = int(limit)
-    ranges = []
-    for model, key in ((Message, Message.id), (Repost, Repost.message)):
-        table = model._meta.table_name
-        user, id_ = model.user.column_name, key.column_name
-        ranges.append(
-            f'SELECT "{id_}" AS "id" FROM "{table}" WHERE "{user}" = {{author}}'
-            + bound.format(id=f'"{id_}"')
-            + f' ORDER BY "{id_}" DESC LIMIT {limit}'
-        )
-    # SQLite refuses ORDER BY/LIMIT directly inside a UNION member: wrap each range.
+    text, slots = newest_ids_template(before is not None, db.database.param)
+    values = {"reader": int(reader_id), "before": before, "offset": int(limit) - 1}
+    return SQL(text, [values.get(slot, slot) for slot in slots])
+
+
+# Stand-ins for the numbers newest_ids_template leaves to each call: negative, so they
+# cannot be confused with the constants peewee binds (the LIMIT 1, the 0 of COALESCE).
+NEWEST_IDS_SLOTS = {-1_000_001: "reader", -1_000_002: "before", -1_000_003: "offset"}
+
+
+@functools.cache
+def newest_ids_template(bounded, param):
+    """Return ``(sql, slots)``: the text of newest_ids_sql's statement, with ``before``
+    (when ``bounded``) and rendered for the database whose placeholder is ``param``,
+    and its parameters in order, each a constant or the name of a value newest_ids_sql
+    binds (``"reader"``, ``"before"``, ``"offset"``)."""
+    reader, before, offset = NEWEST_IDS_SLOTS
+    followee = User.alias()
+    followed = (
+        Relationship.select(Relationship.to_user)
+        .join(followee, on=(Relationship.to_user == followee.id))
+        .where(Relationship.from_user == reader, followee.active)
+    )
+    authors = User.select(User.id.alias("uid")).where(User.id == reader).union_all(followed)
+    probe = Message.alias()
+    listed = authors.alias("floor_authors")
+    nth_newest = probe.select(probe.id).where(probe.user == listed.c.uid)
+    if bounded:
+        nth_newest = nth_newest.where(probe.id < before)
+    nth_newest = nth_newest.order_by(probe.id.desc()).offset(offset).limit(1)
+    floor = Select([listed], [fn.MAX(fn.COALESCE(nth_newest, 0))])
     parts = []
-    for author in authors:
-        for text in ranges:
-            parts.append(f"SELECT * FROM ({text.format(author=int(author))}) AS r{len(parts)}")
-    return SQL("(" + " UNION ALL ".join(parts) + ")")
+    for number, (model, key) in enumerate(((Message, Message.id), (Repost, Repost.message))):
+        author_ids = authors.alias(f"home_authors{number}")
+        bounds = [key >= floor, key < before] if bounded else [key >= floor]
+        parts.append(
+            model.select(key.alias("id"))
+            .from_(author_ids)
+            .join(model, on=(model.user == author_ids.c.uid))
+            .where(*bounds)
+        )
+    sql, params = db.database.get_sql_context().sql(parts[0].union_all(parts[1])).query()
+    return "(" + sql + ")", [NEWEST_IDS_SLOTS.get(value, value) for value in params]
 
 
 # The most followees whose messages User.home_timeline merges index range by index range.
@@ -1726,6 +1799,121 @@ def audit_diff(model, before, after):
             secret = model._meta.fields[name] in SECRET_FIELDS
             changes[name] = [HIDDEN, HIDDEN] if secret else [old, new]
     return changes
+
+
+@contextlib.contextmanager
+def audited(actor, action, instance):
+    """Run the block in a transaction and add to the audit trail what it did to
+    ``instance`` (a model row), by ``actor`` (a User, or None), in that transaction.
+
+    ``action`` "create" compares with nothing before, "delete" with nothing after, any
+    other ("edit") the row before the block with the row after it (audit_diff). Yields
+    ``instance``. If the block raises, nothing is saved and nothing is recorded.
+    """
+    model = type(instance)
+    before = {} if action == "create" else snapshot(instance)
+    with db.database.atomic():
+        yield instance
+        after = {} if action == "delete" else snapshot(instance)
+        AuditEntry.record(actor, action, model, instance._pk, audit_diff(model, before, after))
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+# Their full-width and small forms (＝＋－＠, ﹦﹢﹣﹫) fold to them under NFKC, and some
+# spreadsheets do that fold, and skip leading white space and control characters, first.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = frozenset("=+-@\u2212")  # U+2212 MINUS SIGN: no NFKC fold, same effect
+# What may stand before a formula and still let it run: white space, controls, format
+# characters (zero-width, direction controls, BOM).
+FORMULA_LEAD = re.compile(
+    r"[\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]*"
+)
+# Rows of a CSV export gathered before they are handed on, in characters.
+CSV_CHUNK = 64 * 1024
+
+
+def runs_as_formula(text):
+    """Return True if a spreadsheet could read ``text`` (a str) as a formula."""
+    if text.startswith(FORMULA_PREFIXES):
+        return True
+    first = text[FORMULA_LEAD.match(text).end() :][:1]
+    return bool(first) and unicodedata.normalize("NFKC", first)[:1] in FORMULA_STARTS
+
+
+def csv_cell(value):
+    """Return ``value`` as a CSV cell: None is empty; text a spreadsheet would run as a
+    formula gets a leading apostrophe (OWASP's advice against CSV injection), also when
+    the formula sign is a full-width or small form, or follows white space, control or
+    invisible format characters. Any CSV Chirp writes goes through here."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and runs_as_formula(value):
+        return "'" + value
+    return value
+
+
+def export_value(row, lookup):
+    """Return the value of ``lookup`` on ``row`` (a model row) as an export holds it.
+
+    ``lookup`` is a field (``content``; a foreign key gives its raw id) or one related
+    field (``user__username``, None when the key is null; the caller joined the related
+    row in). Dates become ISO text and other values what JSON holds, as flask-peewee's
+    Serializer writes them. Secret fields are the caller's to leave out (SECRET_FIELDS).
+    """
+    if "__" in lookup:
+        path, name = lookup.split("__")
+        if row.__data__.get(path) is None:
+            return None
+        value = getattr(getattr(row, path), name)
+    else:
+        field = row._meta.fields[lookup]
+        raw = row.__data__.get(lookup) if isinstance(field, ForeignKeyField) else None
+        value = raw if raw is not None else getattr(row, lookup)
+    return Serializer().convert_value(value)
+
+
+def json_export(lookups, rows):
+    """Yield ``rows`` (lists of values in ``lookups`` order) as the text of a JSON list of
+    ``{lookup: value}`` objects, one row at a time. Each separator comes before a row,
+    never after, so the document is valid however many rows arrive."""
+    yield "["
+    for number, row in enumerate(rows):
+        yield ("\n" if number == 0 else ",\n") + json.dumps(dict(zip(lookups, row, strict=True)))
+    yield "\n]\n"
+
+
+def csv_export(lookups, rows):
+    """Yield ``rows`` (lists of values in ``lookups`` order) as CSV text with a header row
+    of ``lookups``, every cell through csv_cell, in chunks of about CSV_CHUNK characters."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(lookups)
+    for row in rows:
+        writer.writerow([csv_cell(value) for value in row])
+        if buffer.tell() > CSV_CHUNK:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def daily_counts(date_field, days, today=None):
+    """Return ``[(date, count)]`` of rows per day of ``date_field`` (a DateTimeField)
+    for the ``days`` days up to ``today`` (default: today), oldest first, with 0 for empty
+    days. One GROUP BY query over an index range of ``date_field``."""
+    today = today or datetime.date.today()
+    start = today - datetime.timedelta(days=days - 1)
+    day = fn.date(date_field)
+    query = (
+        date_field.model.select(day, fn.COUNT(date_field.model._meta.primary_key))
+        .where(date_field >= datetime.datetime.combine(start, datetime.time.min))
+        .group_by(day)
+        .tuples()
+    )
+    # SQLite hands back text or a datetime, PostgreSQL a date: compare ISO dates.
+    counts = {str(value)[:10]: count for value, count in query}
+    dates = [start + datetime.timedelta(days=offset) for offset in range(days)]
+    return [(date, counts.get(date.isoformat(), 0)) for date in dates]
 
 
 MODELS = [

@@ -4,6 +4,7 @@ reposts, notifications, joining and settings.
 Every state-changing request is a POST carrying SeaSurf's CSRF token.
 """
 
+import functools
 import time
 
 from flask import abort
@@ -30,7 +31,9 @@ from app import MAX_PAGE
 from app import MAX_PAGE_OFFSET
 from app import KeysetPage
 from app import PageProbe
+from app import Rule
 from app import app
+from app import csrf_field
 from app import db
 from app import parse_whole_number
 from app import rate_limited
@@ -68,27 +71,74 @@ AVATAR_MAX_AGE = 365 * 24 * 3600
 app.add_template_filter(linkify)
 
 
-class Rule:
-    """wtforms validator applying one of models' rules: ``clean(value)`` returns the value
-    to keep (it replaces the field's data) or raises TextRefused / Taken, whose message
-    becomes the field's error. The same functions guard the API, the admin and save()."""
+class UrlPattern:
+    """``url_for(endpoint, **{key: value}, **values)`` for many values of ``key``, built
+    once: the URL is made with a stand-in for ``key`` and split around it, so each call
+    only joins three strings. ``url_for`` costs tens of microseconds, and a page of
+    messages asked it for about eight URLs per message.
 
-    def __init__(self, clean):
-        self.clean = clean
+    ``key`` must be an ``int`` (a message id) or a username (letters, digits and ``_``,
+    which need no escaping); the result equals url_for's exactly for those.
+    """
 
-    def __call__(self, form, field):
-        try:
-            field.data = self.clean(field.data)
-        except ValueError as exc:  # TextRefused and Taken
-            raise ValidationError(str(exc)) from None
+    # Stand-ins that no route or query argument of Chirp's holds by chance.
+    STAND_INS = {"message_id": 918273645, "in_reply_to": 918273645, "username": "Zz918273645"}
+
+    def __init__(self, endpoint, key, **values):
+        stand_in = self.STAND_INS[key]
+        url = url_for(endpoint, **{key: stand_in}, **values)
+        self.head, _, self.tail = url.partition(str(stand_in))
+
+    def __call__(self, value):
+        return f"{self.head}{value}{self.tail}"
+
+
+class MessageLinks:
+    """What includes/message.html links to, worked out once per page (message_links):
+    per-message URLs (UrlPattern), where the like and repost buttons send the browser
+    back to (``back``, the page's own path), the edit and delete links with that path as
+    ``next``, and the CSRF field of their forms."""
+
+    def __init__(self):
+        self.back = request.full_path
+        back = self.back.rstrip("?")
+        self.user = UrlPattern("user_detail", "username")
+        self.message = UrlPattern("message_detail", "message_id")
+        self.reply = UrlPattern("create", "in_reply_to")
+        self.like = UrlPattern("message_like", "message_id")
+        self.unlike = UrlPattern("message_unlike", "message_id")
+        self.repost = UrlPattern("message_repost", "message_id")
+        self.unrepost = UrlPattern("message_unrepost", "message_id")
+        self.edit = UrlPattern("edit", "message_id", next=back)
+        self.delete = UrlPattern("delete", "message_id", next=back)
+
+    def person(self, username):
+        """Return the URL of ``username``'s page (url_for's, also for unusual names)."""
+        if USERNAME_PATTERN.fullmatch(username):
+            return self.user(username)
+        return url_for("user_detail", username=username)
+
+    @property
+    def csrf_field(self):
+        """The hidden CSRF input of the page's forms (one token per page)."""
+        if "message_csrf_field" not in g:
+            g.message_csrf_field = csrf_field()
+        return g.message_csrf_field
+
+
+@app.template_global()
+def message_links():
+    """Return this request's MessageLinks (made at the first call)."""
+    if "message_links" not in g:
+        g.message_links = MessageLinks()
+    return g.message_links
 
 
 class JoinForm(Form):
     """Sign-up: a new username and e-mail (both unique), and a confirmed password."""
 
-    # A new account's rules: User.clean_username/clean_email, with no account to exclude.
-    username = StringField("Username", validators=[DataRequired(), Rule(User().clean_username)])
-    email = StringField("Email", validators=[DataRequired(), Rule(User().clean_email)])
+    username = StringField("Username", validators=[DataRequired(), Rule(User.clean_new_username)])
+    email = StringField("Email", validators=[DataRequired(), Rule(User.clean_new_email)])
     password = PasswordField(
         "Password", validators=[DataRequired(), Length(PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH)]
     )
@@ -125,9 +175,7 @@ class SettingsForm(Form):
     )
 
     def validate_email(self, field):
-        if field.data == g.user.email:
-            return
-        Rule(g.user.clean_email)(self, field)
+        Rule(functools.partial(User.clean_new_email, user=g.user))(self, field)
 
     def validate_current_password(self, field):
         if not auth.check_current_password(g.user, field.data):

@@ -19,7 +19,6 @@ from playhouse.test_utils import count_queries
 import admin as admin_module
 from admin import admin
 from admin import bar_chart
-from admin import daily_counts
 from app import app as flask_app
 from models import TAKEN_MESSAGE
 from models import ApiToken
@@ -28,6 +27,7 @@ from models import Message
 from models import Note
 from models import Relationship
 from models import User
+from models import daily_counts
 
 NEW_PASSWORD = "N3w-Secret-pass"
 # Every admin URL, with <pk> as 1: the access tests cover routes added later too.
@@ -514,6 +514,46 @@ def test_list_pages_do_not_query_per_row(as_admin, root, path):
     few = list_queries(as_admin, path)
     add_rows(2, 10)
     assert list_queries(as_admin, path) == few
+
+
+def counts_in(queries):
+    """The SQL of the COUNT queries among ``queries`` (a count_queries context)."""
+    return [record.msg[0] for record in queries.get_queries() if "COUNT" in record.msg[0]]
+
+
+@pytest.mark.parametrize("path", ["/admin/message/", "/admin/message/export/"])
+def test_list_totals_stop_counting_at_the_cap(as_admin, root, monkeypatch, path):
+    # At a million messages a COUNT(*) of the list cost more than the page (issue 9): the
+    # list's and the export's totals count at most one row past their cap ("2+").
+    monkeypatch.setattr("admin.COUNT_CAP", 2)
+    monkeypatch.setattr("admin.MAX_EXPORT_ROWS", 2)
+    for number in range(4):
+        make_message(root, f"m{number}")
+    with count_queries() as queries:
+        html = page(as_admin, path)
+    assert "(2+)" in html or "Currently 2+ records" in html
+    bounded = re.compile(r'SELECT COUNT\(1\) FROM \(SELECT .* LIMIT \?\) AS "_wrapped".*')
+    assert queries.count <= 6
+    assert all(bounded.fullmatch(sql) for sql in counts_in(queries)), counts_in(queries)
+
+
+def test_dashboard_totals_per_model_stop_at_the_cap(as_admin, root, monkeypatch):
+    monkeypatch.setattr("admin.COUNT_CAP", 2)
+    for number in range(4):
+        make_message(root, f"m{number}")
+    html = page(as_admin, "/admin/")
+    cell = re.search(r"/admin/message/\">Message</a></td>\s*<td[^>]*>([^<]*)</td>", html)
+    assert cell.group(1) == "2+"
+
+
+def test_message_list_filter_does_not_render_every_user(as_admin, root):
+    # The author filter offers the first few users and looks others up by name (ajax):
+    # a <select> of all 10 000 users would grow the page with the user table.
+    for number in range(25):
+        User.create(username=f"person{number:02}", email=f"p{number}@example.com", password="!")
+    html = page(as_admin, "/admin/message/")
+    assert "person00" in html and "person24" not in html
+    assert html.count(">person") <= 20
 
 
 # --- Export -------------------------------------------------------------------------

@@ -78,11 +78,44 @@ def test_hot_queries_read_index_ranges_without_sorting(people):
 
 
 @pytest.mark.sqlite  # reads SQLite's EXPLAIN QUERY PLAN
-def test_the_home_timeline_merges_one_index_range_per_followed_user(people):
+def test_the_home_timeline_reads_a_bounded_index_range_per_followed_user(people):
     alice, bob, carol = people
-    plan = query_plan(alice.home_timeline(None, 21))
-    ranges = [line for line in plan if "USING COVERING INDEX message_user_id_id" in line]
-    assert len(ranges) == 3  # alice herself, bob and carol
+    for before in (None, 100):
+        plan = query_plan(alice.home_timeline(before, 21))
+        # Each author's messages and reposts: a range bounded below by the page's floor.
+        assert [line for line in plan if "message_user_id_id (user_id=? AND id>?" in line]
+        assert [line for line in plan if "repost_user_id_message_id (user_id=? AND" in line]
+    # One statement whose text does not grow with the number of followees.
+    before = alice.home_timeline(None, 21).sql()
+    alice.follow(make_user("dave"))
+    assert alice.home_timeline(None, 21).sql()[0] == before[0]
+
+
+def test_the_home_timeline_pages_through_busy_and_quiet_people_and_reposts(people):
+    alice, bob, carol = people
+    dave = make_user("dave")  # alice does not follow dave
+    rows = [{"user": bob.id, "content": f"bob {number}"} for number in range(60)]
+    Message.insert_many(rows).execute()
+    Message.create(user=carol, content="carol, once")
+    Message.insert_many([{"user": dave.id, "content": f"d{n}"} for n in range(40)]).execute()
+    dave_messages = list(Message.select().where(Message.user == dave).order_by(Message.id))
+    carol.repost(dave_messages[3])  # an old message, reposted by someone alice follows
+    dave.repost(dave_messages[5])  # reposted by someone she does not follow: not shown
+    followed = [alice.id, bob.id, carol.id]
+    expected = [
+        m.id
+        for m in Message.select()
+        .where((Message.user << followed) | (Message.id == dave_messages[3].id))
+        .order_by(Message.id.desc())
+    ]
+    shown, cursor = [], None
+    while True:
+        page = [m.id for m in alice.home_timeline(cursor, 7)]
+        shown += page
+        if len(page) < 7:
+            break
+        cursor = page[-1]
+    assert shown == expected
 
 
 def test_the_home_timeline_is_newest_first_and_pages(people):
