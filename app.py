@@ -203,7 +203,9 @@ class PageProbe(PaginatedQuery):
         self._rows = None
 
     def get_page(self):
-        page = parse_whole_number(self.page_var, request.args.get(self.page_var, "1"), 1, MAX_PAGE)
+        page = parse_whole_number(
+            "The page number", request.args.get(self.page_var, "1"), 1, MAX_PAGE
+        )
         if (page - 1) * self.paginate_by > MAX_PAGE_OFFSET:
             abort(
                 404,

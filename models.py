@@ -150,10 +150,11 @@ class TextRefused(ValueError):
 
 
 class Taken(ValueError):
-    """A username or e-mail address that another account already uses (TAKEN_MESSAGE)."""
+    """A value that must be unique and is already used: a username or e-mail address of
+    another account (TAKEN_MESSAGE, the default ``message``), a follow that exists."""
 
-    def __init__(self):
-        super().__init__(TAKEN_MESSAGE)
+    def __init__(self, message=TAKEN_MESSAGE):
+        super().__init__(message)
 
 
 def normalize_text(value):
@@ -422,6 +423,25 @@ class User(BaseModel, BaseUser):
     def avatar_url(self):
         """The path of this user's generated avatar (an SVG identicon, see identicon_svg)."""
         return AVATAR_PATH.format(self.id)
+
+    # clean_<field>(value): the value to store in <field> of this row, or TextRefused, or
+    # Taken. One rule per field for the web forms, the admin, the API and the CLI.
+
+    def clean_username(self, value):
+        """Return ``value`` as this user's username: clean_new_username."""
+        return User.clean_new_username(value, self)
+
+    def clean_email(self, value):
+        """Return ``value`` as this user's e-mail address: clean_new_email."""
+        return User.clean_new_email(value, self)
+
+    def clean_display_name(self, value):
+        """Return ``value`` as clean_display_name accepts it ("" for none)."""
+        return clean_display_name(value)
+
+    def clean_bio(self, value):
+        """Return ``value`` as clean_bio accepts it ("" for none)."""
+        return clean_bio(value)
 
     def update_profile(self, display_name, bio):
         """Set and save the display name and bio, each as clean_display_name / clean_bio
@@ -806,21 +826,25 @@ class User(BaseModel, BaseUser):
             (liked if row["kind"] == "like" else reposted).add(row["message_id"])
         return liked, reposted
 
-    def notifications(self):
-        """Return this user's notifications from active users, newest first."""
+    def notifications(self, before=None, since=None, limit=None):
+        """Return this user's notifications from active users, newest first: only those
+        with an id below ``before`` and above ``since`` (None: no bound), at most ``limit``
+        (keyset paging on the id, and polling for new ones)."""
         actor = User.alias()
         author = User.alias()
         # Only what the page and the API show of each person: never the password hash.
         people = [column for user in (actor, author) for column in user_summary(user)]
-        return (
+        query = (
             Notification.select(Notification, Message, *people)
             .join(actor, on=(Notification.actor == actor.id), attr="actor")
             .switch(Notification)
             .join(Message, JOIN.LEFT_OUTER)
             .join(author, JOIN.LEFT_OUTER, on=(Message.user == author.id), attr="user")
             .where(Notification.recipient == self, actor.active)
-            .order_by(Notification.id.desc())
         )
+        if since is not None:
+            query = query.where(Notification.id > since)
+        return keyset(query, Notification.id, before, limit)
 
     def unread_notification_count(self, limit=None):
         """Return how many unread notifications from active users this user has, counting
@@ -850,6 +874,8 @@ def user_summary(user):
 # What a list of people shows of each (the directory, followers, following): never the
 # password hash or e-mail. Add a column here when a list starts showing it.
 User.LIST_COLUMNS = (User.id, User.username, User.display_name, User.join_date)
+# What the API shows of a person beside each message, notification or search result.
+User.SUMMARY_COLUMNS = user_summary(User)
 
 # Case-insensitive uniqueness: the database, not just the join form, refuses "Alice"
 # next to "alice", so two racing sign-ups cannot both win.
@@ -878,6 +904,22 @@ class Relationship(BaseModel):
 
     def __str__(self):
         return f"{self.from_user} follows {self.to_user}"
+
+    def clean_to_user(self, value):
+        """Return ``value``, the id of the user ``from_user`` is to follow: TextRefused
+        unless it is another, active user; Taken if ``from_user`` already follows them."""
+        if value == self.from_user_id:
+            raise TextRefused("You cannot follow yourself.")
+        if not User.select().where(User.id == value, User.active).exists():
+            raise TextRefused("There is no such active user.")
+        already = Relationship.select().where(
+            Relationship.from_user == self.from_user_id, Relationship.to_user == value
+        )
+        if self.id is not None:
+            already = already.where(Relationship.id != self.id)
+        if already.exists():
+            raise Taken("You already follow that user.")
+        return value
 
 
 class Message(BaseModel):
@@ -929,6 +971,25 @@ class Message(BaseModel):
             if content_changed:
                 self.extract_links()
         return result
+
+    def clean_content(self, value):
+        """Return ``value`` as clean_message accepts it (TextRefused otherwise)."""
+        return clean_message(value)
+
+    def clean_in_reply_to(self, value):
+        """Return the visible message with id ``value`` (None: none) for a new message to
+        answer; TextRefused if there is none. A message keeps what it answers: for a saved
+        one ``value`` may only repeat it."""
+        if self.id is not None:
+            if value != self.in_reply_to_id:
+                raise TextRefused("A message answers what it answered when it was posted.")
+            return self.in_reply_to
+        if value is None:
+            return None
+        parent = Message.visible().where(Message.id == value).first()
+        if parent is None:
+            raise TextRefused("There is no such message to reply to.")
+        return parent
 
     def edit(self, content):
         """Replace the text with ``content`` (already validated), mark the message as
@@ -1057,11 +1118,12 @@ class Message(BaseModel):
         query = Message.visible(author_columns).where(Message.id << ids).order_by(Message.id)
         return list(query.with_cte(chain))
 
-    def thread_replies(self, author_columns=None):
-        """Return the visible replies to this message, oldest first (newest last);
-        ``author_columns`` as for ``visible``."""
+    def thread_replies(self, author_columns=None, after=None, limit=None):
+        """Return the visible replies to this message, oldest first (newest last), only
+        those with an id above ``after`` (None: all), at most ``limit``; ``author_columns``
+        as for ``visible``."""
         query = Message.visible(author_columns).where(Message.in_reply_to == self)
-        return query.order_by(Message.id)
+        return keyset(query, Message.id, after, limit, descending=False)
 
     @staticmethod
     def annotate(messages, viewer=None, context=True):
@@ -1126,6 +1188,12 @@ class Message(BaseModel):
             .where(Tag.name == name.lower())
             .order_by(MessageTag.message.desc())
         )
+
+    @classmethod
+    def tag_timeline(cls, tag, before=None, limit=None):
+        """Return the visible messages tagged ``tag`` (any case), newest first, keyset-paged
+        like public_timeline (``before`` a message id, at most ``limit``)."""
+        return keyset(cls.tagged(tag), MessageTag.message, before, limit)
 
     @staticmethod
     def mention_spellings(messages):
@@ -1634,6 +1702,10 @@ class Note(BaseModel):
 
     def __str__(self):
         return self.message[:40]
+
+    def clean_message(self, value):
+        """Return ``value`` as clean_note accepts it (TextRefused otherwise)."""
+        return clean_note(value)
 
     def save(self, *args, **kwargs):
         """Save the row; newly set text is stored as clean_note returns it (TextRefused

@@ -27,7 +27,6 @@ from wtforms.validators import EqualTo
 from wtforms.validators import Length
 from wtforms.validators import Optional
 
-from app import MAX_ID
 from app import MAX_PAGE
 from app import MAX_PAGE_OFFSET
 from app import KeysetPage
@@ -36,6 +35,7 @@ from app import Rule
 from app import app
 from app import csrf_field
 from app import db
+from app import parse_whole_number
 from app import rate_limited
 from auth import auth
 from models import BIO_MAX_LENGTH
@@ -47,7 +47,6 @@ from models import TAKEN_MESSAGE
 from models import USERNAME_PATTERN
 from models import ApiToken
 from models import Message
-from models import MessageTag
 from models import Notification
 from models import TextRefused
 from models import User
@@ -56,7 +55,6 @@ from models import clean_display_name
 from models import clean_message
 from models import clean_token_name
 from models import identicon_svg
-from models import keyset
 from models import linkify
 from models import parse_search
 from models import pending_migrations
@@ -231,9 +229,7 @@ def legacy_page_redirect(fetch=None, cursor_arg="before", cursor_of=lambda row: 
     raw = request.args.get("page")
     if raw is None:
         return None
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-        abort(400, f"The page number must be a whole number from 1 to {MAX_PAGE}.")
-    offset = (int(raw) - 1) * page_size()
+    offset = (parse_whole_number("The page number", raw, 1, MAX_PAGE) - 1) * page_size()
     if offset > MAX_PAGE_OFFSET:
         abort(404, "Pages this old are no longer numbered: follow the Older links.")
     values = dict(request.view_args)
@@ -302,11 +298,7 @@ def annotate(messages):
 def keyset_param(name):
     """Return the id in ``request.args[name]`` (None when absent); 400 unless 1..MAX_ID."""
     raw = request.args.get(name)
-    if raw is None:
-        return None
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
-        abort(400, f"{name} must be a message id: a whole number from 1 to {MAX_ID}.")
-    return int(raw)
+    return None if raw is None else parse_whole_number(name, raw)
 
 
 def get_visible_message(message_id):
@@ -439,11 +431,12 @@ def tag_timeline(tag):
     if len(tag) > TAG_MAX_LENGTH:
         abort(404)
     name = tag.lower()
-
-    def fetch(before, limit):
-        return keyset(Message.tagged(name), MessageTag.message, before, limit)
-
-    return render_timeline("tag_timeline.html", fetch, tag=name, title=f"#{name}")
+    return render_timeline(
+        "tag_timeline.html",
+        lambda before, limit: Message.tag_timeline(name, before, limit),
+        tag=name,
+        title=f"#{name}",
+    )
 
 
 @app.route("/search/")
@@ -518,9 +511,7 @@ def create():
     parent = None
     raw_parent = request.values.get("in_reply_to", "")
     if raw_parent:
-        if not raw_parent.isdigit() or not 1 <= int(raw_parent) <= MAX_ID:
-            abort(400, "in_reply_to must be a message id.")
-        parent = get_visible_message(int(raw_parent))
+        parent = get_visible_message(parse_whole_number("in_reply_to", raw_parent))
     form = MessageForm(request.form)
     home = url_for("home_timeline")
     if request.method == "POST" and form.validate():
@@ -546,11 +537,8 @@ def message_detail(message_id):
     first, PAGE_SIZE at a time (``?after=<reply id>`` for the next ones)."""
     message = get_visible_message(message_id)
     after = keyset_param("after")
-    replies = message.thread_replies()
-    if after is not None:
-        replies = replies.where(Message.id > after)
     size = app.config["PAGE_SIZE"]
-    replies = list(replies.limit(size + 1))
+    replies = list(message.thread_replies(after=after, limit=size + 1))
     more = len(replies) > size
     replies = replies[:size]
     ancestors = message.ancestors()
@@ -622,11 +610,8 @@ def notifications():
     """Your notifications, newest first, PAGE_SIZE at a time (``?before=<id>`` for older
     ones); likes and reposts of one message on a page are grouped into one entry."""
     before = keyset_param("before")
-    query = g.user.notifications()
-    if before is not None:
-        query = query.where(Notification.id < before)
     size = app.config["PAGE_SIZE"]
-    rows = list(query.limit(size + 1))
+    rows = list(g.user.notifications(before, limit=size + 1))
     more = len(rows) > size
     rows = rows[:size]
     return render_template(

@@ -66,7 +66,7 @@ def test_hot_queries_read_index_ranges_without_sorting(people):
         .join(User, on=Relationship.from_user)
         .where(Relationship.to_user == alice, User.active),
         # API lists: filtered by author, or by follower / followed user.
-        Message.visible(api.API_AUTHOR_COLUMNS).where(Message.user == bob).limit(limit),
+        Message.visible(User.SUMMARY_COLUMNS).where(Message.user == bob).limit(limit),
         api.RelationshipResource.get_query(None).where(Relationship.to_user == bob).limit(limit),
         api.RelationshipResource.get_query(None).where(Relationship.from_user == bob).limit(limit),
     ]
@@ -74,7 +74,7 @@ def test_hot_queries_read_index_ranges_without_sorting(people):
         assert_reads_only_index_ranges(query)
     # Unfiltered lists walk the primary key newest first and stop after a page.
     assert_reads_only_index_ranges(Message.public_timeline(None, limit), "SCAN t1")
-    assert_reads_only_index_ranges(Message.visible(api.API_AUTHOR_COLUMNS).limit(limit), "SCAN t1")
+    assert_reads_only_index_ranges(Message.visible(User.SUMMARY_COLUMNS).limit(limit), "SCAN t1")
     assert_reads_only_index_ranges(User.directory(None, limit), "SCAN t1 USING INDEX user_username")
 
 
