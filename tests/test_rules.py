@@ -82,6 +82,8 @@ BAD_NUMBERS = ["abc", "0", "-1", "1.5", "9" * 30, "²", "١", "", "%20", "+1", "
 def test_numbers_in_query_strings_are_ascii_digits_in_range_or_a_400(as_admin, entry, base):
     make_message(make_user("alice"), "#tea")
     for value in BAD_NUMBERS:
+        if value == "" and base.endswith("in_reply_to="):
+            continue  # the composer's empty hidden field: not a reply
         response = as_admin.get(base + value)
         assert response.status_code == 400, (value, text(response)[:300])
         assert_refused(response, 400, entry)
