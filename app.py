@@ -1,7 +1,7 @@
 """The Flask app, its configuration and its peewee database. Imports nothing from this project.
 
 Configuration comes from defaults overridden by the environment: ``SECRET_KEY``,
-``DATABASE_URL`` and any ``FLASK_<NAME>`` variable (see DESIGN.md and README.md).
+``DATABASE_URL`` and any ``FLASK_<NAME>`` variable (see README.md, "Configuration").
 
 Chirp faces the open internet, so this module also holds the app-wide defences: security
 headers on every response, refusal of malformed input (oversized bodies, NUL bytes,
