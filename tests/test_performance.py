@@ -12,6 +12,7 @@ from playhouse.test_utils import count_queries
 import api
 from app import db
 from models import Message
+from models import MessageCount
 from models import Relationship
 from models import User
 
@@ -268,3 +269,28 @@ def test_follow_counts_read_only_index_ranges(people):
         Relationship.from_user.in_(User.select(User.id).where(User.active == 0)),
     )
     assert_reads_only_index_ranges(query)
+
+
+def test_message_counts_follow_every_way_messages_come_and_go(people):
+    alice, bob, carol = people  # one message each
+    assert [MessageCount.of(person) for person in people] == [1, 1, 1]
+    Message.insert_many([{"user": bob.id, "content": f"bulk {n}"} for n in range(5)]).execute()
+    alice.post("posted")
+    assert (MessageCount.of(alice), MessageCount.of(bob)) == (2, 6)
+    Message.get(Message.content == "posted").delete_instance()
+    bulk = [m.id for m in Message.select().where(Message.content.startswith("bulk "))]
+    Message.delete().where(Message.id << bulk[:2]).execute()
+    remaining = Message.select().where(Message.user == bob).count()
+    assert (MessageCount.of(alice), MessageCount.of(bob)) == (1, remaining)
+    Message.update(user=carol).where(Message.user == bob).execute()  # an author changes
+    assert (MessageCount.of(bob), MessageCount.of(carol)) == (0, remaining + 1)
+    carol.delete_instance(recursive=True)
+    assert MessageCount.of(carol) == 0 and MessageCount.of(alice) == 1
+    assert User.get(User.id == bob.id).profile_counts()["messages"] == 0
+
+
+@pytest.mark.sqlite  # reads SQLite's EXPLAIN QUERY PLAN
+def test_a_profiles_message_count_reads_one_row(people):
+    bob = people[1]
+    query = MessageCount.select(MessageCount.messages).where(MessageCount.user == bob)
+    assert query_plan(query) == ["SEARCH t1 USING INTEGER PRIMARY KEY (rowid=?)"]
