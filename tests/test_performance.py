@@ -7,6 +7,7 @@ import re
 import pytest
 from conftest import login
 from conftest import make_user
+from databases import ON_POSTGRES
 from playhouse.test_utils import count_queries
 
 import api
@@ -398,3 +399,22 @@ def test_a_profiles_message_count_reads_one_row(people):
     bob = people[1]
     query = MessageCount.select(MessageCount.messages).where(MessageCount.user == bob)
     assert query_plan(query) == ["SEARCH t1 USING INTEGER PRIMARY KEY (rowid=?)"]
+
+
+def test_a_sqlite_connection_serves_one_thread_request_after_request(client, people):
+    client.get("/public/")
+    if not ON_POSTGRES:  # kept open: no new connection and PRAGMAs per request
+        kept = db.database.connection()
+        client.get("/users/alice/")
+        assert db.database.connection() is kept
+    else:  # closed at teardown, as ever (postgresql+pool:// pools them)
+        assert db.database.is_closed()
+
+
+@pytest.mark.sqlite
+def test_a_connection_left_in_a_transaction_is_closed_at_teardown(app):
+    with app.test_request_context("/"):
+        app.preprocess_request()
+        db.database.execute_sql("BEGIN")
+        app.do_teardown_request()
+    assert db.database.is_closed()
