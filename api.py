@@ -27,7 +27,6 @@ from flask import abort
 from flask import g
 from flask import render_template
 from flask import request
-from flask import url_for
 from flask_peewee.rest import RestAPI
 from flask_peewee.rest import RestResource
 from flask_peewee.rest import RestrictOwnerResource
@@ -67,7 +66,6 @@ from models import TAG_MAX_LENGTH
 from models import USERNAME_MAX_LENGTH
 from models import AuditEntry
 from models import Message
-from models import MessageTag
 from models import Note
 from models import Notification
 from models import Relationship
@@ -75,11 +73,6 @@ from models import Taken
 from models import TextRefused
 from models import User
 from models import audit_diff
-from models import clean_bio
-from models import clean_display_name
-from models import clean_message
-from models import clean_note
-from models import keyset
 from models import parse_search
 from models import search_messages
 from models import search_people
@@ -171,6 +164,21 @@ def parse_string(name, raw):
     if len(raw) > MAX_FILTER_LENGTH or "\x00" in raw:
         abort(400, f"{name} must be at most {MAX_FILTER_LENGTH} characters, no NUL.")
     return raw
+
+
+def read_json_body():
+    """Return the request's body, a JSON object, as a dict. Only ``application/json`` is
+    read (415 otherwise): form bodies are what a cross-site page can send without a CORS
+    preflight (CSRF). 400 if it is not JSON, or not an object."""
+    if request.mimetype != "application/json":
+        abort(415, "Send the body as JSON, with Content-Type: application/json.")
+    try:
+        data = json.loads(request.get_data())
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeply
+        abort(400, "The body is not valid JSON.")
+    if not isinstance(data, dict):
+        abort(400, "The body must be a JSON object.")
+    return data
 
 
 def check_body(data, schema):
@@ -442,20 +450,16 @@ class ChirpResource(RestResource):
         return page_limit()
 
     def read_request_data(self):
-        """Return the body as a dict. Only ``application/json`` is read (415 otherwise):
-        form bodies are what a cross-site page can send without a CORS preflight (CSRF)."""
-        if request.mimetype != "application/json":
-            abort(415, "Send the body as JSON, with Content-Type: application/json.")
-        try:
-            data = json.loads(request.get_data())
-        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeply
-            abort(400, "The body is not valid JSON.")
-        if not isinstance(data, dict):
-            abort(400, "The body must be a JSON object.")
-        return data
+        return read_json_body()
+
+    def new_instance(self):
+        """Return the unsaved row a create fills in."""
+        return self.model()
 
     def deserialize_object(self, data, instance):
-        """Copy the writable, checked values of ``data`` onto ``instance``.
+        """Copy the writable values of ``data`` onto ``instance``, each checked against its
+        schema (400) and then by the model's ``clean_<field>(value)``, where it has one:
+        422 when that refuses the value, 409 when it is taken.
 
         Returns ``(instance, [instance])`` as flask-peewee's deserializer does. Any key that
         is not writable (read-only fields, ``_pk``, anything unknown) is a 400: 4.0.1's
@@ -463,13 +467,13 @@ class ChirpResource(RestResource):
         """
         data = check_body(data, body_schema(self, creating=instance.get_id() is None))
         for name, value in data.items():
+            clean = getattr(instance, f"clean_{name}", None)
             try:
-                value = getattr(self, f"clean_{name}")(value, instance)
+                setattr(instance, name, value if clean is None else clean(value))
             except Taken as exc:
                 abort(409, str(exc))
-            except TextRefused as exc:  # well-formed, but the text rule refuses it
+            except TextRefused as exc:  # well-formed, but the model's rule refuses it
                 abort(422, f"{name}: {exc}")
-            setattr(instance, name, value)
         return instance, [instance]
 
     def save_changes(self, instance, data):
@@ -488,16 +492,15 @@ class ChirpResource(RestResource):
                 return saved
         except IntegrityError:  # a concurrent request won a uniqueness race
             abort(409, "That conflicts with existing data.")
+        except TextRefused as exc:  # save() judged a value that was sent back unchanged
+            abort(422, str(exc))
 
     def create(self):
-        return self.response(
-            self.serialize_object(self.save_changes(self.model(), self.read_request_data()))
-        )
+        saved = self.save_changes(self.new_instance(), self.read_request_data())
+        return self.response(self.serialize_object(saved))
 
     def edit(self, obj):
-        return self.response(
-            self.serialize_object(self.save_changes(obj, self.read_request_data()))
-        )
+        return self.response(self.serialize_object(self.save_changes(obj, read_json_body())))
 
     def delete(self, obj):
         with self.model._meta.database.atomic():
@@ -520,13 +523,9 @@ class OwnedResource(ChirpResource, RestrictOwnerResource):
         # 4.0.1's RestrictOwnerResource leaves check_post open; a detail POST edits (S1).
         return obj is None or self.validate_owner(g.user, obj)
 
-
-def others(query, instance):
-    """Return ``query`` without ``instance``'s row (for uniqueness checks on edit)."""
-    if instance.get_id() is None:  # `id != NULL` would match nothing at all
-        return query
-    model = type(instance)
-    return query.where(model._meta.primary_key != instance.get_id())
+    def new_instance(self):
+        # Owned before its fields are cleaned: their rules may depend on the owner.
+        return self.model(**{self.owner_field: g.user.id})
 
 
 def caller_is_admin():
@@ -564,18 +563,6 @@ class UserResource(ChirpResource):
         """One user, with the counts their profile page shows."""
         return self.response({**self.serialize_object(obj), "counts": obj.profile_counts()})
 
-    def clean_display_name(self, value, instance):
-        return clean_display_name(value)
-
-    def clean_bio(self, value, instance):
-        return clean_bio(value)
-
-    def clean_username(self, value, instance):
-        return User.clean_new_username(value, instance)
-
-    def clean_email(self, value, instance):
-        return User.clean_new_email(value, instance)
-
     def save_object(self, instance, raw_data):
         if instance.password is None:
             instance.password = "!"  # matches no password: werkzeug needs "method$salt$hash"
@@ -588,15 +575,6 @@ class UserResource(ChirpResource):
         return super().delete(obj)
 
 
-# The author columns the API shows with each message (UserResource.fields), all it reads.
-API_AUTHOR_COLUMNS = (User.id, User.username, User.display_name, User.bio, User.join_date)
-
-
-def with_api_authors(fetch):
-    """Return the timeline ``fetch`` (see KeysetPage) reading API_AUTHOR_COLUMNS."""
-    return lambda cursor, limit: fetch(cursor, limit).select_extend(*API_AUTHOR_COLUMNS)
-
-
 class MessageResource(OwnedResource):
     """Messages, each with its author as a nested user. Messages of inactive users are
     hidden. Members post as themselves (``in_reply_to`` makes a reply) and edit or delete
@@ -604,17 +582,8 @@ class MessageResource(OwnedResource):
     the caller liked or reposted it (false for anonymous callers)."""
 
     summary = "Messages"
-    fields = (
-        "id",
-        "user",
-        "content",
-        "pub_date",
-        "edited_date",
-        "is_reply",
-        "reply_count",
-        "like_count",
-        "repost_count",
-    )
+    fields = ("id", "user", "content", "pub_date", "edited_date", "is_reply")
+    fields += ("reply_count", "like_count", "repost_count")
     include_resources = {"user": UserResource}
     ordering_fields = ("id", "pub_date")
     query_filters = {
@@ -625,40 +594,27 @@ class MessageResource(OwnedResource):
     required_fields = ("content",)
 
     def get_query(self):
-        return Message.visible(API_AUTHOR_COLUMNS)
+        return Message.visible(User.SUMMARY_COLUMNS)
 
     def apply_related_joins(self, query):
         # Message.visible() already selects the author in the same query (no N+1).
         return query
 
-    def clean_content(self, value, instance):
-        return clean_message(value)
-
-    def clean_in_reply_to(self, value, instance):
-        """Return the visible message ``value`` answers (422 if there is none); a message
-        keeps what it answers, so an edit may only repeat it."""
-        if instance.get_id() is not None:
-            if value != instance.in_reply_to_id:
-                abort(422, "in_reply_to is set when a message is created.")
-            return instance.in_reply_to
-        if value is None:
-            return None
-        parent = Message.visible().where(Message.id == value).first()
-        if parent is None:
-            abort(422, "in_reply_to: there is no such message to reply to.")
-        return parent
-
     def save_object(self, instance, raw_data):
         """A new message is posted by the caller through User.post, which counts the reply
-        and notifies in the same transaction; edits save as usual."""
+        and notifies in the same transaction, as on the web; edits save as usual."""
         if instance.get_id() is None:
             return g.user.post(instance.content, in_reply_to=instance.in_reply_to)
         return super().save_object(instance, raw_data)
 
     def serialize_query(self, query):
-        """Serialize a page of messages, with the caller's likes and reposts: one query
-        for the whole page (Message.annotate); the counts are columns."""
+        """Serialize a page of messages, with the caller's likes and reposts and the
+        users their texts mention: one query each for the whole page (Message.annotate,
+        Message.mention_spellings); the counts are columns."""
         rows = Message.annotate(list(query), g.get("user"), context=False)
+        spellings = Message.mention_spellings(rows)  # for every row's links: one query
+        for row in rows:
+            row.mention_spellings = spellings
         return super().serialize_query(rows)
 
     def serialize_object(self, obj):
@@ -670,7 +626,7 @@ class MessageResource(OwnedResource):
         data["liked"] = getattr(obj, "liked", False)
         data["reposted"] = getattr(obj, "reposted", False)
         data["user"]["avatar_url"] = obj.user.avatar_url
-        data["links"] = obj.links()
+        data["links"] = obj.links(getattr(obj, "mention_spellings", None))
         return data
 
 
@@ -705,17 +661,13 @@ class RelationshipResource(OwnedResource):
             .order_by(Relationship.id)
         )
 
-    def clean_to_user(self, value, instance):
-        if value == g.user.id:
-            abort(422, "You cannot follow yourself.")
-        if not User.select().where(User.id == value, User.active).exists():
-            abort(422, "to_user is not an active user.")
-        already = Relationship.select().where(
-            Relationship.from_user == g.user, Relationship.to_user == value
-        )
-        if others(already, instance).exists():
-            abort(409, "You already follow that user.")
-        return value
+    def save_object(self, instance, raw_data):
+        """A new follow goes through User.follow, which notifies the followed user, as a
+        follow on the web does; edits save as usual."""
+        if instance.get_id() is not None:
+            return super().save_object(instance, raw_data)
+        g.user.follow(instance.to_user)
+        return Relationship.get(from_user=g.user.id, to_user=instance.to_user_id)
 
 
 class NoteResource(ChirpResource):
@@ -740,24 +692,14 @@ class NoteResource(ChirpResource):
     def get_query(self):
         return Note.select().order_by(Note.id)
 
-    def clean_message(self, value, instance):
-        return clean_note(value)
-
-    def clean_status(self, value, instance):
-        return value
-
-    def save_object(self, instance, raw_data):
-        if instance.user_id is None:
-            instance.user = g.user
-        return super().save_object(instance, raw_data)
+    def new_instance(self):
+        return Note(user=g.user.id)
 
 
-# ---------------------------------------------------------------- rate limits
+# ---------------------------------------------------------------- the API
 
 # Writes that count as actions with limits of their own (app.limit_action), besides
 # API_RATE_LIMIT: the same counters as the web's, so clients cannot double them.
-# The body of PUT /api/me/: either or both profile fields.
-
 API_ACTIONS = {
     ("api.message_api_list", "POST"): "post",
     ("api.relationship_api_list", "POST"): "follow",
@@ -770,25 +712,45 @@ API_ACTIONS = {
 REACTIONS = {"like": ("like", "unlike"), "repost": ("repost", "unrepost")}
 
 
-# ---------------------------------------------------------------- the API
+def visible_message(pk):
+    """Return the visible message ``pk`` with its author's SUMMARY_COLUMNS, else 404."""
+    message = Message.visible(User.SUMMARY_COLUMNS).where(Message.id == pk).first()
+    if message is None:
+        abort(404, "No such message.")
+    return message
+
+
+def no_store(response):
+    """Return ``response`` marked never to be cached (it is the caller's own)."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 class ChirpAPI(RestAPI):
-    """flask-peewee's RestAPI with JSON errors, a Bearer (never Basic) challenge, rate
-    limits, timelines, ``/me/``, and a generated OpenAPI document."""
+    """flask-peewee's RestAPI with routing guarded by credentials and rate limits, and the
+    API's own views: ``/me/``, timelines, search, threads, reactions, notifications and
+    the OpenAPI document. Each view parses the request, asks models.py and answers JSON."""
 
     def __init__(self, flask_app, **kwargs):
         super().__init__(flask_app, **kwargs)
         self.optional_credentials = ApiCredentials()
         self.required_credentials = ApiCredentials(protected_methods=ALL_METHODS)
-        self._document = None
+
+    @property
+    def messages(self):
+        """The message resource, which serializes every message the API shows."""
+        return self._registry[Message]
+
+    @property
+    def users(self):
+        """The user resource, which serializes every person the API shows."""
+        return self._registry[User]
 
     def response_auth_failed(self):
         """401 JSON with a ``Bearer`` challenge: browsers prompt for, cache and replay
         ``Basic`` credentials (a CSRF risk), never Bearer ones."""
-        sent = request.headers.get("Authorization", "")
         challenge = 'Bearer realm="chirp"'
-        if sent:
+        if request.headers.get("Authorization", ""):
             challenge += ', error="invalid_token"'
             message = "Invalid credentials."
         else:
@@ -800,68 +762,31 @@ class ChirpAPI(RestAPI):
         return json_response({"error": message}, 401, {"WWW-Authenticate": challenge})
 
     def routes(self):
-        """Yield ``(url, endpoint, view, methods, credentials)`` for every API route."""
-        yield "/", "index", self.index, ["GET"], self.optional_credentials
-        yield "/openapi.json", "openapi", self.openapi, ["GET"], self.optional_credentials
-        yield "/me/", "me", self.me, ["GET", "PUT"], self.required_credentials
-        yield "/search/", "search", self.search, ["GET"], self.optional_credentials
-        yield "/tags/<tag>/", "tag_timeline", self.tag_timeline, ["GET"], self.optional_credentials
-        yield (
-            "/message/<int:pk>/context/",
-            "message_context",
-            self.message_context,
-            ["GET"],
-            self.optional_credentials,
-        )
+        """Yield ``(url, view, methods, credentials)`` for every API route; each view's
+        name is its endpoint."""
+        anyone, members = self.optional_credentials, self.required_credentials
+        yield "/", self.index, "GET", anyone
+        yield "/openapi.json", self.openapi, "GET", anyone
+        yield "/me/", self.me, "GET PUT", members
+        yield "/search/", self.search, "GET", anyone
+        yield "/tags/<tag>/", self.tag_timeline, "GET", anyone
+        yield "/message/<int:pk>/context/", self.message_context, "GET", anyone
         for name in REACTIONS:
-            yield (
-                f"/message/<int:pk>/{name}/",
-                f"message_{name}",
-                self.reaction_view(name),
-                ["POST", "DELETE"],
-                self.required_credentials,
-            )
-        yield (
-            "/notifications/",
-            "notifications",
-            self.notifications,
-            ["GET"],
-            self.required_credentials,
-        )
-        yield (
-            "/notifications/read/",
-            "notifications_read",
-            self.notifications_read,
-            ["POST"],
-            self.required_credentials,
-        )
-        yield (
-            "/timeline/home/",
-            "timeline_home",
-            self.timeline_home,
-            ["GET"],
-            self.required_credentials,
-        )
-        yield (
-            "/timeline/public/",
-            "timeline_public",
-            self.timeline_public,
-            ["GET"],
-            self.optional_credentials,
-        )
+            yield f"/message/<int:pk>/{name}/", self.reaction_view(name), "POST DELETE", members
+        yield "/notifications/", self.notifications, "GET", members
+        yield "/notifications/read/", self.notifications_read, "POST", members
+        yield "/timeline/home/", self.timeline_home, "GET", members
+        yield "/timeline/public/", self.timeline_public, "GET", anyone
         for resource in self._registry.values():
             name = resource.get_api_name()
             for url, view, methods in resource.get_urls():
-                yield (
-                    f"/{name}{url}",
-                    f"{name}_{view.__name__}",
-                    view,
-                    methods,
-                    resource.authentication,
-                )
+                endpoint = f"{name}_{view.__name__}"
+                yield f"/{name}{url}", (view, endpoint), methods, resource.authentication
 
     def configure_routes(self):
-        for url, endpoint, view, methods, credentials in self.routes():
+        for url, view, methods, credentials in self.routes():
+            view, endpoint = view if isinstance(view, tuple) else (view, view.__name__)
+            methods = methods.split() if isinstance(methods, str) else methods
             self.blueprint.add_url_rule(
                 url, endpoint, self.guard(view, credentials), methods=methods
             )
@@ -897,69 +822,41 @@ class ChirpAPI(RestAPI):
             limit_action(action, g.user.id)
         return view(**kwargs)
 
-    def message_resource(self):
-        return self._registry[Message]
-
     def me(self):
         """The caller's own profile, with their e-mail address; never cached. PUT changes
         the display name and/or bio (User.update_profile: 422 if the text rule refuses)."""
         user = g.user
         if request.method == "PUT":
-            data = check_body(
-                self.message_resource().read_request_data(),
-                openapi_data()["document"]["paths"]["/me/"]["put"]["body"],
-            )
+            schema = openapi_data()["document"]["paths"]["/me/"]["put"]["body"]
+            data = check_body(read_json_body(), schema)
             try:
                 user.update_profile(
                     data.get("display_name", user.display_name), data.get("bio", user.bio)
                 )
             except TextRefused as exc:
                 abort(422, str(exc))
-        data = {
-            "id": user.id,
-            "username": user.username,
-            "display_name": user.display_name,
-            "bio": user.bio,
-            "avatar_url": user.avatar_url,
-            "counts": user.profile_counts(),
-            "email": user.email,
-            "join_date": user.join_date,
-            "admin": user.admin,
-        }
-        response = json_response(ChirpSerializer().clean_data(data))
-        response.headers["Cache-Control"] = "no-store"
-        return response
-
-    def visible_message(self, pk):
-        """Return the visible message ``pk``, else 404."""
-        message = Message.visible(API_AUTHOR_COLUMNS).where(Message.id == pk).first()
-        if message is None:
-            abort(404, "No such message.")
-        return message
+        counts = user.profile_counts()
+        data = {**self.users.serialize_object(user), "counts": counts, "email": user.email}
+        return no_store(json_response({**data, "admin": user.admin}))
 
     def message_context(self, pk):
         """A message's thread: ``ancestors`` (root first), the ``message``, and a page of
         its ``replies`` (oldest first; ``?after=<reply id>`` continues, ``meta.next``)."""
         check_query(["after", "limit"])
-        message = self.visible_message(pk)
-        limit = page_limit()
-        replies = message.thread_replies(API_AUTHOR_COLUMNS)
-        after = request.args.get("after")
-        if after is not None:
-            replies = replies.where(Message.id > parse_whole_number("after", after))
-        replies = list(replies.limit(limit + 1))
-        next_url = None
-        if len(replies) > limit:
-            replies = replies[:limit]
-            next_url = url_for(
-                f"{self.blueprint.name}.message_context", pk=pk, after=replies[-1].id, limit=limit
-            )
-        ancestors = message.ancestors(author_columns=API_AUTHOR_COLUMNS)
-        objects = self.message_resource().serialize_query(ancestors + [message] + replies)
+        message, limit = visible_message(pk), page_limit()
+        replies = KeysetPage(
+            lambda after, n: message.thread_replies(User.SUMMARY_COLUMNS, after, n),
+            limit,
+            cursor_arg="after",
+            not_found_when_empty=False,
+        )
+        ancestors = message.ancestors(author_columns=User.SUMMARY_COLUMNS)
+        objects = self.messages.serialize_query([*ancestors, message, *replies.items])
         count = len(ancestors)
+        meta = {"limit": limit, "after": replies.cursor, "next": replies.next_url(limit=limit)}
         return json_response(
             {
-                "meta": {"limit": limit, "after": int(after) if after else None, "next": next_url},
+                "meta": meta,
                 "ancestors": objects[:count],
                 "message": objects[count],
                 "replies": objects[count + 1 :],
@@ -973,15 +870,13 @@ class ChirpAPI(RestAPI):
         do, undo = REACTIONS[name]
 
         def view(pk):
-            message = self.visible_message(pk)
+            message = visible_message(pk)
             if request.method == "DELETE":
                 getattr(g.user, undo)(message)
                 return Response(status=204)
             created = getattr(g.user, do)(message)
-            fresh = self.visible_message(pk)
-            return json_response(
-                self.message_resource().serialize_object(fresh), 201 if created else 200
-            )
+            fresh = self.messages.serialize_object(visible_message(pk))
+            return json_response(fresh, 201 if created else 200)
 
         view.__name__ = f"message_{name}"
         return view
@@ -992,55 +887,32 @@ class ChirpAPI(RestAPI):
         ones, for polling."""
         check_query(["before", "since_id", "limit"])
         limit = page_limit()
-        query = g.user.notifications()
-        before = request.args.get("before")
         since = request.args.get("since_id")
-        if before is not None:
-            query = query.where(Notification.id < parse_whole_number("before", before))
-        if since is not None:
-            query = query.where(Notification.id > parse_whole_number("since_id", since, 0))
-        rows = list(query.limit(limit + 1))
-        next_url = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            args = {"before": rows[-1].id, "limit": limit}
-            if since is not None:
-                args["since_id"] = since
-            next_url = url_for(f"{self.blueprint.name}.notifications", **args)
-        messages = [row.message for row in rows if row.message]
-        serialized = dict(
-            zip(
-                [m.id for m in messages],
-                self.message_resource().serialize_query(messages),
-                strict=True,
-            )
+        since = None if since is None else parse_whole_number("since_id", since, 0)
+        page = KeysetPage(
+            lambda before, n: g.user.notifications(before, since, n),
+            limit,
+            not_found_when_empty=False,
+            keep_args=("since_id",),
         )
-        users = self._registry[User]
+        messages = [row.message for row in page.items if row.message]
+        shown = self.messages.serialize_query(messages)
+        serialized = {m.id: data for m, data in zip(messages, shown, strict=True)}
+        convert = ChirpSerializer().convert_value
         objects = [
             {
                 "id": row.id,
                 "kind": row.kind,
-                "actor": users.serialize_object(row.actor),
+                "actor": self.users.serialize_object(row.actor),
                 "message": serialized.get(row.message_id),
                 "read": row.read,
-                "created_date": ChirpSerializer().convert_value(row.created_date),
+                "created_date": convert(row.created_date),
             }
-            for row in rows
+            for row in page.items
         ]
-        response = json_response(
-            {
-                "meta": {
-                    "limit": limit,
-                    "before": int(before) if before else None,
-                    "since_id": int(since) if since else None,
-                    "next": next_url,
-                    "unread": g.user.unread_notification_count(),
-                },
-                "objects": objects,
-            }
-        )
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        meta = {"limit": limit, "before": page.cursor, "since_id": since}
+        meta.update(next=page.next_url(limit=limit), unread=g.user.unread_notification_count())
+        return no_store(json_response({"meta": meta, "objects": objects}))
 
     def notifications_read(self):
         """Mark all the caller's notifications read; answers how many changed."""
@@ -1048,45 +920,37 @@ class ChirpAPI(RestAPI):
 
     def timeline_home(self):
         """The caller's home timeline: their messages and those of everyone they follow."""
-        return self.timeline(g.user.home_timeline, "timeline_home")
+        return self.timeline(g.user.home_timeline)
 
     def timeline_public(self):
         """Every visible message."""
-        return self.timeline(Message.public_timeline, "timeline_public")
+        return self.timeline(Message.public_timeline)
 
     def tag_timeline(self, tag):
         """The visible messages tagged ``tag`` (any case), newest first."""
         if len(tag) > TAG_MAX_LENGTH:
             abort(404, "No such tag.")
-        name = tag.lower()
-
-        def fetch(before, limit):
-            return keyset(Message.tagged(name), MessageTag.message, before, limit)
-
-        return self.timeline(fetch, "tag_timeline")
+        return self.timeline(lambda before, limit: Message.tag_timeline(tag, before, limit))
 
     def search(self):
         """Messages matching ``q`` (words, "phrases", #tags, from:name), newest first,
         keyset-paged like a timeline; on the first page also ``people`` whose username or
         display name starts with ``q``."""
-        text = request.args.get("q", "")
         try:
-            query = parse_search(text)
+            query = parse_search(request.args.get("q", ""))
         except TextRefused as exc:
             abort(400, str(exc))
         people = []
         if "before" not in request.args:
-            users = self._registry[User]
-            found = search_people(query, columns=API_AUTHOR_COLUMNS)
-            people = [users.serialize_object(person) for person in found]
+            found = search_people(query, columns=User.SUMMARY_COLUMNS)
+            people = [self.users.serialize_object(person) for person in found]
         return self.timeline(
             lambda before, limit: search_messages(query, before, limit),
-            "search",
             keep_args=("q",),
             extra={"people": people},
         )
 
-    def timeline(self, fetch, endpoint, keep_args=(), extra=None):
+    def timeline(self, fetch, keep_args=(), extra=None):
         """One KeysetPage of the timeline ``fetch``, newest (highest id) first:
         ``?before=<message id>`` continues below that id, so every page costs the same
         however far a client scrolls. ``meta.next`` is the next page's URL, or null; past
@@ -1095,36 +959,23 @@ class ChirpAPI(RestAPI):
         check_query(["before", "limit", *keep_args])
         limit = page_limit()
         page = KeysetPage(
-            with_api_authors(fetch), limit, not_found_when_empty=False, keep_args=keep_args
+            lambda cursor, n: fetch(cursor, n).select_extend(*User.SUMMARY_COLUMNS),
+            limit,
+            not_found_when_empty=False,
+            keep_args=keep_args,
         )
-        resource = self.message_resource()
-        return json_response(
-            {
-                "meta": {
-                    "limit": limit,
-                    "before": page.cursor,
-                    "next": page.next_url(f"{self.blueprint.name}.{endpoint}", limit=limit),
-                },
-                **(extra or {}),
-                "objects": resource.serialize_query(page.items),
-            }
-        )
-
-    def document(self):
-        """Return the OpenAPI 3.1 document (built once: the routes never change)."""
-        if self._document is None:
-            self._document = openapi_document(self)
-        return self._document
+        meta = {"limit": limit, "before": page.cursor, "next": page.next_url(limit=limit)}
+        objects = self.messages.serialize_query(page.items)
+        return json_response({"meta": meta, **(extra or {}), "objects": objects})
 
     def openapi(self):
         """The OpenAPI 3.1 document, as JSON."""
-        return json_response(self.document())
+        return json_response(openapi_document(self))
 
     def index(self):
         """The OpenAPI document, rendered for people."""
-        return render_template(
-            "api_index.html", doc=self.document(), operations=operations(self.document())
-        )
+        document = openapi_document(self)
+        return render_template("api_index.html", doc=document, operations=operations(document))
 
 
 # ---------------------------------------------------------------- OpenAPI
@@ -1301,6 +1152,7 @@ def body_schema(resource, creating):
     return schema
 
 
+@functools.cache
 def openapi_document(api):
     """Return the OpenAPI 3.1 document of ``api``: the data file's fixed document, plus a
     schema and paths for each registered resource."""

@@ -1,7 +1,7 @@
 """The Flask app, its configuration and its peewee database. Imports nothing from this project.
 
 Configuration comes from defaults overridden by the environment: ``SECRET_KEY``,
-``DATABASE_URL`` and any ``FLASK_<NAME>`` variable (see DESIGN.md and README.md).
+``DATABASE_URL`` and any ``FLASK_<NAME>`` variable (see README.md, "Configuration").
 
 Chirp faces the open internet, so this module also holds the app-wide defences: security
 headers on every response, refusal of malformed input (oversized bodies, NUL bytes,
@@ -203,7 +203,9 @@ class PageProbe(PaginatedQuery):
         self._rows = None
 
     def get_page(self):
-        page = parse_whole_number(self.page_var, request.args.get(self.page_var, "1"), 1, MAX_PAGE)
+        page = parse_whole_number(
+            "The page number", request.args.get(self.page_var, "1"), 1, MAX_PAGE
+        )
         if (page - 1) * self.paginate_by > MAX_PAGE_OFFSET:
             abort(
                 404,

@@ -36,6 +36,7 @@ from peewee import Expression
 from peewee import ForeignKeyField
 from peewee import IntegerField
 from peewee import PostgresqlDatabase
+from peewee import Select
 from peewee import SqliteDatabase
 from peewee import TextField
 from peewee import Value
@@ -149,10 +150,11 @@ class TextRefused(ValueError):
 
 
 class Taken(ValueError):
-    """A username or e-mail address that another account already uses (TAKEN_MESSAGE)."""
+    """A value that must be unique and is already used: a username or e-mail address of
+    another account (TAKEN_MESSAGE, the default ``message``), a follow that exists."""
 
-    def __init__(self):
-        super().__init__(TAKEN_MESSAGE)
+    def __init__(self, message=TAKEN_MESSAGE):
+        super().__init__(message)
 
 
 def normalize_text(value):
@@ -422,6 +424,25 @@ class User(BaseModel, BaseUser):
         """The path of this user's generated avatar (an SVG identicon, see identicon_svg)."""
         return AVATAR_PATH.format(self.id)
 
+    # clean_<field>(value): the value to store in <field> of this row, or TextRefused, or
+    # Taken. One rule per field for the web forms, the admin, the API and the CLI.
+
+    def clean_username(self, value):
+        """Return ``value`` as this user's username: clean_new_username."""
+        return User.clean_new_username(value, self)
+
+    def clean_email(self, value):
+        """Return ``value`` as this user's e-mail address: clean_new_email."""
+        return User.clean_new_email(value, self)
+
+    def clean_display_name(self, value):
+        """Return ``value`` as clean_display_name accepts it ("" for none)."""
+        return clean_display_name(value)
+
+    def clean_bio(self, value):
+        """Return ``value`` as clean_bio accepts it ("" for none)."""
+        return clean_bio(value)
+
     def update_profile(self, display_name, bio):
         """Set and save the display name and bio, each as clean_display_name / clean_bio
         return it ("" for none). Raises TextRefused, saving nothing, if either is refused."""
@@ -431,9 +452,10 @@ class User(BaseModel, BaseUser):
 
     def profile_counts(self):
         """Return ``{"messages": n, "followers": n, "following": n}`` for the profile
-        header: visible messages, and follows with active users only."""
+        header: the messages this user wrote (MessageCount: one row, however many), and
+        follows with active users only."""
         return {
-            "messages": Message.select().where(Message.user == self).count(),
+            "messages": MessageCount.of(self),
             "followers": self.follower_count(),
             "following": self.following_count(),
         }
@@ -593,29 +615,27 @@ class User(BaseModel, BaseUser):
         sorted by id makes the database either sort every matching message (hundreds of
         thousands for a popular followee) or walk the whole table newest first until enough
         rows match (all of it, for someone who follows a few quiet people). Instead, each
-        followed user contributes two small index ranges: the ``limit`` newest ids below
+        followed user contributes two small index ranges: their ``limit`` newest ids below
         ``before`` of their messages (``message(user_id, id)``) and of their reposts
         (``repost(user_id, message_id)``). The database merges those ``followees x 2 x
         limit`` ids and keeps the newest ``limit``: the work is bounded by what the page
-        shows, not by the data. Fan-out on write (a per-reader inbox table) would make reads
-        cheaper still, but costs a write per follower for each message and a backfill on
-        every follow.
+        shows, not by the data (newest_ids_sql says how, in one short statement). Fan-out
+        on write (a per-reader inbox table) would make reads cheaper still, but costs a
+        write per follower for each message and a backfill on every follow.
 
-        Beyond HOME_MERGE_MAX_FOLLOWEES followees the union grows too long to be cheap;
-        such a reader's followees post so often between them that scanning messages newest
-        first finds a page almost at once, so the plain ``IN`` filter is used instead.
+        Beyond HOME_MERGE_MAX_FOLLOWEES followees the merge reads too many ranges to be
+        cheap; such a reader's followees post so often between them that scanning messages
+        newest first finds a page almost at once, so the plain ``IN`` filter is used instead.
         """
         followed = (
             Relationship.select(Relationship.to_user)
             .join(User, on=Relationship.to_user)
             .where(Relationship.from_user == self, User.active)
-            .limit(HOME_MERGE_MAX_FOLLOWEES + 1)
         )
-        authors = [self.id, *(user_id for (user_id,) in followed.tuples())]
-        if len(authors) > HOME_MERGE_MAX_FOLLOWEES + 1:
+        if followed.limit(HOME_MERGE_MAX_FOLLOWEES + 1).count() > HOME_MERGE_MAX_FOLLOWEES:
             return keyset(self._home_timeline_by_scan(), Message.id, before, limit)
         per_author = limit if limit is not None else HOME_MERGE_DEFAULT_LIMIT
-        newest = Message.id.in_(newest_ids_sql(authors, before, per_author))
+        newest = Message.id.in_(newest_ids_sql(self.id, before, per_author))
         return keyset(Message.visible().where(newest), Message.id, None, limit)
 
     def _home_timeline_by_scan(self):
@@ -813,21 +833,25 @@ class User(BaseModel, BaseUser):
             (liked if row["kind"] == "like" else reposted).add(row["message_id"])
         return liked, reposted
 
-    def notifications(self):
-        """Return this user's notifications from active users, newest first."""
+    def notifications(self, before=None, since=None, limit=None):
+        """Return this user's notifications from active users, newest first: only those
+        with an id below ``before`` and above ``since`` (None: no bound), at most ``limit``
+        (keyset paging on the id, and polling for new ones)."""
         actor = User.alias()
         author = User.alias()
         # Only what the page and the API show of each person: never the password hash.
         people = [column for user in (actor, author) for column in user_summary(user)]
-        return (
+        query = (
             Notification.select(Notification, Message, *people)
             .join(actor, on=(Notification.actor == actor.id), attr="actor")
             .switch(Notification)
             .join(Message, JOIN.LEFT_OUTER)
             .join(author, JOIN.LEFT_OUTER, on=(Message.user == author.id), attr="user")
             .where(Notification.recipient == self, actor.active)
-            .order_by(Notification.id.desc())
         )
+        if since is not None:
+            query = query.where(Notification.id > since)
+        return keyset(query, Notification.id, before, limit)
 
     def unread_notification_count(self, limit=None):
         """Return how many unread notifications from active users this user has, counting
@@ -857,6 +881,8 @@ def user_summary(user):
 # What a list of people shows of each (the directory, followers, following): never the
 # password hash or e-mail. Add a column here when a list starts showing it.
 User.LIST_COLUMNS = (User.id, User.username, User.display_name, User.join_date)
+# What the API shows of a person beside each message, notification or search result.
+User.SUMMARY_COLUMNS = user_summary(User)
 
 # Case-insensitive uniqueness: the database, not just the join form, refuses "Alice"
 # next to "alice", so two racing sign-ups cannot both win.
@@ -885,6 +911,22 @@ class Relationship(BaseModel):
 
     def __str__(self):
         return f"{self.from_user} follows {self.to_user}"
+
+    def clean_to_user(self, value):
+        """Return ``value``, the id of the user ``from_user`` is to follow: TextRefused
+        unless it is another, active user; Taken if ``from_user`` already follows them."""
+        if value == self.from_user_id:
+            raise TextRefused("You cannot follow yourself.")
+        if not User.select().where(User.id == value, User.active).exists():
+            raise TextRefused("There is no such active user.")
+        already = Relationship.select().where(
+            Relationship.from_user == self.from_user_id, Relationship.to_user == value
+        )
+        if self.id is not None:
+            already = already.where(Relationship.id != self.id)
+        if already.exists():
+            raise Taken("You already follow that user.")
+        return value
 
 
 class Message(BaseModel):
@@ -937,6 +979,25 @@ class Message(BaseModel):
                 self.extract_links()
         return result
 
+    def clean_content(self, value):
+        """Return ``value`` as clean_message accepts it (TextRefused otherwise)."""
+        return clean_message(value)
+
+    def clean_in_reply_to(self, value):
+        """Return the visible message with id ``value`` (None: none) for a new message to
+        answer; TextRefused if there is none. A message keeps what it answers: for a saved
+        one ``value`` may only repeat it."""
+        if self.id is not None:
+            if value != self.in_reply_to_id:
+                raise TextRefused("A message answers what it answered when it was posted.")
+            return self.in_reply_to
+        if value is None:
+            return None
+        parent = Message.visible().where(Message.id == value).first()
+        if parent is None:
+            raise TextRefused("There is no such message to reply to.")
+        return parent
+
     def edit(self, content):
         """Replace the text with ``content`` (already validated), mark the message as
         edited now, and save it (tags and mentions follow the new text)."""
@@ -959,13 +1020,16 @@ class Message(BaseModel):
             users = User.select(User.id, Value(self.id)).where(fn.LOWER(User.username) << names)
             Mention.insert_from(users, [Mention.user, Mention.message]).execute()
 
-    def links(self):
+    def links(self, known=None):
         """Return ``{"mentions": [...], "tags": [...], "urls": [...]}`` in the order the
         text holds them: the usernames of the existing users it mentions, its tags (lower
-        case) and its web addresses. What the API shows beside the text."""
+        case) and its web addresses. What the API shows beside the text.
+
+        ``known``: Message.mention_spellings of a page holding this message, so that a
+        page costs one query, not one per message; None looks the names up now."""
         names = extract_mentions(self.content)
-        users = User.select(User.username).where(fn.LOWER(User.username) << names)
-        known = {user.username.lower(): user.username for user in users} if names else {}
+        if known is None:
+            known = Message.mention_spellings([self])
         return {
             "mentions": [known[name] for name in names if name in known],
             "tags": extract_tags(self.content),
@@ -1061,11 +1125,12 @@ class Message(BaseModel):
         query = Message.visible(author_columns).where(Message.id << ids).order_by(Message.id)
         return list(query.with_cte(chain))
 
-    def thread_replies(self, author_columns=None):
-        """Return the visible replies to this message, oldest first (newest last);
-        ``author_columns`` as for ``visible``."""
+    def thread_replies(self, author_columns=None, after=None, limit=None):
+        """Return the visible replies to this message, oldest first (newest last), only
+        those with an id above ``after`` (None: all), at most ``limit``; ``author_columns``
+        as for ``visible``."""
         query = Message.visible(author_columns).where(Message.in_reply_to == self)
-        return query.order_by(Message.id)
+        return keyset(query, Message.id, after, limit, descending=False)
 
     @staticmethod
     def annotate(messages, viewer=None, context=True):
@@ -1131,6 +1196,22 @@ class Message(BaseModel):
             .order_by(MessageTag.message.desc())
         )
 
+    @classmethod
+    def tag_timeline(cls, tag, before=None, limit=None):
+        """Return the visible messages tagged ``tag`` (any case), newest first, keyset-paged
+        like public_timeline (``before`` a message id, at most ``limit``)."""
+        return keyset(cls.tagged(tag), MessageTag.message, before, limit)
+
+    @staticmethod
+    def mention_spellings(messages):
+        """Return ``{lower-case name: username}`` for every existing user that the texts
+        of ``messages`` mention, in one query (none when nobody is mentioned)."""
+        names = {name for message in messages for name in extract_mentions(message.content)}
+        if not names:
+            return {}
+        users = User.select(User.username).where(fn.LOWER(User.username) << sorted(names))
+        return {username.lower(): username for (username,) in users.tuples()}
+
     @staticmethod
     def mentioned_names(messages):
         """Return ``{message id: {lower-case username, ...}}``: the active users each of
@@ -1170,41 +1251,93 @@ def keyset(query, key, cursor=None, limit=None, descending=True):
     return query.limit(limit) if limit is not None else query
 
 
-def newest_ids_sql(authors, before, limit):
-    """Return SQL (a peewee SQL node, for ``IN``) selecting, for each user id in
-    ``authors``, the ids of their ``limit`` newest messages and of the ``limit`` newest
-    messages they reposted, all below ``before`` (None: no bound): one range of the
-    ``message(user_id, id)`` or ``repost(user_id, message_id)`` index each, merged with
-    UNION ALL (User.home_timeline says why).
+def newest_ids_sql(reader_id, before, limit):
+    """Return SQL (a peewee SQL node, for ``IN``) selecting the ids that can be among the
+    ``limit`` newest below ``before`` (a message id; None: no bound) of the messages
+    written by user ``reader_id`` and the active users they follow, and of the messages
+    those people reposted.
 
-    Written as text from one template per range, with the numbers inlined: peewee takes
-    about a millisecond to render each subquery and tens of microseconds per bound
-    parameter, which with a hundred followees cost more than running the whole query.
-    Every value is passed through ``int()``, so nothing but digits reaches the SQL.
+    How: every author's messages are one range of the ``message(user_id, id)`` index. An
+    author's ``limit``-th newest message id below ``before`` (one short step back along
+    that index) is a floor: those ``limit`` messages are visible and at least as new, so
+    no older id can make the page. The newest such floor of all authors bounds the rest;
+    the statement then reads, for each author, the range of their messages and of their
+    reposts (``repost(user_id, message_id)``) from that floor up to ``before``. The work
+    is two short index walks per author plus the ids in that window, however many
+    messages exist. (The former shape, a UNION ALL of one ``ORDER BY id DESC LIMIT n``
+    subquery per author, took milliseconds just to plan with a hundred followees and
+    merged ``followees x 2 x limit`` ids.)
+
+    The statement's text depends only on whether ``before`` is given: peewee renders each
+    shape once (newest_ids_template), and each call only binds its numbers. Rendering
+    this nested query costs peewee about 3 ms, twice per page (``IN`` renders its right
+    side once more to see whether it is empty), more than the database spends on it.
     """
-    bound = "" if before is None else f" AND {{id}} < {int(before)}"
-    limit = int(limit)
-    ranges = []
-    for model, key in ((Message, Message.id), (Repost, Repost.message)):
-        table = model._meta.table_name
-        user, id_ = model.user.column_name, key.column_name
-        ranges.append(
-            f'SELECT "{id_}" AS "id" FROM "{table}" WHERE "{user}" = {{author}}'
-            + bound.format(id=f'"{id_}"')
-            + f' ORDER BY "{id_}" DESC LIMIT {limit}'
-        )
-    # SQLite refuses ORDER BY/LIMIT directly inside a UNION member: wrap each range.
+    text, slots = newest_ids_template(before is not None, db.database.param)
+    values = {"reader": int(reader_id), "before": before, "offset": int(limit) - 1}
+    return SQL(text, [values.get(slot, slot) for slot in slots])
+
+
+# Stand-ins for the numbers newest_ids_template leaves to each call: negative, so they
+# cannot be confused with the constants peewee binds (the LIMIT 1, the 0 of COALESCE).
+NEWEST_IDS_SLOTS = {-1_000_001: "reader", -1_000_002: "before", -1_000_003: "offset"}
+
+
+@functools.cache
+def newest_ids_template(bounded, param):
+    """Return ``(sql, slots)``: the text of newest_ids_sql's statement, with ``before``
+    (when ``bounded``) and rendered for the database whose placeholder is ``param``,
+    and its parameters in order, each a constant or the name of a value newest_ids_sql
+    binds (``"reader"``, ``"before"``, ``"offset"``)."""
+    reader, before, offset = NEWEST_IDS_SLOTS
+    followee = User.alias()
+    followed = (
+        Relationship.select(Relationship.to_user)
+        .join(followee, on=(Relationship.to_user == followee.id))
+        .where(Relationship.from_user == reader, followee.active)
+    )
+    authors = User.select(User.id.alias("uid")).where(User.id == reader).union_all(followed)
+    probe = Message.alias()
+    listed = authors.alias("floor_authors")
+    nth_newest = probe.select(probe.id).where(probe.user == listed.c.uid)
+    if bounded:
+        nth_newest = nth_newest.where(probe.id < before)
+    nth_newest = nth_newest.order_by(probe.id.desc()).offset(offset).limit(1)
+    floor = Select([listed], [fn.MAX(fn.COALESCE(nth_newest, 0))])
     parts = []
-    for author in authors:
-        for text in ranges:
-            parts.append(f"SELECT * FROM ({text.format(author=int(author))}) AS r{len(parts)}")
-    return SQL("(" + " UNION ALL ".join(parts) + ")")
+    for number, (model, key) in enumerate(((Message, Message.id), (Repost, Repost.message))):
+        author_ids = authors.alias(f"home_authors{number}")
+        bounds = [key >= floor, key < before] if bounded else [key >= floor]
+        parts.append(
+            model.select(key.alias("id"))
+            .from_(author_ids)
+            .join(model, on=(model.user == author_ids.c.uid))
+            .where(*bounds)
+        )
+    sql, params = db.database.get_sql_context().sql(parts[0].union_all(parts[1])).query()
+    return "(" + sql + ")", [NEWEST_IDS_SLOTS.get(value, value) for value in params]
 
 
 # The most followees whose messages User.home_timeline merges index range by index range.
 HOME_MERGE_MAX_FOLLOWEES = 500
 # The per-followee range of User.home_timeline when the caller sets no limit.
 HOME_MERGE_DEFAULT_LIMIT = 1000
+
+
+class MessageCount(db.Model):
+    """How many messages ``user`` has written: one row per author, kept by triggers on
+    ``message`` (migration 0007) on every insert, delete and change of author, however
+    the rows are written. Counting a prolific author's messages for each profile view
+    cost time in step with them; reading this row costs the same for everyone."""
+
+    user = ForeignKeyField(User, primary_key=True, backref="message_counts", on_delete="CASCADE")
+    messages = IntegerField(default=0)
+
+    @classmethod
+    def of(cls, user):
+        """Return how many messages ``user`` (a User or an id) has written."""
+        count = cls.select(cls.messages).where(cls.user == user).scalar()
+        return count or 0
 
 
 class Reaction(BaseModel):
@@ -1577,6 +1710,10 @@ class Note(BaseModel):
     def __str__(self):
         return self.message[:40]
 
+    def clean_message(self, value):
+        """Return ``value`` as clean_note accepts it (TextRefused otherwise)."""
+        return clean_note(value)
+
     def save(self, *args, **kwargs):
         """Save the row; newly set text is stored as clean_note returns it (TextRefused
         otherwise), from the dashboard panel, the admin form or the API alike."""
@@ -1858,6 +1995,7 @@ MODELS = [
     Tag,
     MessageTag,
     Mention,
+    MessageCount,
 ]
 
 # Schema changes ship as numbered migrations here (peewee's playhouse.migrations, the

@@ -15,11 +15,15 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 
 import peewee
 import pytest
 import redis
+from chromium import CHROMIUM
+from chromium import CHROMIUM_ARGS
+from chromium import Browser
 from databases import ON_POSTGRES
 from databases import TEST_DATABASE_URL
 from databases import connection_parameters
@@ -27,6 +31,8 @@ from databases import database_name
 from databases import recreate_database
 from hypothesis import settings
 from live_server import free_port
+from playwright.sync_api import sync_playwright
+from werkzeug.serving import make_server
 
 # Two hypothesis profiles. "ci" is thorough and explores the same examples on every run, so
 # a red build always means a regression; "dev" (the default on a laptop) draws a few new
@@ -90,6 +96,37 @@ def require_program(path):
     if found is None:
         pytest.skip(f"{path} is not installed")
     return found
+
+
+@pytest.fixture
+def live_server(app):
+    """Serve the app on 127.0.0.1 at a free port from a thread; yield its base URL."""
+    limiter.reset()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(10)
+    server.server_close()
+    limiter.reset()
+
+
+@pytest.fixture
+def browser(live_server):
+    """A headless Chromium page (chromium.Browser) on ``live_server``. Skips (fails under
+    CHIRP_REQUIRE_ALL) without Chromium."""
+    executable = require_program(CHROMIUM)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=executable, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            context = chromium.new_context(java_script_enabled=True)
+            yield Browser(context.new_page(), live_server)
+            context.close()
+        finally:
+            chromium.close()
 
 
 @pytest.fixture

@@ -541,6 +541,9 @@ def test_follow_and_unfollow(client, alice, bob):
     assert response.status_code == 200
     follow = Relationship.get()
     assert (follow.from_user_id, follow.to_user_id) == (alice.id, bob.id)
+    assert response.get_json()["id"] == follow.id
+    # Through User.follow, as on the web: bob hears of it.
+    assert [(n.kind, n.actor.id) for n in bob.notifications()] == [("follow", alice.id)]
     response = client.delete(f"/api/relationship/{follow.id}/", headers=headers)
     assert response.status_code == 200
     assert not Relationship.select().exists()

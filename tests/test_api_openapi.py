@@ -103,6 +103,7 @@ def seed():
     return {"member": ApiToken.issue(alice, "fuzz")[1], "admin": ApiToken.issue(root, "fuzz")[1]}
 
 
+@pytest.mark.slow  # explores many examples per operation
 @pytest.mark.parametrize(
     "caller, mode",
     [

@@ -3,19 +3,19 @@ serves the ceiling and Chirp under gunicorn, logs in through the form, and measu
 endpoint with wrk for a second. What it measures is not checked here, only that it runs."""
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import require_program
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk (apt-get install wrk)")
 def test_the_benchmark_runs_in_smoke_mode(tmp_path):
+    require_program("wrk")  # apt-get install wrk
     report, numbers = tmp_path / "report.md", tmp_path / "numbers.json"
     result = subprocess.run(
         [sys.executable, "bench/run.py", "--smoke", "--data", str(tmp_path / "data")]

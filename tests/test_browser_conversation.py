@@ -2,15 +2,16 @@
 against a real gunicorn, with no console error or CSP violation anywhere."""
 
 import pytest
+from chromium import CHROMIUM
+from chromium import CHROMIUM_ARGS
+from chromium import Browser
 from conftest import PASSWORD
 from conftest import make_message
 from conftest import make_user
+from conftest import require_program
 from live_server import running_gunicorn
 from playhouse.db_url import connect
 from playwright.sync_api import sync_playwright
-from test_browser import CHROMIUM
-from test_browser import CHROMIUM_ARGS
-from test_browser import Browser
 
 from models import MODELS
 from models import Message
@@ -39,7 +40,7 @@ def test_reply_thread_like_repost_and_notifications_in_chromium(tmp_path):
             original = make_message(alice, "what do you think?")
         with sync_playwright() as playwright:
             chromium = playwright.chromium.launch(
-                executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+                executable_path=require_program(CHROMIUM), args=CHROMIUM_ARGS, headless=True
             )
             try:
                 run_scenario(Browser(chromium.new_page(), server.url), original.id)

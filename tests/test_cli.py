@@ -180,17 +180,20 @@ def run_python(tmp_path, *args, **env):
     )
 
 
+@pytest.mark.slow  # a new Python process
 def test_refuses_to_start_without_secret_key_outside_debug(tmp_path):
     result = run_python(tmp_path, "-c", "import main")
     assert result.returncode != 0
     assert "SECRET_KEY is not set" in result.stderr
 
 
+@pytest.mark.slow  # a new Python process
 def test_debug_runs_without_secret_key(tmp_path):
     result = run_python(tmp_path, "-c", "import main", FLASK_DEBUG="1")
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow  # a new Python process
 def test_python_main_and_flask_cli_list_the_same_commands(tmp_path):
     ours = run_python(tmp_path, "main.py", "--help", SECRET_KEY="x")
     flask = run_python(tmp_path, "-m", "flask", "--app", "main", "--help", SECRET_KEY="x")
@@ -220,6 +223,7 @@ def wait_for(url, process, seconds=30):
     raise AssertionError(f"{url} did not answer within {seconds} s")
 
 
+@pytest.mark.slow  # starts a server
 def test_python_main_serves_a_fresh_checkout(tmp_path):
     checkout = fresh_checkout(tmp_path)
     port = free_port()  # never 5000: a developer's own server may be running there

@@ -5,13 +5,11 @@ refused, whatever the browser sends (CR LF line breaks, emoji, decomposed accent
 import pytest
 from conftest import PASSWORD
 from conftest import make_user
-from test_browser import browser  # noqa: F401  (the fixture)
-from test_browser import live_server  # noqa: F401  (the fixture browser needs)
 
 from models import MESSAGE_MAX_LENGTH
 from models import Message
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # a server and Chromium
 
 FULL = [
     "\n".join(["y"] * 140),  # 279 characters: the browser sends 419, with CR LF
@@ -21,7 +19,7 @@ FULL = [
 ]
 
 
-def test_what_the_composer_allows_the_server_accepts_and_no_more(browser):  # noqa: F811
+def test_what_the_composer_allows_the_server_accepts_and_no_more(browser):
     make_user("alice")
     page = browser.page
     browser.visit("/accounts/login/?next=/private/")

@@ -6,15 +6,13 @@ import pytest
 from conftest import PASSWORD
 from conftest import make_message
 from conftest import make_user
-from test_browser import browser  # noqa: F401  (the fixture)
-from test_browser import live_server  # noqa: F401  (the fixture browser uses)
 
 from models import MESSAGE_MAX_LENGTH
 from models import Message
 from models import count_characters
 from models import normalize_text
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # a server and Chromium
 
 TEXT = "Tea time 🐦🇫🇷\r\nwith @bob about #Tea: https://example.org/tea."
 WIDTHS = (1280, 390)
@@ -25,7 +23,7 @@ def no_sideways_scrolling(page, where):
     assert width <= 0, f"{where}: scrolls sideways by {width}px"
 
 
-def screenshots(browser, tmp_path, name, paths):  # noqa: F811  (the fixture's value)
+def screenshots(browser, tmp_path, name, paths):
     for width in WIDTHS:
         browser.page.set_viewport_size({"width": width, "height": 900})
         for path in paths:
@@ -36,7 +34,7 @@ def screenshots(browser, tmp_path, name, paths):  # noqa: F811  (the fixture's v
     browser.page.set_viewport_size({"width": 1280, "height": 900})
 
 
-def test_profile_composer_links_search_edit_and_delete(browser, tmp_path):  # noqa: F811
+def test_profile_composer_links_search_edit_and_delete(browser, tmp_path):
     make_user("alice")
     make_user("bob", display_name="Bob B.")
     page = browser.page
@@ -109,7 +107,7 @@ def test_profile_composer_links_search_edit_and_delete(browser, tmp_path):  # no
     assert not Message.select().where(Message.id == message.id).exists()
 
 
-def test_admin_pages_fit_a_phone_and_browse_tags_and_mentions(browser):  # noqa: F811
+def test_admin_pages_fit_a_phone_and_browse_tags_and_mentions(browser):
     make_user("root", admin=True)
     make_message(make_user("alice", display_name="Alice"), "hi #tea @root")
     browser.visit("/accounts/login/?next=/admin/")

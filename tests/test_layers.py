@@ -67,6 +67,7 @@ def test_the_checker_catches_a_nested_upward_import(tmp_path, monkeypatch):
     assert list(project_imports("models")) == [(2, "views")]
 
 
+@pytest.mark.slow  # a new Python process each
 @pytest.mark.parametrize("module", CHAIN)
 def test_each_module_imports_alone_in_a_fresh_interpreter(module, tmp_path):
     """``import module`` alone, in a new process, succeeds: it needs nothing set up by

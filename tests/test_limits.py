@@ -492,6 +492,7 @@ def test_token_creation_is_limited_per_user_and_per_address(app, alice, limits):
     assert write(bobs, "/settings/tokens/", {"name": "b2"}, address=STRANGER).status_code == 200
 
 
+@pytest.mark.slow  # a new Python process
 def test_limits_come_from_the_environment(tmp_path):
     """Every limit is configurable like any Flask setting (``FLASK_<NAME>``)."""
     names = [

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
+pytestmark = pytest.mark.slow  # new Python processes, one per host
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Runs in a fresh interpreter: logs in N times as alice with PASSWORD through the real

@@ -12,6 +12,7 @@ from playhouse.test_utils import count_queries
 import api
 from app import db
 from models import Message
+from models import MessageCount
 from models import Relationship
 from models import User
 
@@ -65,7 +66,7 @@ def test_hot_queries_read_index_ranges_without_sorting(people):
         .join(User, on=Relationship.from_user)
         .where(Relationship.to_user == alice, User.active),
         # API lists: filtered by author, or by follower / followed user.
-        Message.visible(api.API_AUTHOR_COLUMNS).where(Message.user == bob).limit(limit),
+        Message.visible(User.SUMMARY_COLUMNS).where(Message.user == bob).limit(limit),
         api.RelationshipResource.get_query(None).where(Relationship.to_user == bob).limit(limit),
         api.RelationshipResource.get_query(None).where(Relationship.from_user == bob).limit(limit),
     ]
@@ -73,16 +74,49 @@ def test_hot_queries_read_index_ranges_without_sorting(people):
         assert_reads_only_index_ranges(query)
     # Unfiltered lists walk the primary key newest first and stop after a page.
     assert_reads_only_index_ranges(Message.public_timeline(None, limit), "SCAN t1")
-    assert_reads_only_index_ranges(Message.visible(api.API_AUTHOR_COLUMNS).limit(limit), "SCAN t1")
+    assert_reads_only_index_ranges(Message.visible(User.SUMMARY_COLUMNS).limit(limit), "SCAN t1")
     assert_reads_only_index_ranges(User.directory(None, limit), "SCAN t1 USING INDEX user_username")
 
 
 @pytest.mark.sqlite  # reads SQLite's EXPLAIN QUERY PLAN
-def test_the_home_timeline_merges_one_index_range_per_followed_user(people):
+def test_the_home_timeline_reads_a_bounded_index_range_per_followed_user(people):
     alice, bob, carol = people
-    plan = query_plan(alice.home_timeline(None, 21))
-    ranges = [line for line in plan if "USING COVERING INDEX message_user_id_id" in line]
-    assert len(ranges) == 3  # alice herself, bob and carol
+    for before in (None, 100):
+        plan = query_plan(alice.home_timeline(before, 21))
+        # Each author's messages and reposts: a range bounded below by the page's floor.
+        assert [line for line in plan if "message_user_id_id (user_id=? AND id>?" in line]
+        assert [line for line in plan if "repost_user_id_message_id (user_id=? AND" in line]
+    # One statement whose text does not grow with the number of followees.
+    before = alice.home_timeline(None, 21).sql()
+    alice.follow(make_user("dave"))
+    assert alice.home_timeline(None, 21).sql()[0] == before[0]
+
+
+def test_the_home_timeline_pages_through_busy_and_quiet_people_and_reposts(people):
+    alice, bob, carol = people
+    dave = make_user("dave")  # alice does not follow dave
+    rows = [{"user": bob.id, "content": f"bob {number}"} for number in range(60)]
+    Message.insert_many(rows).execute()
+    Message.create(user=carol, content="carol, once")
+    Message.insert_many([{"user": dave.id, "content": f"d{n}"} for n in range(40)]).execute()
+    dave_messages = list(Message.select().where(Message.user == dave).order_by(Message.id))
+    carol.repost(dave_messages[3])  # an old message, reposted by someone alice follows
+    dave.repost(dave_messages[5])  # reposted by someone she does not follow: not shown
+    followed = [alice.id, bob.id, carol.id]
+    expected = [
+        m.id
+        for m in Message.select()
+        .where((Message.user << followed) | (Message.id == dave_messages[3].id))
+        .order_by(Message.id.desc())
+    ]
+    shown, cursor = [], None
+    while True:
+        page = [m.id for m in alice.home_timeline(cursor, 7)]
+        shown += page
+        if len(page) < 7:
+            break
+        cursor = page[-1]
+    assert shown == expected
 
 
 def test_the_home_timeline_is_newest_first_and_pages(people):
@@ -235,3 +269,28 @@ def test_follow_counts_read_only_index_ranges(people):
         Relationship.from_user.in_(User.select(User.id).where(User.active == 0)),
     )
     assert_reads_only_index_ranges(query)
+
+
+def test_message_counts_follow_every_way_messages_come_and_go(people):
+    alice, bob, carol = people  # one message each
+    assert [MessageCount.of(person) for person in people] == [1, 1, 1]
+    Message.insert_many([{"user": bob.id, "content": f"bulk {n}"} for n in range(5)]).execute()
+    alice.post("posted")
+    assert (MessageCount.of(alice), MessageCount.of(bob)) == (2, 6)
+    Message.get(Message.content == "posted").delete_instance()
+    bulk = [m.id for m in Message.select().where(Message.content.startswith("bulk "))]
+    Message.delete().where(Message.id << bulk[:2]).execute()
+    remaining = Message.select().where(Message.user == bob).count()
+    assert (MessageCount.of(alice), MessageCount.of(bob)) == (1, remaining)
+    Message.update(user=carol).where(Message.user == bob).execute()  # an author changes
+    assert (MessageCount.of(bob), MessageCount.of(carol)) == (0, remaining + 1)
+    carol.delete_instance(recursive=True)
+    assert MessageCount.of(carol) == 0 and MessageCount.of(alice) == 1
+    assert User.get(User.id == bob.id).profile_counts()["messages"] == 0
+
+
+@pytest.mark.sqlite  # reads SQLite's EXPLAIN QUERY PLAN
+def test_a_profiles_message_count_reads_one_row(people):
+    bob = people[1]
+    query = MessageCount.select(MessageCount.messages).where(MessageCount.user == bob)
+    assert query_plan(query) == ["SEARCH t1 USING INTEGER PRIMARY KEY (rowid=?)"]

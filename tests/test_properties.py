@@ -12,6 +12,7 @@ import html
 import itertools
 import re
 
+import pytest
 from conftest import PASSWORD
 from conftest import examples
 from conftest import post
@@ -436,6 +437,7 @@ class ChirpWebMachine(RuleBasedStateMachine):
         return {(names[a], names[b]) for a, b in query.tuples()}
 
 
+@pytest.mark.slow  # explores many examples, several requests each
 def test_random_web_sessions_keep_the_invariants(app, monkeypatch):
     """Any sequence of web actions keeps database, model and timelines in agreement."""
     # An example may sign up more people than SIGNUP_RATE_LIMIT allows from one address;

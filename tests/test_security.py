@@ -85,6 +85,7 @@ def admin_client(client):
 # Accounts: hashing ---------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a new Python process
 def test_production_settings_from_the_environment(tmp_path):
     """A fresh process configured only by the environment, as in production: passwords
     get werkzeug's default hash (scrypt), FLASK_SESSION_COOKIE_SECURE=true makes both

@@ -6,6 +6,7 @@ import unicodedata
 
 import pytest
 from conftest import PASSWORD
+from conftest import examples
 from conftest import login
 from conftest import make_user
 from conftest import post
@@ -104,7 +105,8 @@ def test_controls_and_lone_surrogates_are_refused():
             clean_message(content)
 
 
-@settings(max_examples=300)
+@pytest.mark.slow  # explores many examples
+@settings(max_examples=examples(300))
 @given(TEXTS)
 def test_whatever_is_accepted_is_normalised_visible_and_fits(content):
     try:
@@ -140,8 +142,9 @@ def newest_content():
     return message.content if message else None
 
 
+@pytest.mark.slow  # explores many examples, several requests each
 @settings(
-    max_examples=40,
+    max_examples=examples(40),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -428,8 +431,9 @@ def new_account(username):
     return user.username, user.email
 
 
+@pytest.mark.slow  # explores many examples, several requests each
 @settings(
-    max_examples=40,
+    max_examples=examples(40),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

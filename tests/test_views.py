@@ -102,6 +102,7 @@ def test_old_page_numbers_redirect_to_the_same_messages(client):
 def test_bad_page_numbers_are_a_400_not_a_500(client):
     for page in ("abc", "0", "-1", "99999999999999999999999", "١"):
         assert client.get(f"/public/?page={page}").status_code == 400
+        assert client.get(f"/public/?before={page}").status_code == 400  # app's one parser
 
 
 def test_user_directory_pages_by_username(client):
