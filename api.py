@@ -64,7 +64,6 @@ from models import RAW_LENGTH_FACTOR
 from models import SEARCH_QUERY_MAX_LENGTH
 from models import TAG_MAX_LENGTH
 from models import USERNAME_MAX_LENGTH
-from models import AuditEntry
 from models import Message
 from models import Note
 from models import Notification
@@ -72,11 +71,10 @@ from models import Relationship
 from models import Taken
 from models import TextRefused
 from models import User
-from models import audit_diff
+from models import audited
 from models import parse_search
 from models import search_messages
 from models import search_people
-from models import snapshot
 
 API_PREFIX = "/api"
 # The largest page a client may ask for (``limit``); larger values are lowered to it.
@@ -195,19 +193,7 @@ def check_body(data, schema):
     for name, value in data.items():
         if properties[name].get("type") == "integer" and isinstance(value, float):
             data[name] = int(value)
-        elif isinstance(value, str) and not is_encodable(value):
-            # a lone surrogate ("\ud800") is valid JSON, but no database stores it
-            abort(400, f"{name} is not valid Unicode text.")
     return data
-
-
-def is_encodable(text):
-    """Return whether ``text`` can be written as UTF-8 (it holds no lone surrogate)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def describe_schema_error(error):
@@ -480,16 +466,10 @@ class ChirpResource(RestResource):
         """Validate and save ``data`` onto ``instance`` in one transaction; return it.
         An ``audited`` resource writes its audit entry in that transaction, as the admin
         does for the same change."""
-        adding = instance.get_id() is None
-        before = {} if adding else snapshot(instance)
+        action = "create" if instance.get_id() is None else "edit"
         try:
-            with self.model._meta.database.atomic():
-                saved = self.persist_object(instance, data)
-                if self.audited:
-                    changes = audit_diff(self.model, before, snapshot(saved))
-                    action = "create" if adding else "edit"
-                    AuditEntry.record(g.user, action, self.model, saved.get_id(), changes)
-                return saved
+            with self.transaction(action, instance):
+                return self.persist_object(instance, data)
         except IntegrityError:  # a concurrent request won a uniqueness race
             abort(409, "That conflicts with existing data.")
         except TextRefused as exc:  # save() judged a value that was sent back unchanged
@@ -503,12 +483,15 @@ class ChirpResource(RestResource):
         return self.response(self.serialize_object(self.save_changes(obj, read_json_body())))
 
     def delete(self, obj):
-        with self.model._meta.database.atomic():
-            changes = audit_diff(self.model, snapshot(obj), {})
-            response = super().delete(obj)
-            if self.audited:
-                AuditEntry.record(g.user, "delete", self.model, obj.get_id(), changes)
-            return response
+        with self.transaction("delete", obj):
+            return super().delete(obj)
+
+    def transaction(self, action, instance):
+        """Return the transaction a write of ``instance`` runs in: for an ``audited``
+        resource, models.audited, which records the ``action`` by the caller in it."""
+        if self.audited:
+            return audited(g.user, action, instance)
+        return self.model._meta.database.atomic()
 
 
 class OwnedResource(ChirpResource, RestrictOwnerResource):
@@ -727,9 +710,9 @@ def no_store(response):
 
 
 class ChirpAPI(RestAPI):
-    """flask-peewee's RestAPI with routing guarded by credentials and rate limits, and the
-    API's own views: ``/me/``, timelines, search, threads, reactions, notifications and
-    the OpenAPI document. Each view parses the request, asks models.py and answers JSON."""
+    """flask-peewee's RestAPI, routing every API URL (the resources' and the API's own
+    views below: ``/me/``, timelines, search, threads, reactions, notifications, the
+    OpenAPI document) through credentials and rate limits, with JSON errors."""
 
     def __init__(self, flask_app, **kwargs):
         super().__init__(flask_app, **kwargs)
@@ -765,18 +748,18 @@ class ChirpAPI(RestAPI):
         """Yield ``(url, view, methods, credentials)`` for every API route; each view's
         name is its endpoint."""
         anyone, members = self.optional_credentials, self.required_credentials
-        yield "/", self.index, "GET", anyone
-        yield "/openapi.json", self.openapi, "GET", anyone
-        yield "/me/", self.me, "GET PUT", members
-        yield "/search/", self.search, "GET", anyone
-        yield "/tags/<tag>/", self.tag_timeline, "GET", anyone
-        yield "/message/<int:pk>/context/", self.message_context, "GET", anyone
+        yield "/", index, "GET", anyone
+        yield "/openapi.json", openapi, "GET", anyone
+        yield "/me/", me, "GET PUT", members
+        yield "/search/", search, "GET", anyone
+        yield "/tags/<tag>/", tag_timeline, "GET", anyone
+        yield "/message/<int:pk>/context/", message_context, "GET", anyone
         for name in REACTIONS:
-            yield f"/message/<int:pk>/{name}/", self.reaction_view(name), "POST DELETE", members
-        yield "/notifications/", self.notifications, "GET", members
-        yield "/notifications/read/", self.notifications_read, "POST", members
-        yield "/timeline/home/", self.timeline_home, "GET", members
-        yield "/timeline/public/", self.timeline_public, "GET", anyone
+            yield f"/message/<int:pk>/{name}/", reaction_view(name), "POST DELETE", members
+        yield "/notifications/", notifications, "GET", members
+        yield "/notifications/read/", notifications_read, "POST", members
+        yield "/timeline/home/", timeline_home, "GET", members
+        yield "/timeline/public/", timeline_public, "GET", anyone
         for resource in self._registry.values():
             name = resource.get_api_name()
             for url, view, methods in resource.get_urls():
@@ -822,160 +805,176 @@ class ChirpAPI(RestAPI):
             limit_action(action, g.user.id)
         return view(**kwargs)
 
-    def me(self):
-        """The caller's own profile, with their e-mail address; never cached. PUT changes
-        the display name and/or bio (User.update_profile: 422 if the text rule refuses)."""
-        user = g.user
-        if request.method == "PUT":
-            schema = openapi_data()["document"]["paths"]["/me/"]["put"]["body"]
-            data = check_body(read_json_body(), schema)
-            try:
-                user.update_profile(
-                    data.get("display_name", user.display_name), data.get("bio", user.bio)
-                )
-            except TextRefused as exc:
-                abort(422, str(exc))
-        counts = user.profile_counts()
-        data = {**self.users.serialize_object(user), "counts": counts, "email": user.email}
-        return no_store(json_response({**data, "admin": user.admin}))
 
-    def message_context(self, pk):
-        """A message's thread: ``ancestors`` (root first), the ``message``, and a page of
-        its ``replies`` (oldest first; ``?after=<reply id>`` continues, ``meta.next``)."""
-        check_query(["after", "limit"])
-        message, limit = visible_message(pk), page_limit()
-        replies = KeysetPage(
-            lambda after, n: message.thread_replies(User.SUMMARY_COLUMNS, after, n),
-            limit,
-            cursor_arg="after",
-            not_found_when_empty=False,
-        )
-        ancestors = message.ancestors(author_columns=User.SUMMARY_COLUMNS)
-        objects = self.messages.serialize_query([*ancestors, message, *replies.items])
-        count = len(ancestors)
-        meta = {"limit": limit, "after": replies.cursor, "next": replies.next_url(limit=limit)}
-        return json_response(
-            {
-                "meta": meta,
-                "ancestors": objects[:count],
-                "message": objects[count],
-                "replies": objects[count + 1 :],
-            }
-        )
+# ---------------------------------------------------------------- the API's own views
+# Each parses the request, asks models.py and answers JSON; ChirpAPI.routes routes them.
 
-    def reaction_view(self, name):
-        """Return the view of ``/message/<pk>/<name>/``: POST does the reaction (201 when
-        it is new, 200 when it already was), DELETE undoes it (204, also when there was
-        nothing to undo). Both answer with the same effect however often repeated."""
-        do, undo = REACTIONS[name]
 
-        def view(pk):
-            message = visible_message(pk)
-            if request.method == "DELETE":
-                getattr(g.user, undo)(message)
-                return Response(status=204)
-            created = getattr(g.user, do)(message)
-            fresh = self.messages.serialize_object(visible_message(pk))
-            return json_response(fresh, 201 if created else 200)
-
-        view.__name__ = f"message_{name}"
-        return view
-
-    def notifications(self):
-        """The caller's notifications, newest first, from active users only.
-        ``?before=<id>`` pages back (``meta.next``); ``?since_id=<id>`` returns only newer
-        ones, for polling."""
-        check_query(["before", "since_id", "limit"])
-        limit = page_limit()
-        since = request.args.get("since_id")
-        since = None if since is None else parse_whole_number("since_id", since, 0)
-        page = KeysetPage(
-            lambda before, n: g.user.notifications(before, since, n),
-            limit,
-            not_found_when_empty=False,
-            keep_args=("since_id",),
-        )
-        messages = [row.message for row in page.items if row.message]
-        shown = self.messages.serialize_query(messages)
-        serialized = {m.id: data for m, data in zip(messages, shown, strict=True)}
-        convert = ChirpSerializer().convert_value
-        objects = [
-            {
-                "id": row.id,
-                "kind": row.kind,
-                "actor": self.users.serialize_object(row.actor),
-                "message": serialized.get(row.message_id),
-                "read": row.read,
-                "created_date": convert(row.created_date),
-            }
-            for row in page.items
-        ]
-        meta = {"limit": limit, "before": page.cursor, "since_id": since}
-        meta.update(next=page.next_url(limit=limit), unread=g.user.unread_notification_count())
-        return no_store(json_response({"meta": meta, "objects": objects}))
-
-    def notifications_read(self):
-        """Mark all the caller's notifications read; answers how many changed."""
-        return json_response({"marked": g.user.mark_notifications_read()})
-
-    def timeline_home(self):
-        """The caller's home timeline: their messages and those of everyone they follow."""
-        return self.timeline(g.user.home_timeline)
-
-    def timeline_public(self):
-        """Every visible message."""
-        return self.timeline(Message.public_timeline)
-
-    def tag_timeline(self, tag):
-        """The visible messages tagged ``tag`` (any case), newest first."""
-        if len(tag) > TAG_MAX_LENGTH:
-            abort(404, "No such tag.")
-        return self.timeline(lambda before, limit: Message.tag_timeline(tag, before, limit))
-
-    def search(self):
-        """Messages matching ``q`` (words, "phrases", #tags, from:name), newest first,
-        keyset-paged like a timeline; on the first page also ``people`` whose username or
-        display name starts with ``q``."""
+def me():
+    """The caller's own profile, with their e-mail address; never cached. PUT changes
+    the display name and/or bio (User.update_profile: 422 if the text rule refuses)."""
+    user = g.user
+    if request.method == "PUT":
+        schema = openapi_data()["document"]["paths"]["/me/"]["put"]["body"]
+        data = check_body(read_json_body(), schema)
         try:
-            query = parse_search(request.args.get("q", ""))
+            user.update_profile(
+                data.get("display_name", user.display_name), data.get("bio", user.bio)
+            )
         except TextRefused as exc:
-            abort(400, str(exc))
-        people = []
-        if "before" not in request.args:
-            found = search_people(query, columns=User.SUMMARY_COLUMNS)
-            people = [self.users.serialize_object(person) for person in found]
-        return self.timeline(
-            lambda before, limit: search_messages(query, before, limit),
-            keep_args=("q",),
-            extra={"people": people},
-        )
+            abort(422, str(exc))
+    counts = user.profile_counts()
+    data = {**api.users.serialize_object(user), "counts": counts, "email": user.email}
+    return no_store(json_response({**data, "admin": user.admin}))
 
-    def timeline(self, fetch, keep_args=(), extra=None):
-        """One KeysetPage of the timeline ``fetch``, newest (highest id) first:
-        ``?before=<message id>`` continues below that id, so every page costs the same
-        however far a client scrolls. ``meta.next`` is the next page's URL, or null; past
-        the end the list is empty. ``keep_args``: further query arguments accepted and
-        carried into ``meta.next``; ``extra``: more keys for the response."""
-        check_query(["before", "limit", *keep_args])
-        limit = page_limit()
-        page = KeysetPage(
-            lambda cursor, n: fetch(cursor, n).select_extend(*User.SUMMARY_COLUMNS),
-            limit,
-            not_found_when_empty=False,
-            keep_args=keep_args,
-        )
-        meta = {"limit": limit, "before": page.cursor, "next": page.next_url(limit=limit)}
-        objects = self.messages.serialize_query(page.items)
-        return json_response({"meta": meta, **(extra or {}), "objects": objects})
 
-    def openapi(self):
-        """The OpenAPI 3.1 document, as JSON."""
-        return json_response(openapi_document(self))
+def message_context(pk):
+    """A message's thread: ``ancestors`` (root first), the ``message``, and a page of
+    its ``replies`` (oldest first; ``?after=<reply id>`` continues, ``meta.next``)."""
+    check_query(["after", "limit"])
+    message, limit = visible_message(pk), page_limit()
+    replies = KeysetPage(
+        lambda after, n: message.thread_replies(User.SUMMARY_COLUMNS, after, n),
+        limit,
+        cursor_arg="after",
+        not_found_when_empty=False,
+    )
+    ancestors = message.ancestors(author_columns=User.SUMMARY_COLUMNS)
+    objects = api.messages.serialize_query([*ancestors, message, *replies.items])
+    count = len(ancestors)
+    meta = {"limit": limit, "after": replies.cursor, "next": replies.next_url(limit=limit)}
+    return json_response(
+        {
+            "meta": meta,
+            "ancestors": objects[:count],
+            "message": objects[count],
+            "replies": objects[count + 1 :],
+        }
+    )
 
-    def index(self):
-        """The OpenAPI document, rendered for people."""
-        document = openapi_document(self)
-        return render_template("api_index.html", doc=document, operations=operations(document))
+
+def reaction_view(name):
+    """Return the view of ``/message/<pk>/<name>/``: POST does the reaction (201 when
+    it is new, 200 when it already was), DELETE undoes it (204, also when there was
+    nothing to undo). Both answer with the same effect however often repeated."""
+    do, undo = REACTIONS[name]
+
+    def view(pk):
+        message = visible_message(pk)
+        if request.method == "DELETE":
+            getattr(g.user, undo)(message)
+            return Response(status=204)
+        created = getattr(g.user, do)(message)
+        fresh = api.messages.serialize_object(visible_message(pk))
+        return json_response(fresh, 201 if created else 200)
+
+    view.__name__ = f"message_{name}"
+    return view
+
+
+def notifications():
+    """The caller's notifications, newest first, from active users only.
+    ``?before=<id>`` pages back (``meta.next``); ``?since_id=<id>`` returns only newer
+    ones, for polling."""
+    check_query(["before", "since_id", "limit"])
+    limit = page_limit()
+    since = request.args.get("since_id")
+    since = None if since is None else parse_whole_number("since_id", since, 0)
+    page = KeysetPage(
+        lambda before, n: g.user.notifications(before, since, n),
+        limit,
+        not_found_when_empty=False,
+        keep_args=("since_id",),
+    )
+    messages = [row.message for row in page.items if row.message]
+    shown = api.messages.serialize_query(messages)
+    serialized = {m.id: data for m, data in zip(messages, shown, strict=True)}
+    convert = ChirpSerializer().convert_value
+    objects = [
+        {
+            "id": row.id,
+            "kind": row.kind,
+            "actor": api.users.serialize_object(row.actor),
+            "message": serialized.get(row.message_id),
+            "read": row.read,
+            "created_date": convert(row.created_date),
+        }
+        for row in page.items
+    ]
+    meta = {"limit": limit, "before": page.cursor, "since_id": since}
+    meta.update(next=page.next_url(limit=limit), unread=g.user.unread_notification_count())
+    return no_store(json_response({"meta": meta, "objects": objects}))
+
+
+def notifications_read():
+    """Mark all the caller's notifications read; answers how many changed."""
+    return json_response({"marked": g.user.mark_notifications_read()})
+
+
+def timeline_home():
+    """The caller's home timeline: their messages and those of everyone they follow."""
+    return timeline(g.user.home_timeline)
+
+
+def timeline_public():
+    """Every visible message."""
+    return timeline(Message.public_timeline)
+
+
+def tag_timeline(tag):
+    """The visible messages tagged ``tag`` (any case), newest first."""
+    if len(tag) > TAG_MAX_LENGTH:
+        abort(404, "No such tag.")
+    return timeline(lambda before, limit: Message.tag_timeline(tag, before, limit))
+
+
+def search():
+    """Messages matching ``q`` (words, "phrases", #tags, from:name), newest first,
+    keyset-paged like a timeline; on the first page also ``people`` whose username or
+    display name starts with ``q``."""
+    try:
+        query = parse_search(request.args.get("q", ""))
+    except TextRefused as exc:
+        abort(400, str(exc))
+    people = []
+    if "before" not in request.args:
+        found = search_people(query, columns=User.SUMMARY_COLUMNS)
+        people = [api.users.serialize_object(person) for person in found]
+    return timeline(
+        lambda before, limit: search_messages(query, before, limit),
+        keep_args=("q",),
+        extra={"people": people},
+    )
+
+
+def timeline(fetch, keep_args=(), extra=None):
+    """One KeysetPage of the timeline ``fetch``, newest (highest id) first:
+    ``?before=<message id>`` continues below that id, so every page costs the same
+    however far a client scrolls. ``meta.next`` is the next page's URL, or null; past
+    the end the list is empty. ``keep_args``: further query arguments accepted and
+    carried into ``meta.next``; ``extra``: more keys for the response."""
+    check_query(["before", "limit", *keep_args])
+    limit = page_limit()
+    page = KeysetPage(
+        lambda cursor, n: fetch(cursor, n).select_extend(*User.SUMMARY_COLUMNS),
+        limit,
+        not_found_when_empty=False,
+        keep_args=keep_args,
+    )
+    meta = {"limit": limit, "before": page.cursor, "next": page.next_url(limit=limit)}
+    objects = api.messages.serialize_query(page.items)
+    return json_response({"meta": meta, **(extra or {}), "objects": objects})
+
+
+def openapi():
+    """The OpenAPI 3.1 document, as JSON."""
+    return json_response(openapi_document(api))
+
+
+def index():
+    """The OpenAPI document, rendered for people."""
+    document = openapi_document(api)
+    return render_template("api_index.html", doc=document, operations=operations(document))
 
 
 # ---------------------------------------------------------------- OpenAPI

@@ -508,7 +508,8 @@ def require_clean_text(raw):
 
 def require_clean_json(raw):
     """Abort with 400 if the JSON document ``raw`` nests too deeply to parse or holds a
-    NUL character (``\\u0000``) in any key or string. Invalid JSON is left to the view."""
+    NUL character (``\\u0000``) or a lone surrogate (``\\ud800``, which no database
+    stores) in any key or string. Invalid JSON is left to the view."""
     try:
         document = json.loads(raw)
     except ValueError:
@@ -523,8 +524,13 @@ def require_clean_json(raw):
             pending.extend(item.values())
         elif isinstance(item, list):
             pending.extend(item)
-        elif isinstance(item, str) and "\x00" in item:
-            abort(400, "The JSON document holds a NUL character.")
+        elif isinstance(item, str):
+            if "\x00" in item:
+                abort(400, "The JSON document holds a NUL character.")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate ("\ud800"): valid JSON, yet no text
+                abort(400, "The JSON document holds a lone surrogate, which is not text.")
 
 
 csrf = SeaSurf(app)
