@@ -10,6 +10,7 @@ With ``CHIRP_REQUIRE_ALL=1`` (CI), a test that would be skipped because an outsi
 go green by leaving tests out.
 """
 
+import base64
 import os
 import re
 import shutil
@@ -61,6 +62,7 @@ import main  # noqa: E402  the one import: wires every module
 from app import db  # noqa: E402
 from app import limiter  # noqa: E402
 from models import MODELS  # noqa: E402
+from models import ApiToken  # noqa: E402
 from models import Message  # noqa: E402
 from models import User  # noqa: E402
 from models import migration_runner  # noqa: E402
@@ -265,6 +267,23 @@ def make_message(user, content="hello", **fields):
     return Message.create(user=user, content=content, **fields)
 
 
+def text(response):
+    """Return the body of ``response`` as text."""
+    return response.get_data(as_text=True)
+
+
+def bearer(user, name="test"):
+    """Return request headers carrying a new API token of ``user``."""
+    _, token = ApiToken.issue(user, name)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def basic(username, password=PASSWORD):
+    """Return request headers carrying HTTP basic credentials."""
+    raw = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
 def csrf_token(client, path="/accounts/login/"):
     """GET ``path`` and return the CSRF token from its first form."""
     html = client.get(path).get_data(as_text=True)
@@ -300,3 +319,21 @@ def as_admin(client, root):
     """A client logged in as the admin ``root``."""
     login(client, "root")
     return client
+
+
+@pytest.fixture
+def alice(app):
+    """The member ``alice``."""
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(app):
+    """The member ``bob``."""
+    return make_user("bob")
+
+
+@pytest.fixture
+def runner(app):
+    """A click runner for Chirp's command line, on this test's database."""
+    return app.test_cli_runner()

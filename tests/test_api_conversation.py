@@ -1,15 +1,11 @@
 """The conversation API: replies, thread context, likes and reposts, notifications."""
 
+from conftest import bearer
 from conftest import make_message
 from conftest import make_user
 from playhouse.test_utils import count_queries
 
-from models import ApiToken
 from models import Message
-
-
-def bearer(user):
-    return {"Authorization": f"Bearer {ApiToken.issue(user, 'test')[1]}"}
 
 
 def test_post_a_reply_and_read_its_context(client):

@@ -15,17 +15,11 @@ from live_server import free_port
 from peewee import fn
 
 import main
-from models import ApiToken
 from models import Message
 from models import Relationship
 from models import User
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def runner(app):
-    return app.test_cli_runner()
 
 
 def test_create_admin_reads_the_password_from_stdin(runner):
@@ -61,22 +55,11 @@ def test_create_admin_promotes_an_existing_user(runner):
 
 
 def test_create_admin_refuses_bad_input(runner):
-    short = runner.invoke(args=["create-admin", "root", "--password-stdin"], input="short\n")
-    assert short.exit_code == 2 and "must be 8 to 256 characters long" in short.output
     bad_name = runner.invoke(
         args=["create-admin", "no spaces", "--password-stdin"], input="a-good-password\n"
     )
     assert bad_name.exit_code == 2 and "letters, digits or underscores" in bad_name.output
     assert User.select().count() == 0
-
-
-def test_create_token_prints_a_working_token(runner):
-    alice = make_user("alice")
-    result = runner.invoke(args=["create-token", "alice", "--name", "script"])
-    assert result.exit_code == 0, result.output
-    token = result.output.strip()
-    assert ApiToken.lookup(token).user.id == alice.id
-    assert ApiToken.get().name == "script"
 
 
 def test_create_token_for_unknown_user_fails(runner):
@@ -126,13 +109,6 @@ def seeded_sample():
     lowest = User.select(fn.MIN(User.id)).scalar()
     messages = Message.select().order_by(Message.id).limit(50)
     return [(message.user_id - lowest, message.content) for message in messages]
-
-
-def test_seed_sizes_are_the_benchmarks_data_sets():
-    assert main.SEED_SIZES == {
-        "small": (1_000, 10_000, 20_000),
-        "large": (10_000, 1_000_000, 200_000),
-    }
 
 
 def test_seed_twice_adds_more_users_without_clashes(runner):

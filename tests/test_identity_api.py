@@ -3,15 +3,11 @@ and each message's mentions, tags and links."""
 
 import json
 
+from conftest import bearer
 from conftest import make_message
 from conftest import make_user
 
-from models import ApiToken
 from models import User
-
-
-def bearer(user):
-    return {"Authorization": f"Bearer {ApiToken.issue(user, 'test')[1]}"}
 
 
 def put_json(client, path, body, headers):

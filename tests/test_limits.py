@@ -9,7 +9,6 @@
   a 429 page on the web and JSON under /api/, with counters shared by web and API.
 """
 
-import base64
 import json
 import os
 import subprocess
@@ -19,10 +18,13 @@ from pathlib import Path
 import pytest
 import werkzeug.security
 from conftest import PASSWORD
+from conftest import basic
+from conftest import bearer
 from conftest import csrf_token
 from conftest import login
 from conftest import make_user
 from conftest import post
+from conftest import text
 from playhouse.test_utils import count_queries
 
 from auth import DEVICE_COOKIE
@@ -63,15 +65,6 @@ def limits(app, monkeypatch):
     return set_limits
 
 
-@pytest.fixture
-def alice(app):
-    return make_user("alice")
-
-
-def text(response):
-    return response.get_data(as_text=True)
-
-
 def browser(app):
     return app.test_client()
 
@@ -92,11 +85,6 @@ def fail(client, count, username="alice", address=STRANGER):
         response = login_from(client, username, "wrong-password", address)
         assert response.status_code == 200
         assert "Incorrect username or password" in text(response)
-
-
-def basic(username, password=PASSWORD):
-    raw = base64.b64encode(f"{username}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {raw}"}
 
 
 def api_get(client, headers, address=HOME, path="/api/me/"):
@@ -352,11 +340,6 @@ def write(client, path, data=None, address=HOME):
     """POST a form to ``path`` from ``address`` with a valid CSRF token."""
     data = dict(data or {}, _csrf_token=csrf_token(client))
     return client.post(path, data=data, environ_base={"REMOTE_ADDR": address})
-
-
-def bearer(user):
-    _, token = ApiToken.issue(user, "test")
-    return {"Authorization": f"Bearer {token}"}
 
 
 def assert_html_429(response):

@@ -55,11 +55,6 @@ def settings_form(**changes):
     return data
 
 
-@pytest.fixture
-def alice(app):
-    return make_user("alice")
-
-
 def test_logout_ends_this_session_and_every_copy_and_other_device(app, alice):
     laptop, phone = device(app, "alice"), device(app, "alice")
     thief = stolen_copy(app, laptop)
@@ -176,52 +171,50 @@ def test_create_admin_on_the_command_line_ends_the_users_sessions(app, alice):
     assert login(device(app), "alice", NEW_PASSWORD).status_code == 302
 
 
-def test_deactivation_by_bulk_action_ends_sessions_for_good(app, alice):
-    make_user("root", admin=True)
-    admin, laptop = device(app, "root"), device(app, "alice")
-    thief = stolen_copy(app, laptop)
-    data = {"action": "deactivate", "id": str(alice.id)}
-    assert post(admin, "/admin/user/", data, token_from="/admin/").status_code == 302
-    assert not User.get_by_id(alice.id).active
-    assert not is_logged_in(laptop)
-
-    data = {"action": "reactivate", "id": str(alice.id)}
-    assert post(admin, "/admin/user/", data, token_from="/admin/").status_code == 302
-    assert User.get_by_id(alice.id).active
-    assert not is_logged_in(laptop), "reactivation must not revive old sessions"
-    assert not is_logged_in(thief)
-    assert is_logged_in(device(app, "alice"))
-
-
-def test_deactivation_in_the_admin_form_ends_sessions_for_good(app, alice):
-    make_user("root", admin=True)
-    admin, laptop = device(app, "root"), device(app, "alice")
-    form = {
-        "username": "alice",
-        "email": "alice@example.com",
-        "join_date": alice.join_date.strftime("%Y-%m-%d %H:%M:%S"),
+def admin_form(user, **changes):
+    """The admin's form for ``user``, with ``changes``."""
+    data = {
+        "username": user.username,
+        "email": user.email,
+        "join_date": user.join_date.strftime("%Y-%m-%d %H:%M:%S"),
+        "active": "1",
         "admin": "",
         "new_password": "",
         "save": "1",
     }
-    response = post(admin, f"/admin/user/{alice.id}/", {**form, "active": ""}, "/admin/")
-    assert response.status_code == 302
-    response = post(admin, f"/admin/user/{alice.id}/", {**form, "active": "1"}, "/admin/")
-    assert response.status_code == 302
-    assert User.get_by_id(alice.id).active
-    assert not is_logged_in(laptop)
+    return {**data, **changes}
 
 
-def test_saving_a_deactivated_user_ends_sessions_for_any_caller(app, alice):
-    """The rule lives in the model, so every way of deactivating (admin, API, shell)
-    that saves the row ends the sessions."""
-    laptop = device(app, "alice")
+def by_bulk_action(admin, alice, active):
+    data = {"action": "reactivate" if active else "deactivate", "id": str(alice.id)}
+    assert post(admin, "/admin/user/", data, token_from="/admin/").status_code == 302
+
+
+def in_the_admin_form(admin, alice, active):
+    form = admin_form(alice, active="1" if active else "")
+    assert post(admin, f"/admin/user/{alice.id}/", form, "/admin/").status_code == 302
+
+
+def by_saving_the_model(admin, alice, active):
+    """The rule lives in the model: any caller that saves the row (the API, a shell)."""
     user = User.get_by_id(alice.id)
-    user.active = False
+    user.active = active
     user.save()
-    user.active = True
-    user.save()
+
+
+@pytest.mark.parametrize("switch", [by_bulk_action, in_the_admin_form, by_saving_the_model])
+def test_deactivation_ends_sessions_for_good(app, alice, switch):
+    make_user("root", admin=True)
+    admin, laptop = device(app, "root"), device(app, "alice")
+    thief = stolen_copy(app, laptop)
+    switch(admin, alice, active=False)
+    assert not User.get_by_id(alice.id).active
     assert not is_logged_in(laptop)
+    switch(admin, alice, active=True)
+    assert User.get_by_id(alice.id).active
+    assert not is_logged_in(laptop), "reactivation must not revive old sessions"
+    assert not is_logged_in(thief)
+    assert is_logged_in(device(app, "alice"))
 
 
 def test_deleting_a_user_through_the_api_ends_their_sessions(app, alice):

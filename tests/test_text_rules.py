@@ -19,7 +19,6 @@ from peewee import IntegrityError
 from app import db
 from models import MESSAGE_MAX_LENGTH
 from models import NOTE_MAX_LENGTH
-from models import TAKEN_MESSAGE
 from models import ApiToken
 from models import Message
 from models import Note
@@ -123,16 +122,16 @@ def test_whatever_is_accepted_is_normalised_visible_and_fits(content):
 
 
 @pytest.fixture
-def surfaces(app):
+def surfaces(app, monkeypatch):
     """A member logged in on the web, their API token, and an admin logged in."""
     alice = make_user("alice")
     make_user("root", admin=True)
     web, admin = app.test_client(), app.test_client()
     login(web, "alice")
     login(admin, "root")
-    app.config.update(
-        POST_RATE_LIMIT="100000 per minute", POST_ADDRESS_RATE_LIMIT="100000 per minute"
-    )
+    monkeypatch.setitem(app.config, "POST_RATE_LIMIT", "100000 per minute")
+    monkeypatch.setitem(app.config, "POST_ADDRESS_RATE_LIMIT", "100000 per minute")
+    monkeypatch.setitem(app.config, "SIGNUP_RATE_LIMIT", "100000 per minute")
     token = {"Authorization": f"Bearer {ApiToken.issue(alice, 't')[1]}"}
     return web, token, admin, alice
 
@@ -242,35 +241,9 @@ def test_skeletons_follow_unicode_tr39():
     assert confusable_skeleton("alice") != confusable_skeleton("alicia")
 
 
-@pytest.mark.parametrize("lookalike", ["aIice", "a1ice", "ALICE", "AIice"])
-def test_join_refuses_a_name_that_looks_like_a_member(client, lookalike):
-    make_user("alice")
-    response = join(client, lookalike, "x@example.com")
-    assert response.status_code == 422 and TAKEN_MESSAGE in response.get_data(as_text=True)
-    assert User.select().count() == 1
-
-
 def test_join_refuses_cyrillic_letters_outright(client):
     make_user("alice")
     assert join(client, "\u0430lice", "x@example.com").status_code == 422
-
-
-def test_api_admin_and_cli_refuse_lookalikes_with_the_same_message(app, runner):
-    make_user("alice")
-    root = make_user("root", admin=True)
-    token = {"Authorization": f"Bearer {ApiToken.issue(root, 't')[1]}"}
-    response = app.test_client().post(
-        "/api/user/", json={"username": "aIice", "email": "a@example.org"}, headers=token
-    )
-    assert response.status_code == 409 and response.get_json()["error"] == TAKEN_MESSAGE
-    admin = app.test_client()
-    login(admin, "root")
-    form = {"username": "aIice", "email": "b@example.org", "new_password": PASSWORD, "active": "y"}
-    page = post(admin, "/admin/user/add/", form, "/admin/user/add/").get_data(as_text=True)
-    assert TAKEN_MESSAGE in page
-    result = runner.invoke(args=["create-admin", "a1ice", "--password-stdin"], input=PASSWORD)
-    assert result.exit_code != 0 and TAKEN_MESSAGE in result.output
-    assert User.select().count() == 2
 
 
 def test_the_database_refuses_a_lookalike_that_skips_the_checks(app):
@@ -312,32 +285,6 @@ def test_the_database_refuses_an_address_in_another_case(app):
         User.update(email="ALICE@example.com").where(User.id == bob.id).execute()
 
 
-def test_every_surface_says_the_same_about_a_taken_address(app, runner):
-    make_user("alice", email="alice@example.com")
-    root = make_user("root", admin=True)
-    bob = make_user("bob")
-    web = app.test_client()
-    page = join(web, "carol", "ALICE@example.com").get_data(as_text=True)
-    assert TAKEN_MESSAGE in page
-    login(web, "bob")
-    form = {"email": "Alice@Example.com", "current_password": PASSWORD}
-    assert TAKEN_MESSAGE in post(web, "/settings/", form, "/settings/").get_data(as_text=True)
-    token = {"Authorization": f"Bearer {ApiToken.issue(root, 't')[1]}"}
-    response = app.test_client().put(
-        f"/api/user/{bob.id}/", json={"email": "ALICE@EXAMPLE.COM"}, headers=token
-    )
-    assert response.status_code == 409 and response.get_json()["error"] == TAKEN_MESSAGE
-    admin = app.test_client()
-    login(admin, "root")
-    form = {"username": "bob", "email": "aLice@example.com", "active": "y"}
-    page = post(admin, f"/admin/user/{bob.id}/", form, f"/admin/user/{bob.id}/")
-    assert TAKEN_MESSAGE in page.get_data(as_text=True)
-    args = ["create-admin", "dave", "--email", "ALICE@example.com", "--password-stdin"]
-    result = runner.invoke(args=args, input=PASSWORD)
-    assert result.exit_code != 0 and TAKEN_MESSAGE in result.output
-    assert User.get_by_id(bob.id).email == "bob@example.com"
-
-
 def test_an_account_with_an_old_address_can_still_save_its_settings(client):
     """An address stored before today's rules (here: no dot in the domain) is kept as it is
     when its owner saves something else, e.g. a new password."""
@@ -358,11 +305,6 @@ def test_an_account_with_an_old_address_can_still_save_its_settings(client):
 def join(client, username, email):
     data = {"username": username, "email": email, "password": PASSWORD, "confirm": PASSWORD}
     return post(client, "/join/", data)
-
-
-@pytest.fixture
-def runner(app):
-    return app.test_cli_runner()
 
 
 # ---------------------------------------------------------------- people, on every surface
@@ -443,7 +385,6 @@ def test_web_api_and_admin_accept_and_store_exactly_the_same_people(app, surface
     addresses accepted (look-alikes of alice and her address refused), stored alike."""
     username, email = person
     _, _, admin, _ = surfaces
-    app.config.update(SIGNUP_RATE_LIMIT="100000 per minute")
     root = User.get(User.username == "root")
     token = {"Authorization": f"Bearer {ApiToken.issue(root, 't')[1]}"}
     data = {"username": username, "email": email, "password": PASSWORD, "confirm": PASSWORD}

@@ -9,17 +9,12 @@ from conftest import login
 from conftest import make_message
 from conftest import make_user
 from conftest import post
+from conftest import text
 
-from models import TAKEN_MESSAGE
 from models import ApiToken
 from models import Message
 from models import Relationship
 from models import User
-
-
-def text(response):
-    return response.get_data(as_text=True)
-
 
 # Timelines -----------------------------------------------------------------------------
 
@@ -99,12 +94,6 @@ def test_old_page_numbers_redirect_to_the_same_messages(client):
     assert client.get("/users/?page=2").headers["Location"] == "/users/?after=user18"
 
 
-def test_bad_page_numbers_are_a_400_not_a_500(client):
-    for page in ("abc", "0", "-1", "99999999999999999999999", "١"):
-        assert client.get(f"/public/?page={page}").status_code == 400
-        assert client.get(f"/public/?before={page}").status_code == 400  # app's one parser
-
-
 def test_user_directory_pages_by_username(client):
     names = [f"user{number:02d}" for number in range(25)]
     for name in names:
@@ -172,11 +161,6 @@ def test_user_page_lookup_ignores_case(client):
     assert client.get("/users/ALICE/").status_code == 200
 
 
-def test_unknown_user_pages_are_404(client):
-    for path in ("/users/nobody/", "/users/nobody/followers/", "/users/nobody/following/"):
-        assert client.get(path).status_code == 404
-
-
 def test_follower_and_following_lists(client):
     alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
     bob.follow(alice)
@@ -220,14 +204,6 @@ def test_members_are_not_offered_another_account(client):
     assert "You are already a member, alice." in text(client.get("/"))
 
 
-def test_join_refuses_a_username_taken_in_another_case(client):
-    make_user("Alice")
-    response = join(client, username="alice")
-    assert response.status_code == 422
-    assert TAKEN_MESSAGE in text(response)
-    assert User.select().count() == 1
-
-
 def test_join_validates_every_field(client):
     cases = [
         ({"username": "bad name!"}, "Use 1 to 30 letters, digits or underscores."),
@@ -241,12 +217,6 @@ def test_join_validates_every_field(client):
         assert response.status_code == 422, override
         assert message in text(response), override
     assert User.select().count() == 0
-
-
-def test_join_refuses_a_registered_email(client):
-    make_user("alice", email="alice@example.com")
-    response = join(client, email="ALICE@example.com")
-    assert TAKEN_MESSAGE in text(response)
 
 
 def test_login_and_logout(client):
@@ -307,20 +277,6 @@ def test_member_posts_a_message(client):
     assert (message.user_id, message.content) == (alice.id, "my first chirp")
 
 
-def test_message_length_is_1_to_280(client):
-    make_user("alice")
-    login(client, "alice")
-    assert post(client, "/create/", {"content": "   "}).status_code == 422
-    too_long = post(client, "/create/", {"content": "x" * 281})
-    assert too_long.status_code == 422
-    assert "A message must be at most 280 characters long (it has 281)." in text(too_long)
-    invisible = post(client, "/create/", {"content": "\u200c\u200d"})
-    assert invisible.status_code == 422
-    assert "A message needs something visible" in text(invisible)
-    assert post(client, "/create/", {"content": "x" * 280}).status_code == 302
-    assert [len(m.content) for m in Message.select()] == [280]
-
-
 def test_anonymous_cannot_post(client):
     response = client.get("/create/")
     assert response.status_code == 302 and "/accounts/login/" in response.headers["Location"]
@@ -369,13 +325,6 @@ def test_owner_deletes_their_message(client):
     assert Message.select().count() == 0
 
 
-def test_missing_messages_are_404(client):
-    make_user("alice")
-    login(client, "alice")
-    assert client.get("/edit/999/").status_code == 404
-    assert post(client, "/delete/999/").status_code == 404
-
-
 # Following -----------------------------------------------------------------------------
 
 
@@ -393,66 +342,12 @@ def test_follow_and_unfollow(client):
     assert not alice.is_following(bob)
 
 
-def test_nobody_follows_themself(client):
-    alice = make_user("alice")
-    login(client, "alice")
-    response = post(client, "/users/alice/follow/", follow_redirects=True)
-    assert "You cannot follow yourself." in text(response)
-    assert not alice.is_following(alice)
-
-
 def test_follow_needs_login_and_post(client):
     make_user("bob")
     assert client.get("/users/bob/follow/").status_code == 405
     response = post(client, "/users/bob/follow/")
     assert response.status_code == 302 and "/accounts/login/" in response.headers["Location"]
     assert Relationship.select().count() == 0
-
-
-def test_follow_unknown_user_is_404(client):
-    make_user("alice")
-    login(client, "alice")
-    assert post(client, "/users/nobody/follow/").status_code == 404
-
-
-# CSRF ----------------------------------------------------------------------------------
-
-
-def test_every_form_post_without_a_csrf_token_is_refused(client):
-    alice, bob = make_user("alice"), make_user("bob")
-    message = make_message(alice)
-    login(client, "alice")
-    paths = [
-        "/create/",
-        f"/edit/{message.id}/",
-        f"/delete/{message.id}/",
-        "/users/bob/follow/",
-        "/users/bob/unfollow/",
-        "/settings/",
-        "/settings/tokens/",
-        "/accounts/logout/",
-    ]
-    for path in paths:
-        assert client.post(path, data={"content": "x"}).status_code == 403, path
-    assert Message.select().count() == 1 and not alice.is_following(bob)
-    assert "Log out" in text(client.get("/"))
-
-
-def test_login_and_join_need_the_csrf_token(client):
-    make_user("alice")
-    response = client.post("/accounts/login/", data={"username": "alice", "password": PASSWORD})
-    assert response.status_code == 403
-    response = client.post(
-        "/join/",
-        data={
-            "username": "x",
-            "email": "x@example.com",
-            "password": "long-enough",
-            "confirm": "long-enough",
-        },
-    )
-    assert response.status_code == 403
-    assert User.select().count() == 1
 
 
 # Settings and tokens -------------------------------------------------------------------
@@ -490,21 +385,6 @@ def test_settings_need_the_current_password(client):
 
 def test_settings_require_login(client):
     assert client.get("/settings/").status_code == 302
-
-
-def test_token_is_shown_once_and_stored_hashed(client):
-    alice = make_user("alice")
-    login(client, "alice")
-    response = post(client, "/settings/tokens/", {"name": "my phone"}, token_from="/settings/")
-    assert response.status_code == 200
-    assert response.headers["Cache-Control"] == "no-store"
-    body = text(response)
-    token = body.split('<code class="token">')[1].split("</code>")[0]
-    row = ApiToken.get()
-    assert (row.user_id, row.name) == (alice.id, "my phone")
-    assert row.token_hash == ApiToken.hash_token(token) and token not in row.token_hash
-    assert token not in text(client.get("/settings/"))
-    assert "my phone" in text(client.get("/settings/"))
 
 
 def test_token_revoke_only_own(client):
