@@ -40,7 +40,6 @@ from peewee import DateTimeField
 from peewee import ForeignKeyField
 from peewee import IntegerField
 from peewee import IntegrityError
-from peewee import fn
 
 from app import MAX_ID
 from app import MAX_PAGE
@@ -115,11 +114,6 @@ def short_list(names, limit=5):
 # ---------------------------------------------------------------- dates and values
 
 
-def to_utc(value):
-    """Return a naive local ``datetime`` (as the models store them) as an aware UTC one."""
-    return value.astimezone(datetime.UTC)
-
-
 def parse_datetime(name, raw):
     """Parse ISO 8601 text ``raw`` into the naive local time the database stores.
 
@@ -157,10 +151,10 @@ def page_limit():
 
 
 def parse_string(name, raw):
-    """Return ``raw`` if it is at most MAX_FILTER_LENGTH characters without NUL; else
-    400."""
-    if len(raw) > MAX_FILTER_LENGTH or "\x00" in raw:
-        abort(400, f"{name} must be at most {MAX_FILTER_LENGTH} characters, no NUL.")
+    """Return ``raw`` if it is at most MAX_FILTER_LENGTH characters, else 400 (a NUL never
+    gets this far: app.reject_malformed_input refuses it)."""
+    if len(raw) > MAX_FILTER_LENGTH:
+        abort(400, f"{name} must be at most {MAX_FILTER_LENGTH} characters.")
     return raw
 
 
@@ -226,7 +220,8 @@ class ChirpSerializer(Serializer):
 
     def convert_value(self, value):
         if isinstance(value, datetime.datetime):
-            return to_utc(value).isoformat().replace("+00:00", "Z")
+            # Naive local time, as the models store it, to UTC.
+            return value.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
         return super().convert_value(value)
 
 
@@ -271,7 +266,7 @@ def username_filter(name, field, what):
     return {
         name: QueryFilter(
             {"type": "string", "maxLength": MAX_FILTER_LENGTH, "pattern": NO_NUL_PATTERN},
-            lambda v: field.in_(User.select(User.id).where(fn.LOWER(User.username) == v.lower())),
+            lambda v: field.in_(User.by_username(v).select(User.id)),
             f"Only rows whose {what} has this username (any case).",
         )
     }
