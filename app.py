@@ -770,6 +770,20 @@ class Rule:
             raise ValidationError(str(exc)) from None
 
 
+class MaxLength:
+    """wtforms validator that only tells the browser a field's limit: the input gets
+    ``maxlength="<characters>"`` (wtforms renders validators' ``field_flags``) and checks
+    nothing itself. The field's Rule checks the length after normalising (trimmed, NFC),
+    as the API and the admin do, so a pasted value with spaces around it is judged as it
+    will be stored. Give it the limit constant from models.py: one source for both."""
+
+    def __init__(self, characters):
+        self.field_flags = {"maxlength": characters}
+
+    def __call__(self, form, field):
+        pass
+
+
 def download(chunks, mimetype, filename):
     """Return the text ``chunks`` (an iterable of str, consumed while the body is sent) as
     an uncached attachment called ``filename``, read on a database connection of its own:

@@ -503,15 +503,22 @@ class User(BaseModel, BaseUser):
         User.update(session_token=self.session_token).where(User.id == self.id).execute()
 
     @classmethod
-    def set_active(cls, ids, active):
-        """Activate or deactivate the users with these ``ids`` in one UPDATE, ending their
-        sessions (as ``save`` does for one user). Returns the number of rows updated."""
-        ids = list(ids)
-        query = cls.update(active=active, session_token=new_session_token())
+    def set_active(cls, ids, active, actor=None):
+        """Activate or deactivate those of the users ``ids`` that are not so yet, in one
+        UPDATE that ends their sessions (as ``save`` does for one user), and recount the
+        messages they touched. With ``actor`` (the admin doing it), one audit entry lists
+        the ids, in the same transaction. Returns the ids changed."""
         with db.database.atomic():
-            updated = query.where(cls.id << ids).execute()
-            Message.refresh_counts(Message.touched_by(ids))
-        return updated
+            query = cls.select(cls.id).where(cls.id << list(ids), cls.active != active)
+            changed = [pk for (pk,) in query.tuples()]
+            if changed:
+                update = cls.update(active=active, session_token=new_session_token())
+                update.where(cls.id << changed).execute()
+                Message.refresh_counts(Message.touched_by(changed))
+            if changed and actor is not None:
+                action = "reactivate" if active else "deactivate"
+                AuditEntry.record(actor, action, cls, changed, {"active": [not active, active]})
+        return changed
 
     def has_usable_password(self):
         """Return True if ``password`` is a hash some password could match: werkzeug's
@@ -1804,6 +1811,25 @@ class AuditEntry(BaseModel):
             changes=json.dumps(changes or {}, default=str, sort_keys=True),
         )
 
+    def who(self):
+        """The actor's username as it was when they acted, "(deleted)" after it once the
+        account is gone; "" for an entry made by nobody (a script)."""
+        if self.actor_name and self.actor_id is None:
+            return f"{self.actor_name} (deleted)"
+        return self.actor_name or (self.actor.username if self.actor_id else "")
+
+    def changed(self):
+        """The names of the fields this entry records, comma-separated."""
+        return ", ".join(json.loads(self.changes))
+
+    def change_rows(self):
+        """Return ``[(field, text)]``, one per recorded field: ``"old → new"`` for a change,
+        the value itself for an export's plain entries (fields, format, filters)."""
+        return [
+            (name, f"{value[0]} → {value[1]}" if isinstance(value, list) else value)
+            for name, value in json.loads(self.changes).items()
+        ]
+
 
 # Columns that no admin page, export, audit entry or API answer may ever show.
 SECRET_FIELDS = frozenset({User.password, User.session_token, ApiToken.token_hash})
@@ -1832,6 +1858,29 @@ def audit_diff(model, before, after):
             secret = model._meta.fields[name] in SECRET_FIELDS
             changes[name] = [HIDDEN, HIDDEN] if secret else [old, new]
     return changes
+
+
+def field_rules(model, row=None):
+    """Return ``{field name: clean(value)}``: the rule each text field of ``model`` that
+    people write obeys, for ``row`` (the row being edited; None or unsaved when new).
+
+    ``clean`` returns the value to store or raises TextRefused (or Taken: a username or
+    e-mail address another account has). A form shows the error on its field, the API
+    answers 422 (409 for Taken); save() applies the same rules again.
+    """
+    user = row if isinstance(row, User) else None
+    rules = {
+        User: {
+            "username": functools.partial(User.clean_new_username, user=user),
+            "email": functools.partial(User.clean_new_email, user=user),
+            "display_name": clean_display_name,
+            "bio": clean_bio,
+        },
+        Message: {"content": clean_message},
+        Note: {"message": clean_note},
+        ApiToken: {"name": clean_token_name},
+    }
+    return rules.get(model, {})
 
 
 @contextlib.contextmanager
