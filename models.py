@@ -912,6 +912,22 @@ class Relationship(BaseModel):
     def __str__(self):
         return f"{self.from_user} follows {self.to_user}"
 
+    @classmethod
+    def between_active_users(cls):
+        """Return the follows whose two users are both active, by id (the API's list)."""
+        # Each follow's two users are looked up by primary key: "user_id IN (every active
+        # user)" made the database pair every active user with every other (28 s a page
+        # at 10 000 users).
+        follower, followed = User.alias(), User.alias()
+        return (
+            cls.select(cls)
+            .join(follower, on=cls.from_user == follower.id)
+            .switch(cls)
+            .join(followed, on=cls.to_user == followed.id)
+            .where(follower.active, followed.active)
+            .order_by(cls.id)
+        )
+
     def clean_to_user(self, value):
         """Return ``value``, the id of the user ``from_user`` is to follow: TextRefused
         unless it is another, active user; Taken if ``from_user`` already follows them."""
