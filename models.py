@@ -1860,29 +1860,6 @@ def audit_diff(model, before, after):
     return changes
 
 
-def field_rules(model, row=None):
-    """Return ``{field name: clean(value)}``: the rule each text field of ``model`` that
-    people write obeys, for ``row`` (the row being edited; None or unsaved when new).
-
-    ``clean`` returns the value to store or raises TextRefused (or Taken: a username or
-    e-mail address another account has). A form shows the error on its field, the API
-    answers 422 (409 for Taken); save() applies the same rules again.
-    """
-    user = row if isinstance(row, User) else None
-    rules = {
-        User: {
-            "username": functools.partial(User.clean_new_username, user=user),
-            "email": functools.partial(User.clean_new_email, user=user),
-            "display_name": clean_display_name,
-            "bio": clean_bio,
-        },
-        Message: {"content": clean_message},
-        Note: {"message": clean_note},
-        ApiToken: {"name": clean_token_name},
-    }
-    return rules.get(model, {})
-
-
 @contextlib.contextmanager
 def audited(actor, action, instance):
     """Run the block in a transaction and add to the audit trail what it did to
