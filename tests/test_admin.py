@@ -499,14 +499,16 @@ def test_dashboard_totals_per_model_stop_at_the_cap(as_admin, root, monkeypatch)
     assert cell.group(1) == "2+"
 
 
-def test_message_list_filter_does_not_render_every_user(as_admin, root):
-    # The author filter offers the first few users and looks others up by name (ajax):
-    # a <select> of all 10 000 users would grow the page with the user table.
+def test_user_pickers_do_not_render_every_user(as_admin, root):
+    # Filters offer the first few users and look others up by name (ajax); add forms pick
+    # by username: a <select> of all 10 000 users would grow each page with the table.
     for number in range(25):
         User.create(username=f"person{number:02}", email=f"p{number}@example.com", password="!")
     html = page(as_admin, "/admin/message/")
     assert "person00" in html and "person24" not in html
     assert html.count(">person") <= 20
+    for path in ("/admin/message/add/", "/admin/relationship/add/", "/admin/note/add/"):
+        assert "person" not in page(as_admin, path)
 
 
 # --- Export -------------------------------------------------------------------------
