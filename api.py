@@ -295,7 +295,7 @@ class ChirpResource(RestResource):
 
     The fields a body may write, and their JSON Schemas, are the model's ``fields`` in
     templates/api/openapi.json (``writable_fields``); each value is checked against its
-    schema and then by ``clean_<field>(value, instance)``. What a row shows besides
+    schema and then by the model's ``clean_<field>(value)``. What a row shows besides
     ``fields`` is described there too (``outputs``).
     """
 
@@ -358,9 +358,9 @@ class ChirpResource(RestResource):
         return self.delete(obj) if method == "DELETE" else self.edit(obj)
 
     def object_list(self):
-        """A page of rows, after refusing (400) any query key not on the allow-list."""
+        """A page of rows, after refusing (400) any query key not on the allow-list; PageProbe
+        checks ``?page``."""
         check_query([*self.query_filters, "ordering", "page", "limit"])
-        parse_whole_number("page", request.args.get("page", "1"), 1, MAX_PAGE)
         return super().object_list()
 
     def process_query(self, query):
@@ -374,10 +374,10 @@ class ChirpResource(RestResource):
         """Order by ``?ordering=[-]field`` from ``ordering_fields`` (ties broken by id).
 
         A list filtered by a date (``pub_date__lt=...``) is ordered by that date, newest
-        first unless ``ordering`` says otherwise, and ordering it by another field is a
-        400: the date's index then serves both the filter and the order, so the database
-        reads one index range instead of walking the whole table for rows in the range.
-        Ordering such a list by another field is well-formed but refused: 422.
+        first unless ``ordering`` says otherwise: the date's index then serves both the
+        filter and the order, so the database reads one index range instead of walking the
+        whole table for rows in the range. Ordering such a list by another field is
+        well-formed but refused (422); an ``ordering`` not on the list is a 400.
         """
         ordering = request.args.get("ordering")
         dated = self.date_filtered_field()
@@ -626,18 +626,7 @@ class RelationshipResource(OwnedResource):
     required_fields = ("to_user",)
 
     def get_query(self):
-        # Each follow's two users are looked up by primary key: "user_id IN (every active
-        # user)" made the database pair every active user with every other (28 s a page
-        # at 10 000 users).
-        follower, followed = User.alias(), User.alias()
-        return (
-            Relationship.select(Relationship)
-            .join(follower, on=Relationship.from_user == follower.id)
-            .switch(Relationship)
-            .join(followed, on=Relationship.to_user == followed.id)
-            .where(follower.active, followed.active)
-            .order_by(Relationship.id)
-        )
+        return Relationship.between_active_users()
 
     def save_object(self, instance, raw_data):
         """A new follow goes through User.follow, which notifies the followed user, as a

@@ -69,8 +69,8 @@ def test_hot_queries_read_index_ranges_without_sorting(people):
         .where(Relationship.to_user == alice, User.active),
         # API lists: filtered by author, or by follower / followed user.
         Message.visible(User.SUMMARY_COLUMNS).where(Message.user == bob).limit(limit),
-        api.RelationshipResource.get_query(None).where(Relationship.to_user == bob).limit(limit),
-        api.RelationshipResource.get_query(None).where(Relationship.from_user == bob).limit(limit),
+        Relationship.between_active_users().where(Relationship.to_user == bob).limit(limit),
+        Relationship.between_active_users().where(Relationship.from_user == bob).limit(limit),
     ]
     for query in ranges:
         assert_reads_only_index_ranges(query)
