@@ -11,7 +11,6 @@ Each flask-peewee 4.0.1 hole it closes is named after its entry in docs/flask-pe
 
 import datetime
 import functools
-import json
 
 from flask import abort
 from flask import flash
@@ -57,6 +56,7 @@ from models import AuditEntry
 from models import Like
 from models import Mention
 from models import Message
+from models import MessageCount
 from models import MessageTag
 from models import Note
 from models import Notification
@@ -65,10 +65,6 @@ from models import Repost
 from models import Tag
 from models import User
 from models import audited
-from models import clean_bio
-from models import clean_display_name
-from models import clean_message
-from models import clean_note
 from models import csv_export
 from models import daily_counts
 from models import export_value
@@ -151,25 +147,21 @@ def row_id_keys(field_class):
     return type(field_class.__name__, (RowIdKeys, field_class), {})
 
 
-def with_row_id_keys(converted):
-    """Mix RowIdKeys into the form field of a converter's ``(name, unbound field)``."""
-    name, unbound = converted
-    unbound.field_class = row_id_keys(unbound.field_class)
-    return name, unbound
+class RowIdKeysConverter:
+    """Converter mixin: every foreign-key form field it makes has RowIdKeys mixed in."""
+
+    def handle_foreign_key(self, model, field, **kwargs):
+        name, unbound = super().handle_foreign_key(model, field, **kwargs)
+        unbound.field_class = row_id_keys(unbound.field_class)
+        return name, unbound
 
 
-class ChirpFormConverter(AdminModelConverter):
+class ChirpFormConverter(RowIdKeysConverter, AdminModelConverter):
     """The admin's edit-form converter, with RowIdKeys foreign-key fields."""
 
-    def handle_foreign_key(self, model, field, **kwargs):
-        return with_row_id_keys(super().handle_foreign_key(model, field, **kwargs))
 
-
-class ChirpFilterConverter(AdminFilterModelConverter):
+class ChirpFilterConverter(RowIdKeysConverter, AdminFilterModelConverter):
     """The admin's filter-form converter, with RowIdKeys foreign-key fields."""
-
-    def handle_foreign_key(self, model, field, **kwargs):
-        return with_row_id_keys(super().handle_foreign_key(model, field, **kwargs))
 
 
 class ExportView:
@@ -201,21 +193,12 @@ class ExportView:
             return self._index_redirect()
         if request.method == "POST":
             return self.export_download()
-        query = self.export_query([])  # what the download runs, search and ids included
-        filter_form, _, cleaned, field_tree = self.process_filters(self.model.select())
-        return render_template(
-            self.templates["export"],
-            admin=self.admin,
-            model_admin=self,
-            model=self.model,
-            row_count=self.count_label(query, MAX_EXPORT_ROWS),
-            filter_form=filter_form,
-            field_tree=field_tree,
-            active_filters=cleaned,
-            export_fields=self.get_export_field_objects(),
-            related_fields=self.collect_related_fields(self.model, {}, []),
-            **self.get_extra_context(),
-        )
+        return super().export()
+
+    def export_count(self):
+        """The number of rows an export of this request's list holds, as text (its
+        template shows it): "MAX_EXPORT_ROWS+" when the export would be cut."""
+        return self.count_label(self.export_query([]), MAX_EXPORT_ROWS)
 
     def export_download(self):
         """Answer an export POST with a JSON or CSV file of the chosen fields; with no
@@ -271,8 +254,7 @@ class ChirpModelAdmin(ExportView, ModelAdmin):
     - lists are paged without counting (PageProbe); totals stop at COUNT_CAP;
     - every create, edit and delete is audited in the change's transaction
       (models.audited);
-    - forms apply models' rules (``field_rules``), the same functions as the web forms
-      and the API;
+    - forms apply the models' ``clean_<field>`` rules, as the web forms and the API do;
     - ``can_add``/``can_edit``/``can_delete`` switch views off (403); without ``can_edit``
       the row page is read-only;
     - delete stays inside ``get_query()`` (S5) and refuses ids that are no row ids;
@@ -289,12 +271,27 @@ class ChirpModelAdmin(ExportView, ModelAdmin):
     can_edit = True
     can_delete = True
     display_name = None
-    # {field name: models' clean(value)}: run as the form's validator, its message shown
-    # on the field (save() runs the same rule again).
-    field_rules = {}
+
+    # The list's order, newest first: field names, "-" for descending; the last unique.
+    ordering = ("-id",)
 
     def get_display_name(self):
         return self.display_name or super().get_display_name()
+
+    def get_query(self):
+        """The rows in ``ordering``, with the row of every foreign key among ``columns``
+        joined in (an alias for a second key to one model; a LEFT JOIN where the key may
+        be null): one query per page, not one per row and column (N6)."""
+        fields = self.model._meta.fields
+        query, joined = self.model.select(self.model), set()
+        for fk in [fields[name] for name in self.columns or () if name in fields]:
+            if isinstance(fk, ForeignKeyField):
+                target = fk.rel_model.alias() if fk.rel_model in joined else fk.rel_model
+                joined.add(fk.rel_model)
+                kind = JOIN.LEFT_OUTER if fk.null else JOIN.INNER
+                query = query.switch(self.model).join(target, kind, on=fk).select_extend(target)
+        keys = [fields[n[1:]].desc() if n[0] == "-" else fields[n] for n in self.ordering]
+        return query.switch(self.model).order_by(*keys)
 
     def column_is_sortable(self, col):
         # Sorting by a hash would leak its order (?ordering=password): secrets never sort.
@@ -309,16 +306,16 @@ class ChirpModelAdmin(ExportView, ModelAdmin):
         count = count_up_to(self.get_query() if query is None else query, cap)
         return f"{cap}+" if count > cap else str(count)
 
-    def form_rules(self, instance):
-        """Return ``{field name: clean(value)}`` for the form of ``instance``."""
-        return self.field_rules
-
     def ruled_form(self, form_class, instance):
-        """Return ``form_class`` with a ``validate_<field>`` Rule per form_rules entry."""
-        rules = {
-            f"validate_{name}": Rule(clean) for name, clean in self.form_rules(instance).items()
+        """Return ``form_class`` validating each of the model's own fields (foreign keys
+        aside) with the model's rule, ``instance.clean_<field>``, where it has one: the
+        rule the web forms, the API and save() apply. Its message is the field's error."""
+        validators = {
+            f"validate_{field.name}": Rule(getattr(instance, f"clean_{field.name}"))
+            for field in self.model._meta.sorted_fields
+            if hasattr(instance, f"clean_{field.name}") and not isinstance(field, ForeignKeyField)
         }
-        return type(form_class.__name__, (form_class,), rules)
+        return type(form_class.__name__, (form_class,), validators)
 
     def get_add_form(self):
         return self.ruled_form(self.get_form(adding=True), self.model())
@@ -450,6 +447,14 @@ class ChirpModelAdmin(ExportView, ModelAdmin):
         return super().ajax_list()
 
 
+class ListedAdmin(ChirpModelAdmin):
+    """A model admin for rows Chirp makes itself: listed, filtered, viewed, exported and
+    (unless ``can_delete`` is off) deleted, never added or edited here."""
+
+    can_add = False
+    can_edit = False
+
+
 class SetActiveAction(Action):
     """Bulk action: deactivate (``active=False``) or reactivate many users at once.
 
@@ -472,15 +477,7 @@ class SetActiveAction(Action):
         if not self.active and g.user.id in ids:
             ids = [pk for pk in ids if pk != g.user.id]
             flash("You cannot deactivate yourself.", "warning")
-        with db.database.atomic():
-            changed = [
-                user.id
-                for user in User.select(User.id).where(User.id << ids, User.active != self.active)
-            ]
-            User.set_active(changed, self.active)
-            if changed:
-                changes = {"active": [not self.active, self.active]}
-                AuditEntry.record(g.user, self.name, User, changed, changes)
+        changed = User.set_active(ids, self.active, actor=g.user)
         flash(f"{self.name.title()}d {len(changed)} user(s).", "success")
         return None
 
@@ -499,22 +496,14 @@ class UserAdmin(ChirpModelAdmin):
     filter_fields = ["username", "display_name", "email", "join_date", "active", "admin"]
     actions = [SetActiveAction(False), SetActiveAction(True)]
 
-    def get_query(self):
-        # A correlated COUNT, so the list costs one query whatever its length (N6).
-        count = Message.select(fn.COUNT(Message.id)).where(Message.user == User.id)
-        return User.select(User, count.alias("message_count")).order_by(
-            User.join_date.desc(), User.id.desc()
-        )
+    ordering = ("-join_date", "-id")
 
-    def form_rules(self, instance):
-        # The same rules as sign-up, settings, the API and the CLI; a value left as it
-        # was is not judged again, so an old row can still be saved.
-        return {
-            "username": functools.partial(User.clean_new_username, user=instance),
-            "email": functools.partial(User.clean_new_email, user=instance),
-            "display_name": clean_display_name,
-            "bio": clean_bio,
-        }
+    def get_query(self):
+        # Each user's count is one row the database keeps (MessageCount), joined in: one
+        # query per page, however many messages its users wrote (N6).
+        count = fn.COALESCE(MessageCount.messages, 0).alias("message_count")
+        joined = super().get_query().join(MessageCount, JOIN.LEFT_OUTER)
+        return joined.select_extend(count).switch(User)
 
     def ruled_form(self, form_class, instance):
         """The user form: the rules, plus ``new_password`` (required when adding), and
@@ -567,19 +556,11 @@ class MessageAdmin(ChirpModelAdmin):
     answer; the counters and the reply link are kept by Chirp, never edited here."""
 
     columns = ("excerpt", "user", "pub_date", "replying_to", "reply_count", "like_count")
+    ordering = ("-pub_date", "-id")
     exclude = ("in_reply_to", "is_reply", "reply_count", "like_count", "repost_count")
-    field_rules = {"content": clean_message}
     search_fields = ("content", "user__username")
     filter_fields = ["user", "user__username", "pub_date", "content", "is_reply"]
     foreign_key_lookups = {"user": "username"}
-
-    def get_query(self):
-        # The author is joined in: no query per row for the "user" column (N6).
-        return (
-            Message.select(Message, User)
-            .join(User)
-            .order_by(Message.pub_date.desc(), Message.id.desc())
-        )
 
     def excerpt(self, message):
         """The first 60 characters of ``message``'s content, with an ellipsis if cut."""
@@ -598,87 +579,47 @@ class RelationshipAdmin(ChirpModelAdmin):
     """Follows. Both users are joined in through aliases: one query per page (N6)."""
 
     columns = ("from_user", "to_user", "created_date")
+    ordering = ("-created_date", "-id")
     filter_fields = ["from_user", "to_user", "created_date"]
     foreign_key_lookups = {"from_user": "username", "to_user": "username"}
 
-    def get_query(self):
-        follower, followed = User.alias(), User.alias()
-        return (
-            Relationship.select(Relationship, follower, followed)
-            .join(follower, on=Relationship.from_user)
-            .switch(Relationship)
-            .join(followed, on=Relationship.to_user)
-            .switch(Relationship)
-            .order_by(Relationship.created_date.desc(), Relationship.id.desc())
-        )
 
-
-class ReactionAdmin(ChirpModelAdmin):
+class ReactionAdmin(ListedAdmin):
     """Likes or reposts: listed, filtered and deleted (the message's counter follows),
     never made or edited here. The user and the message are joined in (N6)."""
 
-    can_add = False
-    can_edit = False
     columns = ("user", "message", "created_date")
     search_fields = ("user__username",)
     filter_fields = ["user", "user__username", "created_date"]
     foreign_key_lookups = {"user": "username"}
 
-    def get_query(self):
-        model = self.model
-        return (
-            model.select(model, User, Message)
-            .join(User)
-            .switch(model)
-            .join(Message)
-            .order_by(model.id.desc())
-        )
 
-
-class NotificationAdmin(ChirpModelAdmin):
+class NotificationAdmin(ListedAdmin):
     """Notifications: listed, filtered and deleted, never made or edited here."""
 
-    can_add = False
-    can_edit = False
     columns = ("recipient", "actor", "kind", "message_id", "read", "created_date")
     filter_fields = ["recipient", "actor", "kind", "read", "created_date"]
     foreign_key_lookups = {"recipient": "username", "actor": "username"}
-
-    def get_query(self):
-        recipient, actor = User.alias(), User.alias()
-        return (
-            Notification.select(Notification, recipient, actor)
-            .join(recipient, on=Notification.recipient)
-            .switch(Notification)
-            .join(actor, on=Notification.actor)
-            .switch(Notification)
-            .order_by(Notification.id.desc())
-        )
 
 
 class NoteAdmin(ChirpModelAdmin):
     """Admins' notes (also posted from the dashboard's Notes panel)."""
 
     columns = ("message", "user", "state", "created_date")
-    field_rules = {"message": clean_note}
+    ordering = ("-created_date", "-id")
     search_fields = ("message", "user__username")
     filter_fields = ["user", "status", "created_date"]
     foreign_key_lookups = {"user": "username"}
-
-    def get_query(self):
-        return Note.select(Note, User).join(User).order_by(Note.created_date.desc(), Note.id.desc())
 
     def state(self, note):
         """The name of ``note``'s status: "live" or "deleted"."""
         return dict(Note.STATUS_CHOICES).get(note.status, note.status)
 
 
-class ApiTokenAdmin(ChirpModelAdmin):
+class ApiTokenAdmin(ListedAdmin):
     """API tokens: list, view and revoke (delete); never the token hash, never created
     here (a token is issued to its owner in their settings)."""
 
-    can_add = False
-    can_edit = False
     display_name = "API token"
     columns = ("name", "user", "created_date", "last_used")
     exclude = ("token_hash",)
@@ -687,93 +628,52 @@ class ApiTokenAdmin(ChirpModelAdmin):
     filter_fields = ["user", "user__username", "name", "created_date", "last_used"]
     foreign_key_lookups = {"user": "username"}
 
-    def get_query(self):
-        return ApiToken.select(ApiToken, User).join(User)
 
-
-class AuditAdmin(ChirpModelAdmin):
+class AuditAdmin(ListedAdmin):
     """The audit trail: read-only (no add, edit or delete), newest first."""
 
-    can_add = False
-    can_edit = False
     can_delete = False
     display_name = "Audit trail"
     columns = ("created_date", "who", "action", "model_name", "object_id", "changed")
     search_fields = ("action", "model_name", "object_id", "actor_name")
     filter_fields = ["actor", "action", "model_name", "object_id", "created_date"]
     foreign_key_lookups = {"actor": "username"}
+    ordering = ("-created_date", "-id")
 
     def get_query(self):
-        return (
-            AuditEntry.select(AuditEntry, User)
-            .join(User, JOIN.LEFT_OUTER)
-            .switch(AuditEntry)
-            .order_by(AuditEntry.created_date.desc(), AuditEntry.id.desc())
-        )
-
-    def who(self, entry):
-        """The actor's username as it was when they acted; "(deleted)" after it once the
-        account is gone."""
-        if entry.actor_name and entry.actor_id is None:
-            return f"{entry.actor_name} (deleted)"
-        return entry.actor_name or (entry.actor.username if entry.actor_id else "")
-
-    def changed(self, entry):
-        """The names of the fields ``entry`` changed, comma-separated."""
-        return ", ".join(json.loads(entry.changes))
+        # "who" falls back on the actor's row for entries without a name.
+        return super().get_query().join(User, JOIN.LEFT_OUTER).select_extend(User).switch()
 
     def get_detail_rows(self, instance):
         rows = [row for row in super().get_detail_rows(instance) if row[0] != "Changes"]
-        changes = json.loads(instance.changes)
-        return rows + [
-            (name, f"{value[0]} → {value[1]}" if is_change(value) else value)
-            for name, value in changes.items()
-        ]
+        return rows + instance.change_rows()
 
 
-def is_change(value):
-    """Return True if an audit entry's ``value`` is an ``[old, new]`` pair (an export's
-    entries hold plain values: fields, format, filters)."""
-    return isinstance(value, list) and len(value) == 2
-
-
-class TagAdmin(ChirpModelAdmin):
+class TagAdmin(ListedAdmin):
     """Tags, read-only: they are extracted from messages when those are saved."""
 
-    can_add = False
-    can_edit = False
     columns = ("name",)
     search_fields = ("name",)
     filter_fields = ["name"]
 
 
-class MessageTagAdmin(ChirpModelAdmin):
+class MessageTagAdmin(ListedAdmin):
     """Which message carries which tag, read-only (extracted when a message is saved)."""
 
-    can_add = False
-    can_edit = False
     display_name = "Message tag"
     columns = ("tag", "message")
     search_fields = ("tag__name",)
     filter_fields = ["tag", "tag__name", "message"]
     foreign_key_lookups = {"tag": "name"}
 
-    def get_query(self):
-        return MessageTag.select(MessageTag, Tag).join(Tag).order_by(MessageTag.id.desc())
 
-
-class MentionAdmin(ChirpModelAdmin):
+class MentionAdmin(ListedAdmin):
     """Which message mentions whom, read-only (extracted when a message is saved)."""
 
-    can_add = False
-    can_edit = False
     columns = ("user", "message")
     search_fields = ("user__username",)
     filter_fields = ["user", "user__username", "message"]
     foreign_key_lookups = {"user": "username"}
-
-    def get_query(self):
-        return Mention.select(Mention, User).join(User).order_by(Mention.id.desc())
 
 
 def bar_chart(series, width=CHART_WIDTH, height=CHART_HEIGHT):
@@ -820,7 +720,7 @@ class StatsPanel(AdminPanel):
             "totals": [
                 ("Users", User.select().count()),
                 ("Active users", User.select().where(User.active).count()),
-                ("Messages", Message.select().count()),
+                ("Messages", MessageCount.select(fn.SUM(MessageCount.messages)).scalar() or 0),
                 ("Follows", Relationship.select().count()),
             ],
         }

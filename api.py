@@ -40,7 +40,6 @@ from peewee import DateTimeField
 from peewee import ForeignKeyField
 from peewee import IntegerField
 from peewee import IntegrityError
-from peewee import fn
 
 from app import MAX_ID
 from app import MAX_PAGE
@@ -115,11 +114,6 @@ def short_list(names, limit=5):
 # ---------------------------------------------------------------- dates and values
 
 
-def to_utc(value):
-    """Return a naive local ``datetime`` (as the models store them) as an aware UTC one."""
-    return value.astimezone(datetime.UTC)
-
-
 def parse_datetime(name, raw):
     """Parse ISO 8601 text ``raw`` into the naive local time the database stores.
 
@@ -157,10 +151,10 @@ def page_limit():
 
 
 def parse_string(name, raw):
-    """Return ``raw`` if it is at most MAX_FILTER_LENGTH characters without NUL; else
-    400."""
-    if len(raw) > MAX_FILTER_LENGTH or "\x00" in raw:
-        abort(400, f"{name} must be at most {MAX_FILTER_LENGTH} characters, no NUL.")
+    """Return ``raw`` if it is at most MAX_FILTER_LENGTH characters, else 400 (a NUL never
+    gets this far: app.reject_malformed_input refuses it)."""
+    if len(raw) > MAX_FILTER_LENGTH:
+        abort(400, f"{name} must be at most {MAX_FILTER_LENGTH} characters.")
     return raw
 
 
@@ -226,7 +220,8 @@ class ChirpSerializer(Serializer):
 
     def convert_value(self, value):
         if isinstance(value, datetime.datetime):
-            return to_utc(value).isoformat().replace("+00:00", "Z")
+            # Naive local time, as the models store it, to UTC.
+            return value.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
         return super().convert_value(value)
 
 
@@ -271,7 +266,7 @@ def username_filter(name, field, what):
     return {
         name: QueryFilter(
             {"type": "string", "maxLength": MAX_FILTER_LENGTH, "pattern": NO_NUL_PATTERN},
-            lambda v: field.in_(User.select(User.id).where(fn.LOWER(User.username) == v.lower())),
+            lambda v: field.in_(User.by_username(v).select(User.id)),
             f"Only rows whose {what} has this username (any case).",
         )
     }
@@ -300,7 +295,7 @@ class ChirpResource(RestResource):
 
     The fields a body may write, and their JSON Schemas, are the model's ``fields`` in
     templates/api/openapi.json (``writable_fields``); each value is checked against its
-    schema and then by ``clean_<field>(value, instance)``. What a row shows besides
+    schema and then by the model's ``clean_<field>(value)``. What a row shows besides
     ``fields`` is described there too (``outputs``).
     """
 
@@ -363,9 +358,9 @@ class ChirpResource(RestResource):
         return self.delete(obj) if method == "DELETE" else self.edit(obj)
 
     def object_list(self):
-        """A page of rows, after refusing (400) any query key not on the allow-list."""
+        """A page of rows, after refusing (400) any query key not on the allow-list; PageProbe
+        checks ``?page``."""
         check_query([*self.query_filters, "ordering", "page", "limit"])
-        parse_whole_number("page", request.args.get("page", "1"), 1, MAX_PAGE)
         return super().object_list()
 
     def process_query(self, query):
@@ -379,10 +374,10 @@ class ChirpResource(RestResource):
         """Order by ``?ordering=[-]field`` from ``ordering_fields`` (ties broken by id).
 
         A list filtered by a date (``pub_date__lt=...``) is ordered by that date, newest
-        first unless ``ordering`` says otherwise, and ordering it by another field is a
-        400: the date's index then serves both the filter and the order, so the database
-        reads one index range instead of walking the whole table for rows in the range.
-        Ordering such a list by another field is well-formed but refused: 422.
+        first unless ``ordering`` says otherwise: the date's index then serves both the
+        filter and the order, so the database reads one index range instead of walking the
+        whole table for rows in the range. Ordering such a list by another field is
+        well-formed but refused (422); an ``ordering`` not on the list is a 400.
         """
         ordering = request.args.get("ordering")
         dated = self.date_filtered_field()
@@ -631,18 +626,7 @@ class RelationshipResource(OwnedResource):
     required_fields = ("to_user",)
 
     def get_query(self):
-        # Each follow's two users are looked up by primary key: "user_id IN (every active
-        # user)" made the database pair every active user with every other (28 s a page
-        # at 10 000 users).
-        follower, followed = User.alias(), User.alias()
-        return (
-            Relationship.select(Relationship)
-            .join(follower, on=Relationship.from_user == follower.id)
-            .switch(Relationship)
-            .join(followed, on=Relationship.to_user == followed.id)
-            .where(follower.active, followed.active)
-            .order_by(Relationship.id)
-        )
+        return Relationship.between_active_users()
 
     def save_object(self, instance, raw_data):
         """A new follow goes through User.follow, which notifies the followed user, as a

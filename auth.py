@@ -26,6 +26,9 @@ from flask_peewee.rest import Authentication
 from flask_peewee.utils import make_password
 from itsdangerous import BadData
 from itsdangerous import URLSafeTimedSerializer
+from wtforms import PasswordField
+from wtforms import StringField
+from wtforms.validators import DataRequired
 from wtforms.validators import Length
 
 from app import app
@@ -41,12 +44,13 @@ from models import User
 
 
 class ChirpLoginForm(LoginForm):
-    """flask-peewee's login form with length limits on both fields."""
+    """flask-peewee's login form with length limits on both fields (rendered as the
+    inputs' ``maxlength`` too)."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.username.validators = [*self.username.validators, Length(max=USERNAME_MAX_LENGTH)]
-        self.password.validators = [*self.password.validators, Length(max=PASSWORD_MAX_LENGTH)]
+    username = StringField("Username", validators=[DataRequired(), Length(max=USERNAME_MAX_LENGTH)])
+    password = PasswordField(
+        "Password", validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH)]
+    )
 
 
 class ChirpAuth(Auth):

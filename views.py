@@ -30,6 +30,7 @@ from wtforms.validators import Optional
 from app import MAX_PAGE
 from app import MAX_PAGE_OFFSET
 from app import KeysetPage
+from app import MaxLength
 from app import PageProbe
 from app import Rule
 from app import app
@@ -39,11 +40,16 @@ from app import parse_whole_number
 from app import rate_limited
 from auth import auth
 from models import BIO_MAX_LENGTH
+from models import DISPLAY_NAME_MAX_LENGTH
+from models import EMAIL_MAX_LENGTH
 from models import MESSAGE_MAX_LENGTH
 from models import PASSWORD_MAX_LENGTH
 from models import PASSWORD_MIN_LENGTH
+from models import SEARCH_QUERY_MAX_LENGTH
 from models import TAG_MAX_LENGTH
 from models import TAKEN_MESSAGE
+from models import TOKEN_NAME_MAX_LENGTH
+from models import USERNAME_MAX_LENGTH
 from models import USERNAME_PATTERN
 from models import ApiToken
 from models import Message
@@ -64,6 +70,8 @@ from models import search_people
 # The composer's counter reads data-max-characters (the browser's maxlength would count
 # UTF-16 units, stopping at 140 emoji) and counts as models.normalize_text says.
 app.add_template_global(MESSAGE_MAX_LENGTH, "message_max_length")
+# The search box is a plain GET form, not a wtforms one: its maxlength comes from here.
+app.add_template_global(SEARCH_QUERY_MAX_LENGTH, "search_max_length")
 
 # Avatars never change for an id, so browsers and proxies may keep them for a year.
 AVATAR_MAX_AGE = 365 * 24 * 3600
@@ -137,8 +145,14 @@ def message_links():
 class JoinForm(Form):
     """Sign-up: a new username and e-mail (both unique), and a confirmed password."""
 
-    username = StringField("Username", validators=[DataRequired(), Rule(User.clean_new_username)])
-    email = StringField("Email", validators=[DataRequired(), Rule(User.clean_new_email)])
+    username = StringField(
+        "Username",
+        validators=[DataRequired(), Rule(User.clean_new_username), MaxLength(USERNAME_MAX_LENGTH)],
+    )
+    email = StringField(
+        "Email",
+        validators=[DataRequired(), Rule(User.clean_new_email), MaxLength(EMAIL_MAX_LENGTH)],
+    )
     password = PasswordField(
         "Password", validators=[DataRequired(), Length(PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH)]
     )
@@ -160,7 +174,7 @@ class SettingsForm(Form):
     account already has is always accepted, even one from before today's rules, so an
     account can always save its settings."""
 
-    email = StringField("Email", validators=[DataRequired()])
+    email = StringField("Email", validators=[DataRequired(), MaxLength(EMAIL_MAX_LENGTH)])
     new_password = PasswordField(
         "New password",
         validators=[Optional(), Length(PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH)],
@@ -187,12 +201,12 @@ class ProfileForm(Form):
 
     display_name = StringField(
         "Display name",
-        validators=[Rule(clean_display_name)],
+        validators=[Rule(clean_display_name), MaxLength(DISPLAY_NAME_MAX_LENGTH)],
         description="Shown beside your @username. Leave empty to show just the username.",
     )
     bio = StringField(
         "Bio",
-        validators=[Rule(clean_bio)],
+        validators=[Rule(clean_bio), MaxLength(BIO_MAX_LENGTH)],
         description=f"A few words about you, up to {BIO_MAX_LENGTH} characters.",
     )
 
@@ -200,7 +214,10 @@ class ProfileForm(Form):
 class TokenForm(Form):
     """A name for a new API token, so its owner can tell tokens apart."""
 
-    name = StringField("Token name", validators=[DataRequired(), Rule(clean_token_name)])
+    name = StringField(
+        "Token name",
+        validators=[DataRequired(), Rule(clean_token_name), MaxLength(TOKEN_NAME_MAX_LENGTH)],
+    )
 
 
 def page_size():

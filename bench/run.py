@@ -4,12 +4,17 @@
     python bench/run.py --sizes large -d 5   one data set, shorter runs
     python bench/run.py --smoke              tiny data, 1 s per endpoint (CI keeps it working)
     python bench/run.py --output bench/latest.md
+    python bench/run.py --database postgresql://postgres@127.0.0.1:5432/   on PostgreSQL
+    .ci/with-postgres sh -c 'python bench/run.py --database "$CHIRP_TEST_DATABASE"'
+                                             the same on a throwaway PostgreSQL server
 
 Needs the test tools (requirements-dev.txt: requests) and wrk (Debian package `wrk`).
 
 Each run starts the hello-world ceiling (bench/hello.py) and then Chirp under the same
 ``gunicorn -w 2`` on 127.0.0.1, seeds each data set with ``python main.py seed`` (into
-``bench/data/``, reused by later runs unless ``--reseed``), logs in through the real login
+``bench/data/``, reused by later runs unless ``--reseed``; with ``--database URL`` of a
+PostgreSQL server, into its databases ``chirp_bench_<data set>``, created when missing),
+logs in through the real login
 form, makes a real API token, and drives each endpoint with ``wrk`` for a fixed time at a
 fixed concurrency. Server CPU comes from /proc (utime + stime of gunicorn's master and
 workers, and of workers it has already reaped), so "CPU ms per request" is what the server
@@ -39,8 +44,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.parse import urlunsplit
 
+import psycopg2
 import requests
+from playhouse.db_url import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -331,13 +340,48 @@ def measure(url, headers, master, options):
 # ---------------------------------------------------------------- Chirp
 
 
-def chirp_env(database):
-    """The environment of every Chirp command and server for ``database`` (a path)."""
-    return {
-        **SERVER_ENV,
-        "DATABASE_URL": f"sqlite:///{database}",
-        "SECRET_KEY": "bench-secret-key",
-    }
+def chirp_env(database_url):
+    """The environment of every Chirp command and server for ``database_url``."""
+    return {**SERVER_ENV, "DATABASE_URL": database_url, "SECRET_KEY": "bench-secret-key"}
+
+
+def postgres_admin(server_url):
+    """Return an autocommit psycopg2 connection to the ``postgres`` database of the server
+    ``server_url`` (a postgresql:// URL; its database name is ignored), for CREATE and
+    DROP DATABASE."""
+    params = parse(server_url)
+    params.pop("database", None)
+    connection = psycopg2.connect(dbname="postgres", **params)
+    connection.autocommit = True
+    return connection
+
+
+def data_set_database(data_set, options):
+    """Return ``(database_url, fresh)`` for ``data_set``: a SQLite file in ``--data``, or
+    with ``--database`` the PostgreSQL database ``chirp_bench_<data set>`` on that server.
+    ``fresh`` is True when it was (re)made empty and must be seeded: on ``--reseed`` or
+    when it did not exist yet."""
+    if not options.database:
+        data = Path(options.data)
+        data.mkdir(parents=True, exist_ok=True)
+        database = data / f"{data_set}.db"
+        fresh = options.reseed or not database.exists()
+        if fresh:
+            for path in data.glob(f"{data_set}.db*"):
+                path.unlink()
+        return f"sqlite:///{database}", fresh
+    name = "chirp_bench_" + re.sub(r"\W", "_", data_set)
+    connection = postgres_admin(options.database)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            fresh = options.reseed or cursor.fetchone() is None
+            if fresh:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                cursor.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        connection.close()
+    return urlunsplit(urlsplit(options.database)._replace(path="/" + name)), fresh
 
 
 def run_main(env, *args, stdin=None):
@@ -358,13 +402,9 @@ def run_main(env, *args, stdin=None):
 def prepare(data_set, options):
     """Seed ``data_set`` into bench/data (unless already there), make the reader, its
     follows and token; return ``(env, info)``."""
-    data = Path(options.data)
-    data.mkdir(parents=True, exist_ok=True)
-    database = data / f"{data_set}.db"
-    env = chirp_env(database)
-    if options.reseed or not database.exists():
-        for path in data.glob(f"{data_set}.db*"):
-            path.unlink()
+    database_url, fresh = data_set_database(data_set, options)
+    env = chirp_env(database_url)
+    if fresh:
         started = time.monotonic()
         run_main(env, "db", "upgrade")
         run_main(env, "seed", *DATA_SETS[data_set], "--seed", "1")
@@ -433,15 +473,30 @@ def bench_chirp(data_set, ceiling, options, log_path):
 
 
 def machine_description():
-    """Return the CPU model, core count, Python and SQLite versions, as one line."""
+    """Return the CPU model, core count and Python version, as one line (the database's
+    is in database_description)."""
     model = "unknown CPU"
     with contextlib.suppress(OSError):
         match = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
         model = match[1] if match else model
     return (
         f"{model}, {os.cpu_count()} cores, Linux {platform.release()}, "
-        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
+        f"Python {platform.python_version()}"
     )
+
+
+def database_description(options):
+    """Return which database the run used, with its version: "SQLite 3.40.1" or
+    "PostgreSQL 15.18"."""
+    if not options.database:
+        return f"SQLite {sqlite3.sqlite_version}"
+    connection = postgres_admin(options.database)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW server_version")
+            return f"PostgreSQL {cursor.fetchone()[0].split()[0]}"
+    finally:
+        connection.close()
 
 
 def table(ceiling, runs, sizes):
@@ -477,6 +532,11 @@ def main(argv=None):
     parser.add_argument("--noise", type=float, default=0.3, help="cores others may use")
     parser.add_argument("--quiet-timeout", type=float, default=60, help="seconds to wait")
     parser.add_argument("--data", default=str(BENCH / "data"), help="where data sets live")
+    parser.add_argument(
+        "--database",
+        help="a PostgreSQL server's URL (postgresql://user@host:port/): run on PostgreSQL, "
+        "in its databases chirp_bench_<data set>, instead of SQLite files in --data",
+    )
     parser.add_argument("--reseed", action="store_true", help="seed the data sets afresh")
     parser.add_argument("--smoke", action="store_true", help="tiny data, 1 s per endpoint")
     parser.add_argument("--only", help="measure only endpoints whose name contains this")
@@ -506,7 +566,8 @@ def main(argv=None):
     report = "\n".join(
         [
             f"Run {started:%Y-%m-%d %H:%M} UTC on {machine_description()}.",
-            f"`gunicorn -w 2` on 127.0.0.1, SQLite; wrk -t{options.threads} "
+            f"`gunicorn -w 2` on 127.0.0.1, {database_description(options)}; "
+            f"wrk -t{options.threads} "
             f"-c{options.connections}, {options.duration} s per endpoint.",
             "",
             table(ceiling, runs, sizes),

@@ -218,6 +218,15 @@ def test_limit_is_capped_and_pages_work(client, alice):
     assert len(client.get("/api/message/").get_json()["objects"]) == 20
 
 
+def test_without_limit_a_page_holds_the_apps_page_size(client, app, alice, monkeypatch):
+    monkeypatch.setitem(app.config, "PAGE_SIZE", 2)  # FLASK_PAGE_SIZE
+    for i in range(3):
+        make_message(alice, f"m{i}")
+    for path in ("/api/message/", "/api/timeline/public/"):
+        page = client.get(path).get_json()
+        assert (len(page["objects"]), page["meta"]["limit"]) == (2, 2), path
+
+
 def test_a_list_of_messages_costs_a_constant_number_of_queries(client):
     def queries_for(count):
         Message.delete().execute()

@@ -15,6 +15,13 @@ from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 
 from api import api
+from models import BIO_MAX_LENGTH
+from models import DISPLAY_NAME_MAX_LENGTH
+from models import MESSAGE_MAX_LENGTH
+from models import NOTE_MAX_LENGTH
+from models import RAW_LENGTH_FACTOR
+from models import SEARCH_QUERY_MAX_LENGTH
+from models import USERNAME_MAX_LENGTH
 from models import ApiToken
 from models import Message
 from models import Note
@@ -64,6 +71,27 @@ def test_the_document_describes_fields_auth_and_errors(document):
     assert components["responses"]["401"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Error"
     }
+
+
+def test_the_documents_limits_are_the_models(document):
+    """templates/api/openapi.json writes no limit itself: each comes from models.py."""
+
+    def body(path, method="post"):
+        content = document["paths"][path][method]["requestBody"]["content"]
+        return content["application/json"]["schema"]["properties"]
+
+    for field, limit in [
+        (body("/message/")["content"], MESSAGE_MAX_LENGTH),
+        (body("/note/")["message"], NOTE_MAX_LENGTH),
+        (body("/me/", "put")["display_name"], DISPLAY_NAME_MAX_LENGTH),
+        (body("/me/", "put")["bio"], BIO_MAX_LENGTH),
+    ]:
+        assert field["x-chirp-max-characters"] == limit
+        assert field["maxLength"] == RAW_LENGTH_FACTOR * limit
+    assert f"1 to {MESSAGE_MAX_LENGTH} characters" in body("/message/")["content"]["description"]
+    assert body("/user/")["username"]["maxLength"] == RAW_LENGTH_FACTOR * USERNAME_MAX_LENGTH
+    search = {p["name"]: p for p in document["paths"]["/search/"]["get"]["parameters"]}
+    assert search["q"]["schema"]["maxLength"] == SEARCH_QUERY_MAX_LENGTH
 
 
 BODIES = [

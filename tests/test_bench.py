@@ -9,26 +9,51 @@ from pathlib import Path
 
 import pytest
 from conftest import require_program
+from databases import TEST_DATABASE_URL
+from databases import server_connection
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.slow
-def test_the_benchmark_runs_in_smoke_mode(tmp_path):
+def run_smoke(tmp_path, *options):
+    """Run ``bench/run.py --smoke`` with ``options``; return its report and raw numbers."""
     require_program("wrk")  # apt-get install wrk
     report, numbers = tmp_path / "report.md", tmp_path / "numbers.json"
     result = subprocess.run(
         [sys.executable, "bench/run.py", "--smoke", "--data", str(tmp_path / "data")]
-        + ["--output", str(report), "--json", str(numbers)],
+        + ["--output", str(report), "--json", str(numbers), *options],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    text = report.read_text()
+    return report.read_text(), json.loads(numbers.read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.sqlite  # the PostgreSQL pass runs the test below instead
+def test_the_benchmark_runs_in_smoke_mode(tmp_path):
+    text, numbers = run_smoke(tmp_path)
+    assert "on 127.0.0.1, SQLite " in text
+    check_report(text, numbers)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_the_benchmark_runs_on_postgresql(tmp_path):
+    text, numbers = run_smoke(tmp_path, "--database", TEST_DATABASE_URL)
+    assert "on 127.0.0.1, PostgreSQL " in text
+    check_report(text, numbers)
+    with server_connection() as connection, connection.cursor() as cursor:
+        for size in ("smoke_small", "smoke_large"):
+            cursor.execute(f'DROP DATABASE IF EXISTS "chirp_bench_{size}" WITH (FORCE)')
+
+
+def check_report(text, numbers):
+    """Fail unless the report and numbers cover every endpoint of both data sets."""
     assert "| — | hello world (ceiling) |" in text
-    runs = json.loads(numbers.read_text())["runs"]
+    runs = numbers["runs"]
     assert set(runs) == {"smoke-small", "smoke-large"}
     for size, endpoints in runs.items():
         assert len(endpoints) == 17, size

@@ -2,6 +2,7 @@
 
 import datetime
 import re
+from pathlib import Path
 
 from conftest import PASSWORD
 from conftest import csrf_token
@@ -11,6 +12,13 @@ from conftest import make_user
 from conftest import post
 from conftest import text
 
+from models import BIO_MAX_LENGTH
+from models import DISPLAY_NAME_MAX_LENGTH
+from models import EMAIL_MAX_LENGTH
+from models import PASSWORD_MAX_LENGTH
+from models import SEARCH_QUERY_MAX_LENGTH
+from models import TOKEN_NAME_MAX_LENGTH
+from models import USERNAME_MAX_LENGTH
 from models import ApiToken
 from models import Message
 from models import Relationship
@@ -418,3 +426,33 @@ def test_pages_link_the_stylesheet_and_no_cdn(client):
     assert "https://" not in body and "http://" not in body
     with client.get("/static/style.css") as stylesheet:
         assert stylesheet.status_code == 200
+
+
+def test_form_inputs_take_their_maxlength_from_the_models_limits(client):
+    """The browser's maxlength comes from the forms' validators (and the search box from
+    the search limit), never from a number written into a template."""
+    make_user("alice")
+    limits = {
+        "/join/": {"username": USERNAME_MAX_LENGTH, "email": EMAIL_MAX_LENGTH},
+        "/accounts/login/": {"username": USERNAME_MAX_LENGTH, "password": PASSWORD_MAX_LENGTH},
+        "/search/": {"q": SEARCH_QUERY_MAX_LENGTH},
+    }
+    for path, fields in limits.items():
+        html = client.get(path).get_data(as_text=True)
+        for name, limit in fields.items():
+            tag = re.search(rf'<input[^>]* name="{name}"[^>]*>', html)[0]
+            assert f'maxlength="{limit}"' in tag, (path, tag)
+    login(client, "alice")
+    html = client.get("/settings/").get_data(as_text=True)
+    settings = {
+        "display_name": DISPLAY_NAME_MAX_LENGTH,
+        "bio": BIO_MAX_LENGTH,
+        "email": EMAIL_MAX_LENGTH,
+        "name": TOKEN_NAME_MAX_LENGTH,
+    }
+    for name, limit in settings.items():
+        tag = re.search(rf'<input[^>]* name="{name}"[^>]*>', html)[0]
+        assert f'maxlength="{limit}"' in tag, tag
+    templates = Path(__file__).resolve().parent.parent / "templates"
+    literal = re.compile(r"maxlength\s*=\s*\"?\d")
+    assert not [p for p in templates.rglob("*.html") if literal.search(p.read_text())]
