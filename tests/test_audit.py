@@ -69,33 +69,6 @@ def test_an_api_write_and_its_audit_entry_commit_together(client, root, token, m
     assert response.status_code == 500 and Note.select().count() == 0
 
 
-def test_nobody_deletes_themself_through_the_api(client, root, token):
-    response = client.delete(f"/api/user/{root.id}/", headers=token)
-    assert response.status_code == 403 and "yourself" in response.get_json()["error"]
-    assert User.get_by_id(root.id) and not AuditEntry.select().exists()
-
-
-@pytest.mark.parametrize(
-    "change, error",
-    [({"active": ""}, "You cannot deactivate yourself."), ({"admin": ""}, "You cannot remove")],
-)
-def test_nobody_deactivates_or_demotes_themself_in_the_admin_form(as_admin, root, change, error):
-    data = {
-        "username": "root",
-        "email": root.email,
-        "join_date-date": root.join_date.strftime("%Y-%m-%d"),
-        "join_date-time": root.join_date.strftime("%H:%M:%S"),
-        "active": "1",
-        "admin": "1",
-        "new_password": "",
-        **change,
-    }
-    response = send(as_admin, f"/admin/user/{root.id}/", data)
-    assert error in response.get_data(as_text=True)
-    user = User.get_by_id(root.id)
-    assert user.active and user.admin and not AuditEntry.select().exists()
-
-
 def test_the_trail_keeps_who_acted_after_the_account_is_deleted(client, as_admin, root, token):
     other = make_user("other_admin", admin=True)
     alice = make_user("alice")

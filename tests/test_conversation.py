@@ -180,12 +180,11 @@ def test_thread_pages_replies_newest_last_by_keyset(client, app, monkeypatch):
     assert client.get("/messages/999/").status_code == 404
 
 
-def test_like_and_repost_toggle_by_post_with_csrf(client):
+def test_like_and_repost_toggle_by_post(client):
     alice = make_user("alice")
     make_user("bob")
     message = make_message(alice, "nice")
     login(client, "bob")
-    assert client.post(f"/messages/{message.id}/like/").status_code in (400, 403)
     response = post(client, f"/messages/{message.id}/like/", {"next": "/public/"})
     assert response.status_code == 302 and response.headers["Location"] == "/public/"
     page = text(client.get("/public/"))

@@ -4,7 +4,8 @@ parametrised by the entry point, so an entry point whose copy of a rule drifts i
 failing parameter.
 
 The rules: numbers in query strings, unknown rows, CSRF, API tokens, deactivated accounts,
-self-follows, password lengths, taken names and addresses, and what a message may hold.
+self-follows, password lengths, taken names and addresses, what a message may hold, and
+admins who would lock themselves out.
 """
 
 import json
@@ -649,3 +650,51 @@ def test_a_message_is_1_to_280_visible_characters_everywhere(app, write):
         assert write(app, alice, content), repr(content)
         assert [m.content for m in Message.select()] == [stored]
         Message.delete().execute()
+
+
+# ---------------------------------------------------------------- admins locking themselves out
+
+
+def deactivate_by_bulk_action(client, root):
+    data = {"action": "deactivate", "id": [str(root.id)] * 2}
+    assert post(client, "/admin/user/", data, token_from="/admin/").status_code == 302
+
+
+def deactivate_in_the_admin_form(client, root):
+    form = admin_user_form(root, active="", admin="1")
+    response = post(client, f"/admin/user/{root.id}/", form, token_from="/admin/")
+    assert "You cannot deactivate yourself." in text(response)
+
+
+def demote_in_the_admin_form(client, root):
+    form = admin_user_form(root, admin="")
+    response = post(client, f"/admin/user/{root.id}/", form, token_from="/admin/")
+    assert "You cannot remove" in text(response)
+
+
+def delete_in_the_admin(client, root):
+    data = {"id": str(root.id)}
+    assert post(client, "/admin/user/delete/", data, token_from="/admin/").status_code == 302
+
+
+def delete_through_the_api(client, root):
+    response = client.delete(f"/api/user/{root.id}/", headers=bearer(root))
+    assert_refused(response, 403, "api")
+    assert "yourself" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize(
+    "lock_out",
+    [
+        deactivate_by_bulk_action,
+        deactivate_in_the_admin_form,
+        demote_in_the_admin_form,
+        delete_in_the_admin,
+        delete_through_the_api,
+    ],
+)
+def test_an_admin_cannot_lock_themself_out(as_admin, root, lock_out):
+    lock_out(as_admin, root)
+    user = User.get_or_none(User.id == root.id)
+    assert user is not None and user.active and user.admin
+    assert not AuditEntry.select().exists()
