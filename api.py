@@ -32,8 +32,6 @@ from flask_peewee.rest import RestResource
 from flask_peewee.rest import RestrictOwnerResource
 from flask_peewee.serializer import Serializer
 from flask_peewee.utils import get_object_or_404
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
 from peewee import AutoField
 from peewee import BooleanField
 from peewee import DateTimeField
@@ -41,17 +39,28 @@ from peewee import ForeignKeyField
 from peewee import IntegerField
 from peewee import IntegrityError
 
+from app import MAX_FILTER_LENGTH
 from app import MAX_ID
 from app import MAX_PAGE
 from app import MAX_PAGE_OFFSET
+from app import MAX_PAGE_SIZE
+from app import NO_NUL_PATTERN
 from app import KeysetPage
 from app import PageProbe
 from app import app
+from app import check_body
 from app import check_limit
+from app import check_query
 from app import client_address
 from app import csrf
+from app import json_response
 from app import limit_action
+from app import no_store
+from app import page_limit
+from app import parse_datetime
+from app import parse_string
 from app import parse_whole_number
+from app import read_json_body
 from auth import AdminApiCredentials
 from auth import ApiCredentials
 from models import BIO_MAX_LENGTH
@@ -76,12 +85,6 @@ from models import search_messages
 from models import search_people
 
 API_PREFIX = "/api"
-# The largest page a client may ask for (``limit``); larger values are lowered to it.
-MAX_PAGE_SIZE = 100
-# Longest string a query-string filter accepts (characters).
-MAX_FILTER_LENGTH = 254
-# Patterns exclude NUL, which app.reject_malformed_input refuses anywhere in a request.
-NO_NUL_PATTERN = r"^[^\u0000]*$"
 # Sent as X-Chirp-Auth-Hint on every /api/ response, so clients learn which credentials
 # are cheap.
 AUTH_HINT = (
@@ -90,129 +93,12 @@ AUTH_HINT = (
 )
 # flask-peewee's ALL_METHODS lacks HEAD, which would let a HEAD through unauthenticated.
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE"]
-# OpenAPI 3.1 schemas are JSON Schema 2020-12.
-BODY_VALIDATOR = Draft202012Validator
 
 # The API never reads the cookie session (ApiCredentials resets g.user) and accepts only
 # JSON bodies, which a cross-site form cannot send: SeaSurf's token is not needed here.
 # Chirp's only CSRF exemption: exempt_urls() replaces the whole list, so any other would
 # have to be added here.
 csrf.exempt_urls((API_PREFIX + "/",))
-
-
-def json_response(data, status=200, headers=None):
-    """Return ``data`` as an ``application/json`` Response."""
-    return Response(json.dumps(data), status, headers, mimetype="application/json")
-
-
-def short_list(names, limit=5):
-    """Return ``names`` as a short, readable text for an error message (never huge)."""
-    shown = [repr(str(name)[:40]) for name in sorted(names, key=str)[:limit]]
-    return ", ".join(shown) + (", ..." if len(names) > limit else "")
-
-
-# ---------------------------------------------------------------- dates and values
-
-
-def parse_datetime(name, raw):
-    """Parse ISO 8601 text ``raw`` into the naive local time the database stores.
-
-    Text without an offset is UTC, like every date the API sends. Aborts with 400.
-    """
-    try:
-        value = datetime.datetime.fromisoformat(raw)
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=datetime.UTC)
-        return value.astimezone().replace(tzinfo=None)
-    except (ValueError, OverflowError):
-        abort(400, f"{name} must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z.")
-
-
-def check_query(allowed):
-    """Refuse (400) query parameters outside ``allowed`` (a list of names), and any given
-    more than once (which one would count is anybody's guess)."""
-    unknown = set(request.args) - set(allowed)
-    if unknown:
-        supported = ", ".join(sorted(allowed))
-        abort(
-            400, f"Unsupported query parameter(s): {short_list(unknown)}. Supported: {supported}."
-        )
-    repeated = [key for key in request.args if len(request.args.getlist(key)) > 1]
-    if repeated:
-        abort(400, f"Give each query parameter once: {short_list(repeated)}.")
-
-
-def page_limit():
-    """Return ``?limit``: rows per page, 1 or more, lowered to MAX_PAGE_SIZE; without it
-    the app's PAGE_SIZE (FLASK_PAGE_SIZE), as on the web. 400 if it is no whole number."""
-    if "limit" not in request.args:
-        return app.config["PAGE_SIZE"]
-    return min(parse_whole_number("limit", request.args["limit"]), MAX_PAGE_SIZE)
-
-
-def parse_string(name, raw):
-    """Return ``raw`` if it is at most MAX_FILTER_LENGTH characters, else 400 (a NUL never
-    gets this far: app.reject_malformed_input refuses it)."""
-    if len(raw) > MAX_FILTER_LENGTH:
-        abort(400, f"{name} must be at most {MAX_FILTER_LENGTH} characters.")
-    return raw
-
-
-def read_json_body():
-    """Return the request's body, a JSON object, as a dict. Only ``application/json`` is
-    read (415 otherwise): form bodies are what a cross-site page can send without a CORS
-    preflight (CSRF). 400 if it is not JSON, or not an object."""
-    if request.mimetype != "application/json":
-        abort(415, "Send the body as JSON, with Content-Type: application/json.")
-    try:
-        data = json.loads(request.get_data())
-    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeply
-        abort(400, "The body is not valid JSON.")
-    if not isinstance(data, dict):
-        abort(400, "The body must be a JSON object.")
-    return data
-
-
-def check_body(data, schema):
-    """Check the JSON object ``data`` against ``schema``, the very body schema that
-    /api/openapi.json publishes, so that the document and the server cannot disagree.
-
-    Returns ``data`` with whole-number floats as ints (JSON Schema counts 2.0 as an
-    integer, so we do too). Aborts with 400 naming the first problem found.
-    """
-    error = best_match(BODY_VALIDATOR(schema).iter_errors(data))
-    if error is not None:
-        abort(400, describe_schema_error(error))
-    properties = schema["properties"]
-    for name, value in data.items():
-        if properties[name].get("type") == "integer" and isinstance(value, float):
-            data[name] = int(value)
-    return data
-
-
-def describe_schema_error(error):
-    """Return a short, readable message for a jsonschema ``error``; it never quotes the
-    offending value, which may be megabytes long."""
-    schema, keyword = error.schema, error.validator
-    name = error.path[0] if error.path else "The body"
-    if keyword == "additionalProperties":
-        unknown = set(error.instance) - set(schema["properties"])
-        return (
-            f"Not writable: {short_list(unknown)}. Writable fields: "
-            f"{', '.join(schema['properties']) or 'none'}."
-        )
-    if keyword == "required":
-        return f"Required: {', '.join(n for n in schema['required'] if n not in error.instance)}."
-    if keyword in ("minLength", "maxLength"):
-        low, high = schema.get("minLength", 0), schema["maxLength"]
-        return f"{name} must be {low} to {high} characters long."
-    if keyword in ("minimum", "maximum"):
-        return f"{name} is out of range ({schema['minimum']} to {schema['maximum']})."
-    if keyword == "enum":
-        return f"{name} must be one of {', '.join(map(str, schema['enum']))}."
-    if keyword == "type":
-        return f"{name} must be of type {schema['type']}."
-    return f"{name} is not in the expected format."
 
 
 class ChirpSerializer(Serializer):
@@ -541,15 +427,10 @@ class UserResource(ChirpResource):
         """One user, with the counts their profile page shows."""
         return self.response({**self.serialize_object(obj), "counts": obj.profile_counts()})
 
-    def save_object(self, instance, raw_data):
-        if instance.password is None:
-            instance.password = "!"  # matches no password: werkzeug needs "method$salt$hash"
-        return super().save_object(instance, raw_data)
-
     def delete(self, obj):
-        # The admin refuses this too: an admin who deletes themself locks themself out.
-        if obj.id == g.user.id:
-            abort(403, "You cannot delete yourself.")
+        refusal = User.deletable_by(g.user, [obj.id])[1]
+        if refusal:
+            abort(403, refusal)
         return super().delete(obj)
 
 
@@ -679,20 +560,6 @@ API_ACTIONS = {
 REACTIONS = {"like": ("like", "unlike"), "repost": ("repost", "unrepost")}
 
 
-def visible_message(pk):
-    """Return the visible message ``pk`` with its author's SUMMARY_COLUMNS, else 404."""
-    message = Message.visible(User.SUMMARY_COLUMNS).where(Message.id == pk).first()
-    if message is None:
-        abort(404, "No such message.")
-    return message
-
-
-def no_store(response):
-    """Return ``response`` marked never to be cached (it is the caller's own)."""
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
 class ChirpAPI(RestAPI):
     """flask-peewee's RestAPI, routing every API URL (the resources' and the API's own
     views below: ``/me/``, timelines, search, threads, reactions, notifications, the
@@ -816,7 +683,7 @@ def message_context(pk):
     """A message's thread: ``ancestors`` (root first), the ``message``, and a page of
     its ``replies`` (oldest first; ``?after=<reply id>`` continues, ``meta.next``)."""
     check_query(["after", "limit"])
-    message, limit = visible_message(pk), page_limit()
+    message, limit = Message.get_visible(pk, User.SUMMARY_COLUMNS), page_limit()
     replies = KeysetPage(
         lambda after, n: message.thread_replies(User.SUMMARY_COLUMNS, after, n),
         limit,
@@ -844,12 +711,12 @@ def reaction_view(name):
     do, undo = REACTIONS[name]
 
     def view(pk):
-        message = visible_message(pk)
+        message = Message.get_visible(pk, User.SUMMARY_COLUMNS)
         if request.method == "DELETE":
             getattr(g.user, undo)(message)
             return Response(status=204)
         created = getattr(g.user, do)(message)
-        fresh = api.messages.serialize_object(visible_message(pk))
+        fresh = api.messages.serialize_object(Message.get_visible(pk, User.SUMMARY_COLUMNS))
         return json_response(fresh, 201 if created else 200)
 
     view.__name__ = f"message_{name}"

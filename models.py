@@ -46,6 +46,7 @@ from playhouse.sqlite_ext import AutoIncrementField
 from playhouse.sqlite_ext import FTS5Model
 from playhouse.sqlite_ext import RowIDField
 from playhouse.sqlite_ext import SearchField
+from werkzeug.exceptions import NotFound
 
 from app import db
 
@@ -400,6 +401,9 @@ class User(BaseModel, BaseUser):
     username_skeleton = CharField(max_length=USERNAME_SKELETON_MAX_LENGTH, unique=True)
     email = CharField(max_length=EMAIL_MAX_LENGTH, unique=True)
     password = CharField(max_length=255)
+    # What ``password`` holds until a password is set: werkzeug's hashes are
+    # "method$salt$hash", so no password matches it (see has_usable_password).
+    NO_PASSWORD = "!"
     join_date = DateTimeField(default=datetime.datetime.now, index=True)
     active = BooleanField(default=True, index=True)
     admin = BooleanField(default=False)
@@ -464,11 +468,14 @@ class User(BaseModel, BaseUser):
         """Save the row; saving a deactivated user ends their sessions, so they stay ended
         when the account is reactivated.
 
+        An account created without a password (the API creates them so) gets NO_PASSWORD.
         The username's skeleton follows the username. A newly set e-mail address is stored
         as clean_email returns it (TextRefused otherwise); one that was not assigned since
         the row was read is left alone, so an account with an address from before today's
         rules can still save its settings.
         """
+        if self.password is None:  # created without one (the API): nothing matches "!"
+            self.password = self.NO_PASSWORD
         if not self.active:
             self.session_token = new_session_token()
         skeleton = username_key(self.username)
@@ -491,6 +498,14 @@ class User(BaseModel, BaseUser):
             result = super().delete_instance(*args, **kwargs)
             Message.refresh_counts(touched)
         return result
+
+    @staticmethod
+    def deletable_by(actor, ids):
+        """Return ``(kept, refusal)``: those of the user ``ids`` that the admin ``actor``
+        may delete, and the reason for any left out (else None). Nobody deletes themself:
+        an admin who did would lock themself out. The admin and the API both ask this."""
+        kept = [pk for pk in ids if pk != actor.id]
+        return kept, ("You cannot delete yourself." if len(kept) < len(ids) else None)
 
     def set_password(self, password):
         """Hash ``password`` into ``password`` and end every session (once saved)."""
@@ -1111,6 +1126,16 @@ class Message(BaseModel):
         return (
             cls.select(cls, *author_columns).join(User).where(User.active).order_by(cls.id.desc())
         )
+
+    @classmethod
+    def get_visible(cls, message_id, author_columns=None):
+        """Return message ``message_id`` if it is visible (its author is active), its author
+        holding ``author_columns`` as in visible(); else raise NotFound (a 404 on the web
+        and in the API alike)."""
+        message = cls.visible(author_columns).where(cls.id == message_id).first()
+        if message is None:
+            raise NotFound("No such message.")
+        return message
 
     @classmethod
     def public_timeline(cls, before=None, limit=None):
