@@ -21,6 +21,7 @@ import copy
 import datetime
 import functools
 import json
+from typing import NamedTuple
 
 from flask import Response
 from flask import abort
@@ -72,6 +73,7 @@ from models import RAW_LENGTH_FACTOR
 from models import SEARCH_QUERY_MAX_LENGTH
 from models import TAG_MAX_LENGTH
 from models import USERNAME_MAX_LENGTH
+from models import Filter
 from models import Message
 from models import Note
 from models import Notification
@@ -111,61 +113,58 @@ class ChirpSerializer(Serializer):
         return super().convert_value(value)
 
 
-class QueryFilter:
-    """One allowed query-string filter: the OpenAPI ``schema`` of its value (``integer``,
-    ``string`` or ``string``/``date-time``), a ``description``, and ``build(value)``
-    returning the peewee expression that narrows the query."""
+# The words a date filter's description uses for each comparison (models.Filter).
+DATE_WORDS = {"gt": "after", "gte": "at or after", "lt": "before", "lte": "at or before"}
 
-    def __init__(self, schema, build, description):
-        self.schema = schema
-        self.build = build
-        self.description = description
 
-    def parse(self, name, raw):
-        """Return the query-string text ``raw`` as a typed value; 400 if invalid."""
+class QueryFilter(NamedTuple):
+    """One query-string filter a resource accepts: the model's ``rule`` (a models.Filter)
+    applied with comparison ``op``, and the OpenAPI ``schema`` and ``description`` of its
+    value (``integer``, ``string`` or ``string``/``date-time``)."""
+
+    rule: Filter
+    op: str
+    schema: dict
+    description: str
+
+    def where(self, model, name, raw):
+        """Return the expression narrowing ``model``'s rows by the query-string text
+        ``raw`` of filter ``name``; 400 if the text is no valid value."""
         if self.schema["type"] == "integer":
-            return parse_whole_number(name, raw, self.schema["minimum"], self.schema["maximum"])
-        if self.schema.get("format") == "date-time":
-            return parse_datetime(name, raw)
-        return parse_string(name, raw)
+            value = parse_whole_number(name, raw, self.schema["minimum"], self.schema["maximum"])
+        elif self.schema.get("format") == "date-time":
+            value = parse_datetime(name, raw)
+        else:
+            value = parse_string(name, raw)
+        return self.rule.where(model, value, self.op)
 
 
-ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
-DATE_SCHEMA = {"type": "string", "format": "date-time"}
-COMPARISONS = {
-    "gt": (lambda f, v: f > v, "after"),
-    "gte": (lambda f, v: f >= v, "at or after"),
-    "lt": (lambda f, v: f < v, "before"),
-    "lte": (lambda f, v: f <= v, "at or before"),
-}
-
-
-def id_filter(name, field, what):
-    """Return ``{name: filter}`` matching rows whose ``field`` (an id) equals the value."""
-    return {
-        name: QueryFilter(ID_SCHEMA, lambda v: field == v, f"Only rows whose {what} has this id.")
-    }
-
-
-def username_filter(name, field, what):
-    """Return ``{name: filter}`` matching rows whose user ``field`` has this username (any case)."""
-    return {
-        name: QueryFilter(
-            {"type": "string", "maxLength": MAX_FILTER_LENGTH, "pattern": NO_NUL_PATTERN},
-            lambda v: field.in_(User.by_username(v).select(User.id)),
-            f"Only rows whose {what} has this username (any case).",
-        )
-    }
-
-
-def date_filters(name, field):
-    """Return ``{name__gt: filter, ...}``: ``field`` after/before an ISO 8601 date-time."""
-    return {
-        f"{name}__{op}": QueryFilter(
-            DATE_SCHEMA, lambda v, c=compare: c(field, v), f"Only rows with {name} {words} this."
-        )
-        for op, (compare, words) in COMPARISONS.items()
-    }
+def query_filters(model):
+    """Return ``{query key: QueryFilter}`` for the filters ``model.FILTERS`` declares, in
+    their order; a date's gives four keys (``pub_date__gt``, ``__gte``, ``__lt``, ``__lte``)."""
+    found = {}
+    for name, rule in model.FILTERS.items():
+        if rule.kind == "date":
+            schema = {"type": "string", "format": "date-time"}
+            for op, words in DATE_WORDS.items():
+                found[f"{name}__{op}"] = QueryFilter(
+                    rule, op, schema, f"Only rows with {name} {words} this."
+                )
+        elif rule.kind == "id":
+            schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+            text = f"Only rows whose {rule.what} has this id."
+            found[name] = QueryFilter(rule, "eq", schema, text)
+        elif rule.kind == "username":
+            schema = {"type": "string", "maxLength": MAX_FILTER_LENGTH, "pattern": NO_NUL_PATTERN}
+            text = f"Only rows whose {rule.what} has this username (any case)."
+            found[name] = QueryFilter(rule, "eq", schema, text)
+        else:  # "choice"
+            choices = model._meta.fields[rule.field].choices
+            schema = {"type": "integer", "minimum": choices[0][0], "maximum": choices[-1][0]}
+            labels = ", ".join(f"{value} {label}" for value, label in choices)
+            text = f"Only {rule.what} with this {name}: {labels}."
+            found[name] = QueryFilter(rule, "eq", schema, text)
+    return found
 
 
 # ---------------------------------------------------------------- resources
@@ -174,12 +173,12 @@ def date_filters(name, field):
 class ChirpResource(RestResource):
     """A RestResource with every 4.0.1 hole closed; subclasses declare what is allowed.
 
-    - ``query_filters``: ``{query key: QueryFilter}``, the only filters accepted;
     - ``ordering_fields``: the only ``?ordering=[-]field`` values accepted;
     - ``required_fields``: the writable fields a create must include;
     - ``fields``: what is serialized.
 
-    The fields a body may write, and their JSON Schemas, are the model's ``fields`` in
+    The only filters accepted are those the model declares (``FILTERS``, see
+    models.Filter). The fields a body may write, and their JSON Schemas, are the model's ``fields`` in
     templates/api/openapi.json (``writable_fields``); each value is checked against its
     schema and then by the model's ``clean_<field>(value)``. What a row shows besides
     ``fields`` is described there too (``outputs``).
@@ -189,10 +188,14 @@ class ChirpResource(RestResource):
     # resources (users, notes).
     audited = False
     nested_writes = False
-    query_filters = {}
     ordering_fields = ("id",)
     required_fields = ()
     summary = ""
+
+    @functools.cached_property
+    def query_filters(self):
+        """Return ``{query key: QueryFilter}``: the filters the model declares (FILTERS)."""
+        return query_filters(self.model)
 
     @property
     def writable_fields(self):
@@ -253,7 +256,7 @@ class ChirpResource(RestResource):
         """Apply the allow-listed filters present in the query string."""
         for key, query_filter in self.query_filters.items():
             if key in request.args:
-                query = query.where(query_filter.build(query_filter.parse(key, request.args[key])))
+                query = query.where(query_filter.where(self.model, key, request.args[key]))
         return query
 
     def apply_ordering(self, query):
@@ -284,9 +287,8 @@ class ChirpResource(RestResource):
         """Return the name of the date field this request filters on (``pub_date`` for
         ``?pub_date__gt=...``), or None."""
         for key in request.args:
-            name, _, op = key.partition("__")
-            if op in COMPARISONS and key in self.query_filters:
-                return name
+            if key in self.query_filters and self.query_filters[key].rule.kind == "date":
+                return self.query_filters[key].rule.field
         return None
 
     def ordering_options(self):
@@ -406,11 +408,6 @@ class UserResource(ChirpResource):
     audited = True
     fields = ("id", "username", "display_name", "bio", "join_date")
     ordering_fields = ("id", "username", "join_date")
-    query_filters = {
-        **id_filter("id", User.id, "user"),
-        **username_filter("username", User.id, "user"),
-        **date_filters("join_date", User.join_date),
-    }
     required_fields = ("username", "email")
 
     def get_query(self):
@@ -445,11 +442,6 @@ class MessageResource(OwnedResource):
     fields += ("reply_count", "like_count", "repost_count")
     include_resources = {"user": UserResource}
     ordering_fields = ("id", "pub_date")
-    query_filters = {
-        **id_filter("user", Message.user, "author"),
-        **username_filter("user__username", Message.user, "author"),
-        **date_filters("pub_date", Message.pub_date),
-    }
     required_fields = ("content",)
 
     def get_query(self):
@@ -497,13 +489,6 @@ class RelationshipResource(OwnedResource):
     owner_field = "from_user"
     fields = ("id", "from_user", "to_user", "created_date")
     ordering_fields = ("id", "created_date")
-    query_filters = {
-        **id_filter("from_user", Relationship.from_user, "follower"),
-        **id_filter("to_user", Relationship.to_user, "followed user"),
-        **username_filter("from_user__username", Relationship.from_user, "follower"),
-        **username_filter("to_user__username", Relationship.to_user, "followed user"),
-        **date_filters("created_date", Relationship.created_date),
-    }
     required_fields = ("to_user",)
 
     def get_query(self):
@@ -526,15 +511,6 @@ class NoteResource(ChirpResource):
     audited = True
     fields = ("id", "user", "message", "status", "created_date")
     ordering_fields = ("id", "created_date")
-    query_filters = {
-        **id_filter("user", Note.user, "author"),
-        "status": QueryFilter(
-            {"type": "integer", "minimum": Note.LIVE, "maximum": Note.DELETED},
-            lambda v: Note.status == v,
-            "Only notes with this status: 1 live, 2 deleted.",
-        ),
-        **date_filters("created_date", Note.created_date),
-    }
     required_fields = ("message",)
 
     def get_query(self):

@@ -14,10 +14,12 @@ import hashlib
 import importlib.resources
 import io
 import json
+import operator
 import os
 import re
 import secrets
 import unicodedata
+from typing import NamedTuple
 from urllib.parse import quote
 
 from flask_peewee.auth import BaseUser
@@ -371,10 +373,47 @@ def username_key(username):
 PrimaryKeyField = AutoIncrementField if isinstance(db.database, SqliteDatabase) else AutoField
 
 
+# Comparisons a Filter makes: "eq" for ids and choices; a date filter is one of the others.
+FILTER_COMPARISONS = {
+    "eq": operator.eq,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+
+
+class Filter(NamedTuple):
+    """One way a list of a model's rows may be narrowed (the API's ``?user=3``): which
+    ``field`` it tests and how (``kind``); ``what`` names the related row, for the API's
+    description. A model lists its own in ``FILTERS`` (``{query key: Filter}``); anything
+    not listed cannot be filtered on, so no secret column can be probed (N1).
+
+    Kinds: ``"id"``, the field equals a row id; ``"username"``, the field is the user of
+    that username (any case); ``"choice"``, the field equals one of its ``choices``;
+    ``"date"``, the field is after or before a date (``__gt``, ``__gte``, ``__lt``,
+    ``__lte`` appended to the key: FILTER_COMPARISONS).
+    """
+
+    field: str
+    kind: str
+    what: str = ""
+
+    def where(self, model, value, op="eq"):
+        """Return the peewee expression keeping ``model``'s rows that match ``value`` (an
+        int, str or naive local datetime, as the kind takes), compared by ``op``."""
+        field = model._meta.fields[self.field]
+        if self.kind == "username":
+            return field.in_(User.by_username(value).select(User.id))
+        return FILTER_COMPARISONS[op](field, value)
+
+
 class BaseModel(db.Model):
     """Base of Chirp's models: an id that is never reused."""
 
     id = PrimaryKeyField()
+    # The filters a list of these rows accepts (see Filter): none unless a model says so.
+    FILTERS = {}
 
 
 def new_session_token():
@@ -404,6 +443,11 @@ class User(BaseModel, BaseUser):
     # What ``password`` holds until a password is set: werkzeug's hashes are
     # "method$salt$hash", so no password matches it (see has_usable_password).
     NO_PASSWORD = "!"
+    FILTERS = {
+        "id": Filter("id", "id", "user"),
+        "username": Filter("id", "username", "user"),
+        "join_date": Filter("join_date", "date"),
+    }
     join_date = DateTimeField(default=datetime.datetime.now, index=True)
     active = BooleanField(default=True, index=True)
     admin = BooleanField(default=False)
@@ -914,6 +958,13 @@ class Relationship(BaseModel):
     from_user = ForeignKeyField(User, backref="relationships", on_delete="CASCADE", index=False)
     to_user = ForeignKeyField(User, backref="related_to", on_delete="CASCADE", index=False)
     created_date = DateTimeField(default=datetime.datetime.now, index=True)
+    FILTERS = {
+        "from_user": Filter("from_user", "id", "follower"),
+        "to_user": Filter("to_user", "id", "followed user"),
+        "from_user__username": Filter("from_user", "username", "follower"),
+        "to_user__username": Filter("to_user", "username", "followed user"),
+        "created_date": Filter("created_date", "date"),
+    }
 
     class Meta:
         indexes = (
@@ -985,6 +1036,11 @@ class Message(BaseModel):
     reply_count = IntegerField(default=0)
     like_count = IntegerField(default=0)
     repost_count = IntegerField(default=0)
+    FILTERS = {
+        "user": Filter("user", "id", "author"),
+        "user__username": Filter("user", "username", "author"),
+        "pub_date": Filter("pub_date", "date"),
+    }
 
     class Meta:
         indexes = (
@@ -1742,6 +1798,11 @@ class Note(BaseModel):
     message = TextField()
     status = IntegerField(default=LIVE, choices=STATUS_CHOICES)
     created_date = DateTimeField(default=datetime.datetime.now, index=True)
+    FILTERS = {
+        "user": Filter("user", "id", "author"),
+        "status": Filter("status", "choice", "notes"),
+        "created_date": Filter("created_date", "date"),
+    }
 
     class Meta:
         constraints = [
