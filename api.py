@@ -178,10 +178,10 @@ class ChirpResource(RestResource):
     - ``fields``: what is serialized.
 
     The only filters accepted are those the model declares (``FILTERS``, see
-    models.Filter). The fields a body may write, and their JSON Schemas, are the model's ``fields`` in
-    templates/api/openapi.json (``writable_fields``); each value is checked against its
-    schema and then by the model's ``clean_<field>(value)``. What a row shows besides
-    ``fields`` is described there too (``outputs``).
+    models.Filter). The fields a body may write, and their JSON Schemas, are the model's
+    ``fields`` in templates/api/openapi.json (``writable_fields``); each value is checked
+    against its schema and then by the model's ``clean_<field>(value)``. What a row shows
+    besides ``fields`` is described there too (``outputs``).
     """
 
     # Writes (create, edit, delete) go to the audit trail, like the admin's: the admins'
