@@ -64,19 +64,11 @@ from app import parse_whole_number
 from app import read_json_body
 from auth import AdminApiCredentials
 from auth import ApiCredentials
-from models import BIO_MAX_LENGTH
-from models import DISPLAY_NAME_MAX_LENGTH
-from models import EMAIL_MAX_LENGTH
-from models import MESSAGE_MAX_LENGTH
-from models import NOTE_MAX_LENGTH
-from models import RAW_LENGTH_FACTOR
-from models import SEARCH_QUERY_MAX_LENGTH
+from models import LIMITS
 from models import TAG_MAX_LENGTH
-from models import USERNAME_MAX_LENGTH
 from models import Filter
 from models import Message
 from models import Note
-from models import Notification
 from models import Relationship
 from models import Taken
 from models import TextRefused
@@ -459,13 +451,10 @@ class MessageResource(OwnedResource):
         return super().save_object(instance, raw_data)
 
     def serialize_query(self, query):
-        """Serialize a page of messages, with the caller's likes and reposts and the
-        users their texts mention: one query each for the whole page (Message.annotate,
-        Message.mention_spellings); the counts are columns."""
-        rows = Message.annotate(list(query), g.get("user"), context=False)
-        spellings = Message.mention_spellings(rows)  # for every row's links: one query
-        for row in rows:
-            row.mention_spellings = spellings
+        """Serialize a page of messages, with the caller's likes and reposts and each
+        one's links: one query each for the whole page (Message.annotate); the counts
+        are columns."""
+        rows = Message.annotate(list(query), g.get("user"), context=False, links=True)
         return super().serialize_query(rows)
 
     def serialize_object(self, obj):
@@ -477,7 +466,7 @@ class MessageResource(OwnedResource):
         data["liked"] = getattr(obj, "liked", False)
         data["reposted"] = getattr(obj, "reposted", False)
         data["user"]["avatar_url"] = obj.user.avatar_url
-        data["links"] = obj.links(getattr(obj, "mention_spellings", None))
+        data["links"] = obj.link_lists
         return data
 
 
@@ -532,8 +521,6 @@ API_ACTIONS = {
     ("api.message_repost", "POST"): "react",
     ("api.message_repost", "DELETE"): "react",
 }
-# The reactions at /message/<pk>/<name>/: name -> (do, undo), User methods.
-REACTIONS = {"like": ("like", "unlike"), "repost": ("repost", "unrepost")}
 
 
 class ChirpAPI(RestAPI):
@@ -581,7 +568,7 @@ class ChirpAPI(RestAPI):
         yield "/search/", search, "GET", anyone
         yield "/tags/<tag>/", tag_timeline, "GET", anyone
         yield "/message/<int:pk>/context/", message_context, "GET", anyone
-        for name in REACTIONS:
+        for name in User.REACTIONS:
             yield f"/message/<int:pk>/{name}/", reaction_view(name), "POST DELETE", members
         yield "/notifications/", notifications, "GET", members
         yield "/notifications/read/", notifications_read, "POST", members
@@ -684,14 +671,13 @@ def reaction_view(name):
     """Return the view of ``/message/<pk>/<name>/``: POST does the reaction (201 when
     it is new, 200 when it already was), DELETE undoes it (204, also when there was
     nothing to undo). Both answer with the same effect however often repeated."""
-    do, undo = REACTIONS[name]
 
     def view(pk):
         message = Message.get_visible(pk, User.SUMMARY_COLUMNS)
         if request.method == "DELETE":
-            getattr(g.user, undo)(message)
+            g.user.react(name, message, on=False)
             return Response(status=204)
-        created = getattr(g.user, do)(message)
+        created = g.user.react(name, message)
         fresh = api.messages.serialize_object(Message.get_visible(pk, User.SUMMARY_COLUMNS))
         return json_response(fresh, 201 if created else 200)
 
@@ -823,17 +809,7 @@ def openapi_data():
         page_size=app.config["PAGE_SIZE"],
         max_page_size=MAX_PAGE_SIZE,
         max_body=f"{app.config['MAX_CONTENT_LENGTH'] / 2**20:g} MB",
-        raw_length_factor=RAW_LENGTH_FACTOR,
-        username_max_length=USERNAME_MAX_LENGTH,
-        email_max_length=EMAIL_MAX_LENGTH,
-        display_name_max_length=DISPLAY_NAME_MAX_LENGTH,
-        bio_max_length=BIO_MAX_LENGTH,
-        message_max_length=MESSAGE_MAX_LENGTH,
-        note_max_length=NOTE_MAX_LENGTH,
-        search_query_max_length=SEARCH_QUERY_MAX_LENGTH,
-        note_live=Note.LIVE,
-        note_deleted=Note.DELETED,
-        notification_kinds=list(Notification.KINDS),
+        **LIMITS,
     )
     return json.loads(text)
 

@@ -839,6 +839,15 @@ class User(BaseModel, BaseUser):
         """Reply to ``message`` with ``content``; returns the new Message (see post)."""
         return self.post(content, in_reply_to=message)
 
+    # The reactions a user gives a message: name -> (the method doing it, the one undoing it).
+    REACTIONS = {"like": ("like", "unlike"), "repost": ("repost", "unrepost")}
+
+    def react(self, name, message, on=True):
+        """Give (``on``) or withdraw the reaction ``name`` (a key of REACTIONS) to
+        ``message``; returns True if that changed anything (see like, unlike...)."""
+        do, undo = self.REACTIONS[name]
+        return getattr(self, do if on else undo)(message)
+
     def like(self, message):
         """Like ``message``. Idempotent and safe under concurrent requests: the unique
         (user, message) pair lets only one insert through, and only that one bumps the
@@ -1230,13 +1239,14 @@ class Message(BaseModel):
         return keyset(query, Message.id, after, limit, descending=False)
 
     @staticmethod
-    def annotate(messages, viewer=None, context=True):
+    def annotate(messages, viewer=None, context=True, links=False):
         """Prepare a page of ``messages`` (a list) for display in a constant number of
         queries, whatever its length: sets ``liked`` and ``reposted`` (by ``viewer``, a
         User or None: one query) and, with ``context`` (web pages), ``parent`` (the visible
         message each answers, or None), ``reposted_by`` (the users ``viewer`` follows, or
         ``viewer``, who reposted it) and ``known_mentions`` (the @mentions linkify makes
-        links of): one query each. Returns ``messages``."""
+        links of): one query each. With ``links`` (the API), ``link_lists``: each
+        message's ``links()``, one query for the page. Returns ``messages``."""
         ids = [message.id for message in messages]
         parents = {}
         reposters = {}
@@ -1250,7 +1260,10 @@ class Message(BaseModel):
             if viewer and ids:
                 reposters = Message._reposters(ids, viewer)
             mentioned = Message.mentioned_names(messages)
+        spellings = Message.mention_spellings(messages) if links else None
         for message in messages:
+            if links:
+                message.link_lists = message.links(spellings)
             message.known_mentions = mentioned.get(message.id, set())
             message.parent = parents.get(message.in_reply_to_id)
             message.liked = message.id in liked
@@ -2060,6 +2073,22 @@ def daily_counts(date_field, days, today=None):
     dates = [start + datetime.timedelta(days=offset) for offset in range(days)]
     return [(date, counts.get(date.isoformat(), 0)) for date in dates]
 
+
+# The limits and choices of the rules above, by name, for the documents that state them
+# (the API's OpenAPI document renders them into templates/api/openapi.json).
+LIMITS = {
+    "raw_length_factor": RAW_LENGTH_FACTOR,
+    "username_max_length": USERNAME_MAX_LENGTH,
+    "email_max_length": EMAIL_MAX_LENGTH,
+    "display_name_max_length": DISPLAY_NAME_MAX_LENGTH,
+    "bio_max_length": BIO_MAX_LENGTH,
+    "message_max_length": MESSAGE_MAX_LENGTH,
+    "note_max_length": NOTE_MAX_LENGTH,
+    "search_query_max_length": SEARCH_QUERY_MAX_LENGTH,
+    "note_live": Note.LIVE,
+    "note_deleted": Note.DELETED,
+    "notification_kinds": list(Notification.KINDS),
+}
 
 MODELS = [
     User,
