@@ -65,11 +65,11 @@ from app import read_json_body
 from auth import AdminApiCredentials
 from auth import ApiCredentials
 from models import LIMITS
-from models import TAG_MAX_LENGTH
 from models import Filter
 from models import Message
 from models import Note
 from models import Relationship
+from models import Tag
 from models import Taken
 from models import TextRefused
 from models import User
@@ -736,9 +736,8 @@ def timeline_public():
 
 def tag_timeline(tag):
     """The visible messages tagged ``tag`` (any case), newest first."""
-    if len(tag) > TAG_MAX_LENGTH:
-        abort(404, "No such tag.")
-    return timeline(lambda before, limit: Message.tag_timeline(tag, before, limit))
+    name = Tag.name_of(tag)
+    return timeline(lambda before, limit: Message.tag_timeline(name, before, limit))
 
 
 def search():

@@ -1705,6 +1705,15 @@ class Tag(BaseModel):
     def __str__(self):
         return self.name
 
+    @staticmethod
+    def name_of(text):
+        """Return the tag name ``text`` asks for (a tag page's URL), in lower case as tags
+        are stored; raise NotFound (a 404 on the web and in the API) when no tag can be
+        called so: longer than TAG_MAX_LENGTH."""
+        if len(text) > TAG_MAX_LENGTH:
+            raise NotFound("No such tag.")
+        return text.lower()
+
 
 class MessageTag(BaseModel):
     """``message`` carries ``tag``. One row per pair; written by Message.save."""

@@ -46,7 +46,6 @@ from models import MESSAGE_MAX_LENGTH
 from models import PASSWORD_MAX_LENGTH
 from models import PASSWORD_MIN_LENGTH
 from models import SEARCH_QUERY_MAX_LENGTH
-from models import TAG_MAX_LENGTH
 from models import TAKEN_MESSAGE
 from models import TOKEN_NAME_MAX_LENGTH
 from models import USERNAME_MAX_LENGTH
@@ -54,6 +53,7 @@ from models import USERNAME_PATTERN
 from models import ApiToken
 from models import Message
 from models import Notification
+from models import Tag
 from models import TextRefused
 from models import User
 from models import clean_bio
@@ -440,9 +440,7 @@ def avatar(user_id):
 @app.route("/tags/<tag>/")
 def tag_timeline(tag):
     """The visible messages tagged ``tag`` (any case), newest first."""
-    if len(tag) > TAG_MAX_LENGTH:
-        abort(404)
-    name = tag.lower()
+    name = Tag.name_of(tag)
     return render_timeline(
         "tag_timeline.html",
         lambda before, limit: Message.tag_timeline(name, before, limit),
