@@ -165,22 +165,21 @@ def query_filters(model):
 class ChirpResource(RestResource):
     """A RestResource with every 4.0.1 hole closed; subclasses declare what is allowed.
 
-    - ``ordering_fields``: the only ``?ordering=[-]field`` values accepted;
     - ``required_fields``: the writable fields a create must include;
     - ``fields``: what is serialized.
 
-    The only filters accepted are those the model declares (``FILTERS``, see
-    models.Filter). The fields a body may write, and their JSON Schemas, are the model's
-    ``fields`` in templates/api/openapi.json (``writable_fields``); each value is checked
-    against its schema and then by the model's ``clean_<field>(value)``. What a row shows
-    besides ``fields`` is described there too (``outputs``).
+    The only filters and orderings accepted are those the model declares (``FILTERS``,
+    see models.Filter, and ``ORDERING``). The fields a body may write, and their JSON
+    Schemas, are the model's ``fields`` in templates/api/openapi.json
+    (``writable_fields``); each value is checked against its schema and then by the
+    model's ``clean_<field>(value)``. What a row shows besides ``fields`` is described
+    there too (``outputs``).
     """
 
     # Writes (create, edit, delete) go to the audit trail, like the admin's: the admins'
     # resources (users, notes).
     audited = False
     nested_writes = False
-    ordering_fields = ("id",)
     required_fields = ()
     summary = ""
 
@@ -252,7 +251,7 @@ class ChirpResource(RestResource):
         return query
 
     def apply_ordering(self, query):
-        """Order by ``?ordering=[-]field`` from ``ordering_fields`` (ties broken by id).
+        """Order by ``?ordering=[-]field`` from the model's ORDERING (ties broken by id).
 
         A list filtered by a date (``pub_date__lt=...``) is ordered by that date, newest
         first unless ``ordering`` says otherwise: the date's index then serves both the
@@ -267,7 +266,7 @@ class ChirpResource(RestResource):
                 return query
             ordering = "-" + dated
         column = ordering.removeprefix("-")
-        if column not in self.ordering_fields:
+        if column not in self.model.ORDERING:
             abort(400, f"ordering must be one of {', '.join(self.ordering_options())}.")
         if dated is not None and column != dated:
             abort(422, f"A list filtered by {dated} is ordered by {dated} (or -{dated}).")
@@ -285,7 +284,7 @@ class ChirpResource(RestResource):
 
     def ordering_options(self):
         """Return every accepted ``ordering`` value, ascending and descending."""
-        return [prefix + name for name in self.ordering_fields for prefix in ("", "-")]
+        return [prefix + name for name in self.model.ORDERING for prefix in ("", "-")]
 
     def paginated_object_list(self, filtered_query):
         """One page of ``filtered_query`` as ``{"meta": ..., "objects": [...]}``, counted
@@ -399,7 +398,6 @@ class UserResource(ChirpResource):
     summary = "Users"
     audited = True
     fields = ("id", "username", "display_name", "bio", "join_date")
-    ordering_fields = ("id", "username", "join_date")
     required_fields = ("username", "email")
 
     def get_query(self):
@@ -433,7 +431,6 @@ class MessageResource(OwnedResource):
     fields = ("id", "user", "content", "pub_date", "edited_date", "is_reply")
     fields += ("reply_count", "like_count", "repost_count")
     include_resources = {"user": UserResource}
-    ordering_fields = ("id", "pub_date")
     required_fields = ("content",)
 
     def get_query(self):
@@ -477,7 +474,6 @@ class RelationshipResource(OwnedResource):
     summary = "Relationships (follows)"
     owner_field = "from_user"
     fields = ("id", "from_user", "to_user", "created_date")
-    ordering_fields = ("id", "created_date")
     required_fields = ("to_user",)
 
     def get_query(self):
@@ -499,7 +495,6 @@ class NoteResource(ChirpResource):
     summary = "Admin notes"
     audited = True
     fields = ("id", "user", "message", "status", "created_date")
-    ordering_fields = ("id", "created_date")
     required_fields = ("message",)
 
     def get_query(self):

@@ -412,8 +412,10 @@ class BaseModel(db.Model):
     """Base of Chirp's models: an id that is never reused."""
 
     id = PrimaryKeyField()
-    # The filters a list of these rows accepts (see Filter): none unless a model says so.
+    # The filters a list of these rows accepts (see Filter): none unless a model says so;
+    # and the fields it may be sorted on (``?ordering=[-]field``), ties broken by id.
     FILTERS = {}
+    ORDERING = ("id",)
 
 
 def new_session_token():
@@ -448,6 +450,7 @@ class User(BaseModel, BaseUser):
         "username": Filter("id", "username", "user"),
         "join_date": Filter("join_date", "date"),
     }
+    ORDERING = ("id", "username", "join_date")
     join_date = DateTimeField(default=datetime.datetime.now, index=True)
     active = BooleanField(default=True, index=True)
     admin = BooleanField(default=False)
@@ -974,6 +977,7 @@ class Relationship(BaseModel):
         "to_user__username": Filter("to_user", "username", "followed user"),
         "created_date": Filter("created_date", "date"),
     }
+    ORDERING = ("id", "created_date")
 
     class Meta:
         indexes = (
@@ -1050,6 +1054,7 @@ class Message(BaseModel):
         "user__username": Filter("user", "username", "author"),
         "pub_date": Filter("pub_date", "date"),
     }
+    ORDERING = ("id", "pub_date")
 
     class Meta:
         indexes = (
@@ -1825,6 +1830,7 @@ class Note(BaseModel):
         "status": Filter("status", "choice", "notes"),
         "created_date": Filter("created_date", "date"),
     }
+    ORDERING = ("id", "created_date")
 
     class Meta:
         constraints = [
