@@ -7,6 +7,7 @@ import threading
 import pytest
 from conftest import make_message
 from conftest import make_user
+from conftest import require_program
 from databases import ON_POSTGRES
 
 from app import db
@@ -79,6 +80,9 @@ def test_a_backup_taken_while_writes_go_on_is_a_consistent_copy(app, filled, tmp
 
 
 def test_backup_then_restore_brings_every_row_back(app, filled, tmp_path):
+    if ON_POSTGRES:  # PostgreSQL's backups are pg_dump's and pg_restore's
+        require_program("pg_dump")
+        require_program("pg_restore")
     backup = tmp_path / "chirp.backup"
     result = run(app, "backup", str(backup))
     assert result.exit_code == 0, result.output
