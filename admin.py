@@ -545,9 +545,9 @@ class UserAdmin(ChirpModelAdmin):
                 auth.renew_session(instance)
 
     def delete_rows(self, ids):
-        if g.user.id in ids:
-            flash("You cannot delete yourself.", "warning")
-            ids = [pk for pk in ids if pk != g.user.id]
+        ids, refusal = User.deletable_by(g.user, ids)
+        if refusal:
+            flash(refusal, "warning")
         return super().delete_rows(ids)
 
 

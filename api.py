@@ -21,6 +21,7 @@ import copy
 import datetime
 import functools
 import json
+from typing import NamedTuple
 
 from flask import Response
 from flask import abort
@@ -32,8 +33,6 @@ from flask_peewee.rest import RestResource
 from flask_peewee.rest import RestrictOwnerResource
 from flask_peewee.serializer import Serializer
 from flask_peewee.utils import get_object_or_404
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
 from peewee import AutoField
 from peewee import BooleanField
 from peewee import DateTimeField
@@ -41,32 +40,36 @@ from peewee import ForeignKeyField
 from peewee import IntegerField
 from peewee import IntegrityError
 
+from app import MAX_FILTER_LENGTH
 from app import MAX_ID
 from app import MAX_PAGE
 from app import MAX_PAGE_OFFSET
+from app import MAX_PAGE_SIZE
+from app import NO_NUL_PATTERN
 from app import KeysetPage
 from app import PageProbe
 from app import app
+from app import check_body
 from app import check_limit
+from app import check_query
 from app import client_address
 from app import csrf
+from app import json_response
 from app import limit_action
+from app import no_store
+from app import page_limit
+from app import parse_datetime
+from app import parse_string
 from app import parse_whole_number
+from app import read_json_body
 from auth import AdminApiCredentials
 from auth import ApiCredentials
-from models import BIO_MAX_LENGTH
-from models import DISPLAY_NAME_MAX_LENGTH
-from models import EMAIL_MAX_LENGTH
-from models import MESSAGE_MAX_LENGTH
-from models import NOTE_MAX_LENGTH
-from models import RAW_LENGTH_FACTOR
-from models import SEARCH_QUERY_MAX_LENGTH
-from models import TAG_MAX_LENGTH
-from models import USERNAME_MAX_LENGTH
+from models import LIMITS
+from models import Filter
 from models import Message
 from models import Note
-from models import Notification
 from models import Relationship
+from models import Tag
 from models import Taken
 from models import TextRefused
 from models import User
@@ -76,12 +79,6 @@ from models import search_messages
 from models import search_people
 
 API_PREFIX = "/api"
-# The largest page a client may ask for (``limit``); larger values are lowered to it.
-MAX_PAGE_SIZE = 100
-# Longest string a query-string filter accepts (characters).
-MAX_FILTER_LENGTH = 254
-# Patterns exclude NUL, which app.reject_malformed_input refuses anywhere in a request.
-NO_NUL_PATTERN = r"^[^\u0000]*$"
 # Sent as X-Chirp-Auth-Hint on every /api/ response, so clients learn which credentials
 # are cheap.
 AUTH_HINT = (
@@ -90,129 +87,12 @@ AUTH_HINT = (
 )
 # flask-peewee's ALL_METHODS lacks HEAD, which would let a HEAD through unauthenticated.
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE"]
-# OpenAPI 3.1 schemas are JSON Schema 2020-12.
-BODY_VALIDATOR = Draft202012Validator
 
 # The API never reads the cookie session (ApiCredentials resets g.user) and accepts only
 # JSON bodies, which a cross-site form cannot send: SeaSurf's token is not needed here.
 # Chirp's only CSRF exemption: exempt_urls() replaces the whole list, so any other would
 # have to be added here.
 csrf.exempt_urls((API_PREFIX + "/",))
-
-
-def json_response(data, status=200, headers=None):
-    """Return ``data`` as an ``application/json`` Response."""
-    return Response(json.dumps(data), status, headers, mimetype="application/json")
-
-
-def short_list(names, limit=5):
-    """Return ``names`` as a short, readable text for an error message (never huge)."""
-    shown = [repr(str(name)[:40]) for name in sorted(names, key=str)[:limit]]
-    return ", ".join(shown) + (", ..." if len(names) > limit else "")
-
-
-# ---------------------------------------------------------------- dates and values
-
-
-def parse_datetime(name, raw):
-    """Parse ISO 8601 text ``raw`` into the naive local time the database stores.
-
-    Text without an offset is UTC, like every date the API sends. Aborts with 400.
-    """
-    try:
-        value = datetime.datetime.fromisoformat(raw)
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=datetime.UTC)
-        return value.astimezone().replace(tzinfo=None)
-    except (ValueError, OverflowError):
-        abort(400, f"{name} must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z.")
-
-
-def check_query(allowed):
-    """Refuse (400) query parameters outside ``allowed`` (a list of names), and any given
-    more than once (which one would count is anybody's guess)."""
-    unknown = set(request.args) - set(allowed)
-    if unknown:
-        supported = ", ".join(sorted(allowed))
-        abort(
-            400, f"Unsupported query parameter(s): {short_list(unknown)}. Supported: {supported}."
-        )
-    repeated = [key for key in request.args if len(request.args.getlist(key)) > 1]
-    if repeated:
-        abort(400, f"Give each query parameter once: {short_list(repeated)}.")
-
-
-def page_limit():
-    """Return ``?limit``: rows per page, 1 or more, lowered to MAX_PAGE_SIZE; without it
-    the app's PAGE_SIZE (FLASK_PAGE_SIZE), as on the web. 400 if it is no whole number."""
-    if "limit" not in request.args:
-        return app.config["PAGE_SIZE"]
-    return min(parse_whole_number("limit", request.args["limit"]), MAX_PAGE_SIZE)
-
-
-def parse_string(name, raw):
-    """Return ``raw`` if it is at most MAX_FILTER_LENGTH characters, else 400 (a NUL never
-    gets this far: app.reject_malformed_input refuses it)."""
-    if len(raw) > MAX_FILTER_LENGTH:
-        abort(400, f"{name} must be at most {MAX_FILTER_LENGTH} characters.")
-    return raw
-
-
-def read_json_body():
-    """Return the request's body, a JSON object, as a dict. Only ``application/json`` is
-    read (415 otherwise): form bodies are what a cross-site page can send without a CORS
-    preflight (CSRF). 400 if it is not JSON, or not an object."""
-    if request.mimetype != "application/json":
-        abort(415, "Send the body as JSON, with Content-Type: application/json.")
-    try:
-        data = json.loads(request.get_data())
-    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeply
-        abort(400, "The body is not valid JSON.")
-    if not isinstance(data, dict):
-        abort(400, "The body must be a JSON object.")
-    return data
-
-
-def check_body(data, schema):
-    """Check the JSON object ``data`` against ``schema``, the very body schema that
-    /api/openapi.json publishes, so that the document and the server cannot disagree.
-
-    Returns ``data`` with whole-number floats as ints (JSON Schema counts 2.0 as an
-    integer, so we do too). Aborts with 400 naming the first problem found.
-    """
-    error = best_match(BODY_VALIDATOR(schema).iter_errors(data))
-    if error is not None:
-        abort(400, describe_schema_error(error))
-    properties = schema["properties"]
-    for name, value in data.items():
-        if properties[name].get("type") == "integer" and isinstance(value, float):
-            data[name] = int(value)
-    return data
-
-
-def describe_schema_error(error):
-    """Return a short, readable message for a jsonschema ``error``; it never quotes the
-    offending value, which may be megabytes long."""
-    schema, keyword = error.schema, error.validator
-    name = error.path[0] if error.path else "The body"
-    if keyword == "additionalProperties":
-        unknown = set(error.instance) - set(schema["properties"])
-        return (
-            f"Not writable: {short_list(unknown)}. Writable fields: "
-            f"{', '.join(schema['properties']) or 'none'}."
-        )
-    if keyword == "required":
-        return f"Required: {', '.join(n for n in schema['required'] if n not in error.instance)}."
-    if keyword in ("minLength", "maxLength"):
-        low, high = schema.get("minLength", 0), schema["maxLength"]
-        return f"{name} must be {low} to {high} characters long."
-    if keyword in ("minimum", "maximum"):
-        return f"{name} is out of range ({schema['minimum']} to {schema['maximum']})."
-    if keyword == "enum":
-        return f"{name} must be one of {', '.join(map(str, schema['enum']))}."
-    if keyword == "type":
-        return f"{name} must be of type {schema['type']}."
-    return f"{name} is not in the expected format."
 
 
 class ChirpSerializer(Serializer):
@@ -225,61 +105,58 @@ class ChirpSerializer(Serializer):
         return super().convert_value(value)
 
 
-class QueryFilter:
-    """One allowed query-string filter: the OpenAPI ``schema`` of its value (``integer``,
-    ``string`` or ``string``/``date-time``), a ``description``, and ``build(value)``
-    returning the peewee expression that narrows the query."""
+# The words a date filter's description uses for each comparison (models.Filter).
+DATE_WORDS = {"gt": "after", "gte": "at or after", "lt": "before", "lte": "at or before"}
 
-    def __init__(self, schema, build, description):
-        self.schema = schema
-        self.build = build
-        self.description = description
 
-    def parse(self, name, raw):
-        """Return the query-string text ``raw`` as a typed value; 400 if invalid."""
+class QueryFilter(NamedTuple):
+    """One query-string filter a resource accepts: the model's ``rule`` (a models.Filter)
+    applied with comparison ``op``, and the OpenAPI ``schema`` and ``description`` of its
+    value (``integer``, ``string`` or ``string``/``date-time``)."""
+
+    rule: Filter
+    op: str
+    schema: dict
+    description: str
+
+    def where(self, model, name, raw):
+        """Return the expression narrowing ``model``'s rows by the query-string text
+        ``raw`` of filter ``name``; 400 if the text is no valid value."""
         if self.schema["type"] == "integer":
-            return parse_whole_number(name, raw, self.schema["minimum"], self.schema["maximum"])
-        if self.schema.get("format") == "date-time":
-            return parse_datetime(name, raw)
-        return parse_string(name, raw)
+            value = parse_whole_number(name, raw, self.schema["minimum"], self.schema["maximum"])
+        elif self.schema.get("format") == "date-time":
+            value = parse_datetime(name, raw)
+        else:
+            value = parse_string(name, raw)
+        return self.rule.where(model, value, self.op)
 
 
-ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
-DATE_SCHEMA = {"type": "string", "format": "date-time"}
-COMPARISONS = {
-    "gt": (lambda f, v: f > v, "after"),
-    "gte": (lambda f, v: f >= v, "at or after"),
-    "lt": (lambda f, v: f < v, "before"),
-    "lte": (lambda f, v: f <= v, "at or before"),
-}
-
-
-def id_filter(name, field, what):
-    """Return ``{name: filter}`` matching rows whose ``field`` (an id) equals the value."""
-    return {
-        name: QueryFilter(ID_SCHEMA, lambda v: field == v, f"Only rows whose {what} has this id.")
-    }
-
-
-def username_filter(name, field, what):
-    """Return ``{name: filter}`` matching rows whose user ``field`` has this username (any case)."""
-    return {
-        name: QueryFilter(
-            {"type": "string", "maxLength": MAX_FILTER_LENGTH, "pattern": NO_NUL_PATTERN},
-            lambda v: field.in_(User.by_username(v).select(User.id)),
-            f"Only rows whose {what} has this username (any case).",
-        )
-    }
-
-
-def date_filters(name, field):
-    """Return ``{name__gt: filter, ...}``: ``field`` after/before an ISO 8601 date-time."""
-    return {
-        f"{name}__{op}": QueryFilter(
-            DATE_SCHEMA, lambda v, c=compare: c(field, v), f"Only rows with {name} {words} this."
-        )
-        for op, (compare, words) in COMPARISONS.items()
-    }
+def query_filters(model):
+    """Return ``{query key: QueryFilter}`` for the filters ``model.FILTERS`` declares, in
+    their order; a date's gives four keys (``pub_date__gt``, ``__gte``, ``__lt``, ``__lte``)."""
+    found = {}
+    for name, rule in model.FILTERS.items():
+        if rule.kind == "date":
+            schema = {"type": "string", "format": "date-time"}
+            for op, words in DATE_WORDS.items():
+                found[f"{name}__{op}"] = QueryFilter(
+                    rule, op, schema, f"Only rows with {name} {words} this."
+                )
+        elif rule.kind == "id":
+            schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+            text = f"Only rows whose {rule.what} has this id."
+            found[name] = QueryFilter(rule, "eq", schema, text)
+        elif rule.kind == "username":
+            schema = {"type": "string", "maxLength": MAX_FILTER_LENGTH, "pattern": NO_NUL_PATTERN}
+            text = f"Only rows whose {rule.what} has this username (any case)."
+            found[name] = QueryFilter(rule, "eq", schema, text)
+        else:  # "choice"
+            choices = model._meta.fields[rule.field].choices
+            schema = {"type": "integer", "minimum": choices[0][0], "maximum": choices[-1][0]}
+            labels = ", ".join(f"{value} {label}" for value, label in choices)
+            text = f"Only {rule.what} with this {name}: {labels}."
+            found[name] = QueryFilter(rule, "eq", schema, text)
+    return found
 
 
 # ---------------------------------------------------------------- resources
@@ -288,25 +165,28 @@ def date_filters(name, field):
 class ChirpResource(RestResource):
     """A RestResource with every 4.0.1 hole closed; subclasses declare what is allowed.
 
-    - ``query_filters``: ``{query key: QueryFilter}``, the only filters accepted;
-    - ``ordering_fields``: the only ``?ordering=[-]field`` values accepted;
     - ``required_fields``: the writable fields a create must include;
     - ``fields``: what is serialized.
 
-    The fields a body may write, and their JSON Schemas, are the model's ``fields`` in
-    templates/api/openapi.json (``writable_fields``); each value is checked against its
-    schema and then by the model's ``clean_<field>(value)``. What a row shows besides
-    ``fields`` is described there too (``outputs``).
+    The only filters and orderings accepted are those the model declares (``FILTERS``,
+    see models.Filter, and ``ORDERING``). The fields a body may write, and their JSON
+    Schemas, are the model's ``fields`` in templates/api/openapi.json
+    (``writable_fields``); each value is checked against its schema and then by the
+    model's ``clean_<field>(value)``. What a row shows besides ``fields`` is described
+    there too (``outputs``).
     """
 
     # Writes (create, edit, delete) go to the audit trail, like the admin's: the admins'
     # resources (users, notes).
     audited = False
     nested_writes = False
-    query_filters = {}
-    ordering_fields = ("id",)
     required_fields = ()
     summary = ""
+
+    @functools.cached_property
+    def query_filters(self):
+        """Return ``{query key: QueryFilter}``: the filters the model declares (FILTERS)."""
+        return query_filters(self.model)
 
     @property
     def writable_fields(self):
@@ -367,11 +247,11 @@ class ChirpResource(RestResource):
         """Apply the allow-listed filters present in the query string."""
         for key, query_filter in self.query_filters.items():
             if key in request.args:
-                query = query.where(query_filter.build(query_filter.parse(key, request.args[key])))
+                query = query.where(query_filter.where(self.model, key, request.args[key]))
         return query
 
     def apply_ordering(self, query):
-        """Order by ``?ordering=[-]field`` from ``ordering_fields`` (ties broken by id).
+        """Order by ``?ordering=[-]field`` from the model's ORDERING (ties broken by id).
 
         A list filtered by a date (``pub_date__lt=...``) is ordered by that date, newest
         first unless ``ordering`` says otherwise: the date's index then serves both the
@@ -386,7 +266,7 @@ class ChirpResource(RestResource):
                 return query
             ordering = "-" + dated
         column = ordering.removeprefix("-")
-        if column not in self.ordering_fields:
+        if column not in self.model.ORDERING:
             abort(400, f"ordering must be one of {', '.join(self.ordering_options())}.")
         if dated is not None and column != dated:
             abort(422, f"A list filtered by {dated} is ordered by {dated} (or -{dated}).")
@@ -398,14 +278,13 @@ class ChirpResource(RestResource):
         """Return the name of the date field this request filters on (``pub_date`` for
         ``?pub_date__gt=...``), or None."""
         for key in request.args:
-            name, _, op = key.partition("__")
-            if op in COMPARISONS and key in self.query_filters:
-                return name
+            if key in self.query_filters and self.query_filters[key].rule.kind == "date":
+                return self.query_filters[key].rule.field
         return None
 
     def ordering_options(self):
         """Return every accepted ``ordering`` value, ascending and descending."""
-        return [prefix + name for name in self.ordering_fields for prefix in ("", "-")]
+        return [prefix + name for name in self.model.ORDERING for prefix in ("", "-")]
 
     def paginated_object_list(self, filtered_query):
         """One page of ``filtered_query`` as ``{"meta": ..., "objects": [...]}``, counted
@@ -519,12 +398,6 @@ class UserResource(ChirpResource):
     summary = "Users"
     audited = True
     fields = ("id", "username", "display_name", "bio", "join_date")
-    ordering_fields = ("id", "username", "join_date")
-    query_filters = {
-        **id_filter("id", User.id, "user"),
-        **username_filter("username", User.id, "user"),
-        **date_filters("join_date", User.join_date),
-    }
     required_fields = ("username", "email")
 
     def get_query(self):
@@ -541,15 +414,10 @@ class UserResource(ChirpResource):
         """One user, with the counts their profile page shows."""
         return self.response({**self.serialize_object(obj), "counts": obj.profile_counts()})
 
-    def save_object(self, instance, raw_data):
-        if instance.password is None:
-            instance.password = "!"  # matches no password: werkzeug needs "method$salt$hash"
-        return super().save_object(instance, raw_data)
-
     def delete(self, obj):
-        # The admin refuses this too: an admin who deletes themself locks themself out.
-        if obj.id == g.user.id:
-            abort(403, "You cannot delete yourself.")
+        refusal = User.deletable_by(g.user, [obj.id])[1]
+        if refusal:
+            abort(403, refusal)
         return super().delete(obj)
 
 
@@ -563,12 +431,6 @@ class MessageResource(OwnedResource):
     fields = ("id", "user", "content", "pub_date", "edited_date", "is_reply")
     fields += ("reply_count", "like_count", "repost_count")
     include_resources = {"user": UserResource}
-    ordering_fields = ("id", "pub_date")
-    query_filters = {
-        **id_filter("user", Message.user, "author"),
-        **username_filter("user__username", Message.user, "author"),
-        **date_filters("pub_date", Message.pub_date),
-    }
     required_fields = ("content",)
 
     def get_query(self):
@@ -586,13 +448,10 @@ class MessageResource(OwnedResource):
         return super().save_object(instance, raw_data)
 
     def serialize_query(self, query):
-        """Serialize a page of messages, with the caller's likes and reposts and the
-        users their texts mention: one query each for the whole page (Message.annotate,
-        Message.mention_spellings); the counts are columns."""
-        rows = Message.annotate(list(query), g.get("user"), context=False)
-        spellings = Message.mention_spellings(rows)  # for every row's links: one query
-        for row in rows:
-            row.mention_spellings = spellings
+        """Serialize a page of messages, with the caller's likes and reposts and each
+        one's links: one query each for the whole page (Message.annotate); the counts
+        are columns."""
+        rows = Message.annotate(list(query), g.get("user"), context=False, links=True)
         return super().serialize_query(rows)
 
     def serialize_object(self, obj):
@@ -604,7 +463,7 @@ class MessageResource(OwnedResource):
         data["liked"] = getattr(obj, "liked", False)
         data["reposted"] = getattr(obj, "reposted", False)
         data["user"]["avatar_url"] = obj.user.avatar_url
-        data["links"] = obj.links(getattr(obj, "mention_spellings", None))
+        data["links"] = obj.link_lists
         return data
 
 
@@ -615,14 +474,6 @@ class RelationshipResource(OwnedResource):
     summary = "Relationships (follows)"
     owner_field = "from_user"
     fields = ("id", "from_user", "to_user", "created_date")
-    ordering_fields = ("id", "created_date")
-    query_filters = {
-        **id_filter("from_user", Relationship.from_user, "follower"),
-        **id_filter("to_user", Relationship.to_user, "followed user"),
-        **username_filter("from_user__username", Relationship.from_user, "follower"),
-        **username_filter("to_user__username", Relationship.to_user, "followed user"),
-        **date_filters("created_date", Relationship.created_date),
-    }
     required_fields = ("to_user",)
 
     def get_query(self):
@@ -644,16 +495,6 @@ class NoteResource(ChirpResource):
     summary = "Admin notes"
     audited = True
     fields = ("id", "user", "message", "status", "created_date")
-    ordering_fields = ("id", "created_date")
-    query_filters = {
-        **id_filter("user", Note.user, "author"),
-        "status": QueryFilter(
-            {"type": "integer", "minimum": Note.LIVE, "maximum": Note.DELETED},
-            lambda v: Note.status == v,
-            "Only notes with this status: 1 live, 2 deleted.",
-        ),
-        **date_filters("created_date", Note.created_date),
-    }
     required_fields = ("message",)
 
     def get_query(self):
@@ -675,22 +516,6 @@ API_ACTIONS = {
     ("api.message_repost", "POST"): "react",
     ("api.message_repost", "DELETE"): "react",
 }
-# The reactions at /message/<pk>/<name>/: name -> (do, undo), User methods.
-REACTIONS = {"like": ("like", "unlike"), "repost": ("repost", "unrepost")}
-
-
-def visible_message(pk):
-    """Return the visible message ``pk`` with its author's SUMMARY_COLUMNS, else 404."""
-    message = Message.visible(User.SUMMARY_COLUMNS).where(Message.id == pk).first()
-    if message is None:
-        abort(404, "No such message.")
-    return message
-
-
-def no_store(response):
-    """Return ``response`` marked never to be cached (it is the caller's own)."""
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 class ChirpAPI(RestAPI):
@@ -738,7 +563,7 @@ class ChirpAPI(RestAPI):
         yield "/search/", search, "GET", anyone
         yield "/tags/<tag>/", tag_timeline, "GET", anyone
         yield "/message/<int:pk>/context/", message_context, "GET", anyone
-        for name in REACTIONS:
+        for name in User.REACTIONS:
             yield f"/message/<int:pk>/{name}/", reaction_view(name), "POST DELETE", members
         yield "/notifications/", notifications, "GET", members
         yield "/notifications/read/", notifications_read, "POST", members
@@ -816,7 +641,7 @@ def message_context(pk):
     """A message's thread: ``ancestors`` (root first), the ``message``, and a page of
     its ``replies`` (oldest first; ``?after=<reply id>`` continues, ``meta.next``)."""
     check_query(["after", "limit"])
-    message, limit = visible_message(pk), page_limit()
+    message, limit = Message.get_visible(pk, User.SUMMARY_COLUMNS), page_limit()
     replies = KeysetPage(
         lambda after, n: message.thread_replies(User.SUMMARY_COLUMNS, after, n),
         limit,
@@ -841,15 +666,14 @@ def reaction_view(name):
     """Return the view of ``/message/<pk>/<name>/``: POST does the reaction (201 when
     it is new, 200 when it already was), DELETE undoes it (204, also when there was
     nothing to undo). Both answer with the same effect however often repeated."""
-    do, undo = REACTIONS[name]
 
     def view(pk):
-        message = visible_message(pk)
+        message = Message.get_visible(pk, User.SUMMARY_COLUMNS)
         if request.method == "DELETE":
-            getattr(g.user, undo)(message)
+            g.user.react(name, message, on=False)
             return Response(status=204)
-        created = getattr(g.user, do)(message)
-        fresh = api.messages.serialize_object(visible_message(pk))
+        created = g.user.react(name, message)
+        fresh = api.messages.serialize_object(Message.get_visible(pk, User.SUMMARY_COLUMNS))
         return json_response(fresh, 201 if created else 200)
 
     view.__name__ = f"message_{name}"
@@ -907,9 +731,8 @@ def timeline_public():
 
 def tag_timeline(tag):
     """The visible messages tagged ``tag`` (any case), newest first."""
-    if len(tag) > TAG_MAX_LENGTH:
-        abort(404, "No such tag.")
-    return timeline(lambda before, limit: Message.tag_timeline(tag, before, limit))
+    name = Tag.name_of(tag)
+    return timeline(lambda before, limit: Message.tag_timeline(name, before, limit))
 
 
 def search():
@@ -980,17 +803,7 @@ def openapi_data():
         page_size=app.config["PAGE_SIZE"],
         max_page_size=MAX_PAGE_SIZE,
         max_body=f"{app.config['MAX_CONTENT_LENGTH'] / 2**20:g} MB",
-        raw_length_factor=RAW_LENGTH_FACTOR,
-        username_max_length=USERNAME_MAX_LENGTH,
-        email_max_length=EMAIL_MAX_LENGTH,
-        display_name_max_length=DISPLAY_NAME_MAX_LENGTH,
-        bio_max_length=BIO_MAX_LENGTH,
-        message_max_length=MESSAGE_MAX_LENGTH,
-        note_max_length=NOTE_MAX_LENGTH,
-        search_query_max_length=SEARCH_QUERY_MAX_LENGTH,
-        note_live=Note.LIVE,
-        note_deleted=Note.DELETED,
-        notification_kinds=list(Notification.KINDS),
+        **LIMITS,
     )
     return json.loads(text)
 

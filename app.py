@@ -36,6 +36,8 @@ from flask_limiter.util import get_remote_address
 from flask_peewee.db import Database
 from flask_peewee.utils import PaginatedQuery
 from flask_seasurf import SeaSurf
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 from limits import parse_many
 from markupsafe import Markup
 from markupsafe import escape
@@ -181,6 +183,137 @@ def parse_id_cursor(name, raw):
     """Return ``raw`` as a row id (1 to MAX_ID) for a keyset cursor such as ``?before=123``;
     400 otherwise (see parse_whole_number)."""
     return parse_whole_number(name, raw)
+
+
+# ---------------------------------------------------------------- JSON requests and answers
+# Request-level helpers of the API, for any JSON view.
+
+# The largest page a client may ask for (``limit``); larger values are lowered to it.
+MAX_PAGE_SIZE = 100
+# Longest string a query-string filter accepts (characters).
+MAX_FILTER_LENGTH = 254
+# Patterns exclude NUL, which app.reject_malformed_input refuses anywhere in a request.
+NO_NUL_PATTERN = r"^[^\u0000]*$"
+# OpenAPI 3.1 schemas are JSON Schema 2020-12.
+BODY_VALIDATOR = Draft202012Validator
+
+
+def json_response(data, status=200, headers=None):
+    """Return ``data`` as an ``application/json`` Response."""
+    return Response(json.dumps(data), status, headers, mimetype="application/json")
+
+
+def short_list(names, limit=5):
+    """Return ``names`` as a short, readable text for an error message (never huge)."""
+    shown = [repr(str(name)[:40]) for name in sorted(names, key=str)[:limit]]
+    return ", ".join(shown) + (", ..." if len(names) > limit else "")
+
+
+def parse_datetime(name, raw):
+    """Parse ISO 8601 text ``raw`` into the naive local time the database stores.
+
+    Text without an offset is UTC, like every date the API sends. Aborts with 400.
+    """
+    try:
+        value = datetime.datetime.fromisoformat(raw)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.UTC)
+        return value.astimezone().replace(tzinfo=None)
+    except (ValueError, OverflowError):
+        abort(400, f"{name} must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z.")
+
+
+def check_query(allowed):
+    """Refuse (400) query parameters outside ``allowed`` (a list of names), and any given
+    more than once (which one would count is anybody's guess)."""
+    unknown = set(request.args) - set(allowed)
+    if unknown:
+        supported = ", ".join(sorted(allowed))
+        abort(
+            400, f"Unsupported query parameter(s): {short_list(unknown)}. Supported: {supported}."
+        )
+    repeated = [key for key in request.args if len(request.args.getlist(key)) > 1]
+    if repeated:
+        abort(400, f"Give each query parameter once: {short_list(repeated)}.")
+
+
+def page_limit():
+    """Return ``?limit``: rows per page, 1 or more, lowered to MAX_PAGE_SIZE; without it
+    the app's PAGE_SIZE (FLASK_PAGE_SIZE), as on the web. 400 if it is no whole number."""
+    if "limit" not in request.args:
+        return app.config["PAGE_SIZE"]
+    return min(parse_whole_number("limit", request.args["limit"]), MAX_PAGE_SIZE)
+
+
+def parse_string(name, raw):
+    """Return ``raw`` if it is at most MAX_FILTER_LENGTH characters, else 400 (a NUL never
+    gets this far: app.reject_malformed_input refuses it)."""
+    if len(raw) > MAX_FILTER_LENGTH:
+        abort(400, f"{name} must be at most {MAX_FILTER_LENGTH} characters.")
+    return raw
+
+
+def read_json_body():
+    """Return the request's body, a JSON object, as a dict. Only ``application/json`` is
+    read (415 otherwise): form bodies are what a cross-site page can send without a CORS
+    preflight (CSRF). 400 if it is not JSON, or not an object."""
+    if request.mimetype != "application/json":
+        abort(415, "Send the body as JSON, with Content-Type: application/json.")
+    try:
+        data = json.loads(request.get_data())
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeply
+        abort(400, "The body is not valid JSON.")
+    if not isinstance(data, dict):
+        abort(400, "The body must be a JSON object.")
+    return data
+
+
+def check_body(data, schema):
+    """Check the JSON object ``data`` against ``schema``, the very body schema that
+    /api/openapi.json publishes, so that the document and the server cannot disagree.
+
+    Returns ``data`` with whole-number floats as ints (JSON Schema counts 2.0 as an
+    integer, so we do too). Aborts with 400 naming the first problem found.
+    """
+    error = best_match(BODY_VALIDATOR(schema).iter_errors(data))
+    if error is not None:
+        abort(400, describe_schema_error(error))
+    properties = schema["properties"]
+    for name, value in data.items():
+        if properties[name].get("type") == "integer" and isinstance(value, float):
+            data[name] = int(value)
+    return data
+
+
+def describe_schema_error(error):
+    """Return a short, readable message for a jsonschema ``error``; it never quotes the
+    offending value, which may be megabytes long."""
+    schema, keyword = error.schema, error.validator
+    name = error.path[0] if error.path else "The body"
+    if keyword == "additionalProperties":
+        unknown = set(error.instance) - set(schema["properties"])
+        return (
+            f"Not writable: {short_list(unknown)}. Writable fields: "
+            f"{', '.join(schema['properties']) or 'none'}."
+        )
+    if keyword == "required":
+        return f"Required: {', '.join(n for n in schema['required'] if n not in error.instance)}."
+    if keyword in ("minLength", "maxLength"):
+        low, high = schema.get("minLength", 0), schema["maxLength"]
+        return f"{name} must be {low} to {high} characters long."
+    if keyword in ("minimum", "maximum"):
+        return f"{name} is out of range ({schema['minimum']} to {schema['maximum']})."
+    if keyword == "enum":
+        return f"{name} must be one of {', '.join(map(str, schema['enum']))}."
+    if keyword == "type":
+        return f"{name} must be of type {schema['type']}."
+    return f"{name} is not in the expected format."
+
+
+def no_store(response):
+    """Return ``response`` marked never to be cached (it is the caller's own)."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 class PageProbe(PaginatedQuery):

@@ -14,10 +14,12 @@ import hashlib
 import importlib.resources
 import io
 import json
+import operator
 import os
 import re
 import secrets
 import unicodedata
+from typing import NamedTuple
 from urllib.parse import quote
 
 from flask_peewee.auth import BaseUser
@@ -25,6 +27,7 @@ from flask_peewee.serializer import Serializer
 from flask_peewee.utils import is_legacy_password
 from markupsafe import Markup
 from markupsafe import escape
+from peewee import EXCLUDED
 from peewee import JOIN
 from peewee import SQL
 from peewee import AutoField
@@ -46,6 +49,7 @@ from playhouse.sqlite_ext import AutoIncrementField
 from playhouse.sqlite_ext import FTS5Model
 from playhouse.sqlite_ext import RowIDField
 from playhouse.sqlite_ext import SearchField
+from werkzeug.exceptions import NotFound
 
 from app import db
 
@@ -370,10 +374,49 @@ def username_key(username):
 PrimaryKeyField = AutoIncrementField if isinstance(db.database, SqliteDatabase) else AutoField
 
 
+# Comparisons a Filter makes: "eq" for ids and choices; a date filter is one of the others.
+FILTER_COMPARISONS = {
+    "eq": operator.eq,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+
+
+class Filter(NamedTuple):
+    """One way a list of a model's rows may be narrowed (the API's ``?user=3``): which
+    ``field`` it tests and how (``kind``); ``what`` names the related row, for the API's
+    description. A model lists its own in ``FILTERS`` (``{query key: Filter}``); anything
+    not listed cannot be filtered on, so no secret column can be probed (N1).
+
+    Kinds: ``"id"``, the field equals a row id; ``"username"``, the field is the user of
+    that username (any case); ``"choice"``, the field equals one of its ``choices``;
+    ``"date"``, the field is after or before a date (``__gt``, ``__gte``, ``__lt``,
+    ``__lte`` appended to the key: FILTER_COMPARISONS).
+    """
+
+    field: str
+    kind: str
+    what: str = ""
+
+    def where(self, model, value, op="eq"):
+        """Return the peewee expression keeping ``model``'s rows that match ``value`` (an
+        int, str or naive local datetime, as the kind takes), compared by ``op``."""
+        field = model._meta.fields[self.field]
+        if self.kind == "username":
+            return field.in_(User.by_username(value).select(User.id))
+        return FILTER_COMPARISONS[op](field, value)
+
+
 class BaseModel(db.Model):
     """Base of Chirp's models: an id that is never reused."""
 
     id = PrimaryKeyField()
+    # The filters a list of these rows accepts (see Filter): none unless a model says so;
+    # and the fields it may be sorted on (``?ordering=[-]field``), ties broken by id.
+    FILTERS = {}
+    ORDERING = ("id",)
 
 
 def new_session_token():
@@ -400,6 +443,15 @@ class User(BaseModel, BaseUser):
     username_skeleton = CharField(max_length=USERNAME_SKELETON_MAX_LENGTH, unique=True)
     email = CharField(max_length=EMAIL_MAX_LENGTH, unique=True)
     password = CharField(max_length=255)
+    # What ``password`` holds until a password is set: werkzeug's hashes are
+    # "method$salt$hash", so no password matches it (see has_usable_password).
+    NO_PASSWORD = "!"
+    FILTERS = {
+        "id": Filter("id", "id", "user"),
+        "username": Filter("id", "username", "user"),
+        "join_date": Filter("join_date", "date"),
+    }
+    ORDERING = ("id", "username", "join_date")
     join_date = DateTimeField(default=datetime.datetime.now, index=True)
     active = BooleanField(default=True, index=True)
     admin = BooleanField(default=False)
@@ -464,11 +516,14 @@ class User(BaseModel, BaseUser):
         """Save the row; saving a deactivated user ends their sessions, so they stay ended
         when the account is reactivated.
 
+        An account created without a password (the API creates them so) gets NO_PASSWORD.
         The username's skeleton follows the username. A newly set e-mail address is stored
         as clean_email returns it (TextRefused otherwise); one that was not assigned since
         the row was read is left alone, so an account with an address from before today's
         rules can still save its settings.
         """
+        if self.password is None:  # created without one (the API): nothing matches "!"
+            self.password = self.NO_PASSWORD
         if not self.active:
             self.session_token = new_session_token()
         skeleton = username_key(self.username)
@@ -491,6 +546,14 @@ class User(BaseModel, BaseUser):
             result = super().delete_instance(*args, **kwargs)
             Message.refresh_counts(touched)
         return result
+
+    @staticmethod
+    def deletable_by(actor, ids):
+        """Return ``(kept, refusal)``: those of the user ``ids`` that the admin ``actor``
+        may delete, and the reason for any left out (else None). Nobody deletes themself:
+        an admin who did would lock themself out. The admin and the API both ask this."""
+        kept = [pk for pk in ids if pk != actor.id]
+        return kept, ("You cannot delete yourself." if len(kept) < len(ids) else None)
 
     def set_password(self, password):
         """Hash ``password`` into ``password`` and end every session (once saved)."""
@@ -780,6 +843,15 @@ class User(BaseModel, BaseUser):
         """Reply to ``message`` with ``content``; returns the new Message (see post)."""
         return self.post(content, in_reply_to=message)
 
+    # The reactions a user gives a message: name -> (the method doing it, the one undoing it).
+    REACTIONS = {"like": ("like", "unlike"), "repost": ("repost", "unrepost")}
+
+    def react(self, name, message, on=True):
+        """Give (``on``) or withdraw the reaction ``name`` (a key of REACTIONS) to
+        ``message``; returns True if that changed anything (see like, unlike...)."""
+        do, undo = self.REACTIONS[name]
+        return getattr(self, do if on else undo)(message)
+
     def like(self, message):
         """Like ``message``. Idempotent and safe under concurrent requests: the unique
         (user, message) pair lets only one insert through, and only that one bumps the
@@ -899,6 +971,14 @@ class Relationship(BaseModel):
     from_user = ForeignKeyField(User, backref="relationships", on_delete="CASCADE", index=False)
     to_user = ForeignKeyField(User, backref="related_to", on_delete="CASCADE", index=False)
     created_date = DateTimeField(default=datetime.datetime.now, index=True)
+    FILTERS = {
+        "from_user": Filter("from_user", "id", "follower"),
+        "to_user": Filter("to_user", "id", "followed user"),
+        "from_user__username": Filter("from_user", "username", "follower"),
+        "to_user__username": Filter("to_user", "username", "followed user"),
+        "created_date": Filter("created_date", "date"),
+    }
+    ORDERING = ("id", "created_date")
 
     class Meta:
         indexes = (
@@ -970,6 +1050,12 @@ class Message(BaseModel):
     reply_count = IntegerField(default=0)
     like_count = IntegerField(default=0)
     repost_count = IntegerField(default=0)
+    FILTERS = {
+        "user": Filter("user", "id", "author"),
+        "user__username": Filter("user", "username", "author"),
+        "pub_date": Filter("pub_date", "date"),
+    }
+    ORDERING = ("id", "pub_date")
 
     class Meta:
         indexes = (
@@ -1113,6 +1199,16 @@ class Message(BaseModel):
         )
 
     @classmethod
+    def get_visible(cls, message_id, author_columns=None):
+        """Return message ``message_id`` if it is visible (its author is active), its author
+        holding ``author_columns`` as in visible(); else raise NotFound (a 404 on the web
+        and in the API alike)."""
+        message = cls.visible(author_columns).where(cls.id == message_id).first()
+        if message is None:
+            raise NotFound("No such message.")
+        return message
+
+    @classmethod
     def public_timeline(cls, before=None, limit=None):
         """Return every visible message, newest first; ``before`` a message id, at most
         ``limit`` rows (keyset paging on the primary key)."""
@@ -1149,13 +1245,14 @@ class Message(BaseModel):
         return keyset(query, Message.id, after, limit, descending=False)
 
     @staticmethod
-    def annotate(messages, viewer=None, context=True):
+    def annotate(messages, viewer=None, context=True, links=False):
         """Prepare a page of ``messages`` (a list) for display in a constant number of
         queries, whatever its length: sets ``liked`` and ``reposted`` (by ``viewer``, a
         User or None: one query) and, with ``context`` (web pages), ``parent`` (the visible
         message each answers, or None), ``reposted_by`` (the users ``viewer`` follows, or
         ``viewer``, who reposted it) and ``known_mentions`` (the @mentions linkify makes
-        links of): one query each. Returns ``messages``."""
+        links of): one query each. With ``links`` (the API), ``link_lists``: each
+        message's ``links()``, one query for the page. Returns ``messages``."""
         ids = [message.id for message in messages]
         parents = {}
         reposters = {}
@@ -1169,7 +1266,10 @@ class Message(BaseModel):
             if viewer and ids:
                 reposters = Message._reposters(ids, viewer)
             mentioned = Message.mentioned_names(messages)
+        spellings = Message.mention_spellings(messages) if links else None
         for message in messages:
+            if links:
+                message.link_lists = message.links(spellings)
             message.known_mentions = mentioned.get(message.id, set())
             message.parent = parents.get(message.in_reply_to_id)
             message.liked = message.id in liked
@@ -1349,11 +1449,26 @@ class MessageCount(db.Model):
     user = ForeignKeyField(User, primary_key=True, backref="message_counts", on_delete="CASCADE")
     messages = IntegerField(default=0)
 
+    # The trigger that counts new messages (migration 0007), on both databases.
+    INSERT_TRIGGER = "message_count_insert"
+
     @classmethod
     def of(cls, user):
         """Return how many messages ``user`` (a User or an id) has written."""
         count = cls.select(cls.messages).where(cls.user == user).scalar()
         return count or 0
+
+    @classmethod
+    def recount(cls):
+        """Set every author's row to a fresh count of their messages: for bulk loads that
+        pause the insert trigger (PostgreSQL's ``seed``). Two statements, in the caller's
+        transaction."""
+        counted = Message.select(Message.user, fn.COUNT(Message.id)).group_by(Message.user)
+        cls.insert_from(counted, [cls.user, cls.messages]).on_conflict(
+            conflict_target=[cls.user], update={cls.messages: EXCLUDED.messages}
+        ).execute()
+        authors = Message.select(Message.user).distinct()
+        cls.update(messages=0).where(cls.user.not_in(authors)).execute()
 
 
 class Reaction(BaseModel):
@@ -1611,6 +1726,15 @@ class Tag(BaseModel):
     def __str__(self):
         return self.name
 
+    @staticmethod
+    def name_of(text):
+        """Return the tag name ``text`` asks for (a tag page's URL), in lower case as tags
+        are stored; raise NotFound (a 404 on the web and in the API) when no tag can be
+        called so: longer than TAG_MAX_LENGTH."""
+        if len(text) > TAG_MAX_LENGTH:
+            raise NotFound("No such tag.")
+        return text.lower()
+
 
 class MessageTag(BaseModel):
     """``message`` carries ``tag``. One row per pair; written by Message.save."""
@@ -1717,6 +1841,12 @@ class Note(BaseModel):
     message = TextField()
     status = IntegerField(default=LIVE, choices=STATUS_CHOICES)
     created_date = DateTimeField(default=datetime.datetime.now, index=True)
+    FILTERS = {
+        "user": Filter("user", "id", "author"),
+        "status": Filter("status", "choice", "notes"),
+        "created_date": Filter("created_date", "date"),
+    }
+    ORDERING = ("id", "created_date")
 
     class Meta:
         constraints = [
@@ -1974,6 +2104,22 @@ def daily_counts(date_field, days, today=None):
     dates = [start + datetime.timedelta(days=offset) for offset in range(days)]
     return [(date, counts.get(date.isoformat(), 0)) for date in dates]
 
+
+# The limits and choices of the rules above, by name, for the documents that state them
+# (the API's OpenAPI document renders them into templates/api/openapi.json).
+LIMITS = {
+    "raw_length_factor": RAW_LENGTH_FACTOR,
+    "username_max_length": USERNAME_MAX_LENGTH,
+    "email_max_length": EMAIL_MAX_LENGTH,
+    "display_name_max_length": DISPLAY_NAME_MAX_LENGTH,
+    "bio_max_length": BIO_MAX_LENGTH,
+    "message_max_length": MESSAGE_MAX_LENGTH,
+    "note_max_length": NOTE_MAX_LENGTH,
+    "search_query_max_length": SEARCH_QUERY_MAX_LENGTH,
+    "note_live": Note.LIVE,
+    "note_deleted": Note.DELETED,
+    "notification_kinds": list(Notification.KINDS),
+}
 
 MODELS = [
     User,

@@ -46,7 +46,6 @@ from models import MESSAGE_MAX_LENGTH
 from models import PASSWORD_MAX_LENGTH
 from models import PASSWORD_MIN_LENGTH
 from models import SEARCH_QUERY_MAX_LENGTH
-from models import TAG_MAX_LENGTH
 from models import TAKEN_MESSAGE
 from models import TOKEN_NAME_MAX_LENGTH
 from models import USERNAME_MAX_LENGTH
@@ -54,6 +53,7 @@ from models import USERNAME_PATTERN
 from models import ApiToken
 from models import Message
 from models import Notification
+from models import Tag
 from models import TextRefused
 from models import User
 from models import clean_bio
@@ -318,11 +318,6 @@ def keyset_param(name):
     return None if raw is None else parse_whole_number(name, raw)
 
 
-def get_visible_message(message_id):
-    """Return message ``message_id`` if it is visible (its author is active), else 404."""
-    return get_object_or_404(Message.visible().where(Message.id == message_id))
-
-
 def local_next(default):
     """Return the form's (or else the query string's) ``next`` if it is a path on this
     site, else ``default``: a button sends the browser back where it was, never to
@@ -445,9 +440,7 @@ def avatar(user_id):
 @app.route("/tags/<tag>/")
 def tag_timeline(tag):
     """The visible messages tagged ``tag`` (any case), newest first."""
-    if len(tag) > TAG_MAX_LENGTH:
-        abort(404)
-    name = tag.lower()
+    name = Tag.name_of(tag)
     return render_timeline(
         "tag_timeline.html",
         lambda before, limit: Message.tag_timeline(name, before, limit),
@@ -528,7 +521,7 @@ def create():
     parent = None
     raw_parent = request.values.get("in_reply_to", "")
     if raw_parent:
-        parent = get_visible_message(parse_whole_number("in_reply_to", raw_parent))
+        parent = Message.get_visible(parse_whole_number("in_reply_to", raw_parent))
     form = MessageForm(request.form)
     home = url_for("home_timeline")
     if request.method == "POST" and form.validate():
@@ -552,7 +545,7 @@ def create():
 def message_detail(message_id):
     """A message and its thread: what it answers up to the root, then its replies, oldest
     first, PAGE_SIZE at a time (``?after=<reply id>`` for the next ones)."""
-    message = get_visible_message(message_id)
+    message = Message.get_visible(message_id)
     after = keyset_param("after")
     size = app.config["PAGE_SIZE"]
     replies = list(message.thread_replies(after=after, limit=size + 1))
@@ -572,7 +565,7 @@ def message_detail(message_id):
 def react(message_id, action, done):
     """Apply ``action`` (a User method name: like, unlike, repost, unrepost) of the
     logged-in user to the visible message ``message_id``, flash ``done`` and go back."""
-    message = get_visible_message(message_id)
+    message = Message.get_visible(message_id)
     getattr(g.user, action)(message)
     flash(done, "success")
     return redirect(local_next(url_for("message_detail", message_id=message.id)))

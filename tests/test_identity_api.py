@@ -70,6 +70,8 @@ def test_tag_timeline_is_keyset_paged_newest_first(client):
     page = client.get(page["meta"]["next"]).get_json()
     assert [m["id"] for m in page["objects"]] == [first.id]
     assert client.get("/api/tags/py/?q=x").status_code == 400
+    too_long = client.get("/api/tags/" + "x" * 51 + "/")  # no tag is that long (Tag.name_of)
+    assert too_long.status_code == 404 and too_long.get_json() == {"error": "No such tag."}
 
 
 def test_search_finds_people_and_messages_and_keeps_q_when_paging(client):
