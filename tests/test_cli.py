@@ -15,7 +15,9 @@ from live_server import free_port
 from peewee import fn
 
 import main
+from app import db
 from models import Message
+from models import MessageCount
 from models import Relationship
 from models import User
 
@@ -78,6 +80,16 @@ def test_seed_fills_the_database(runner):
     assert all(1 <= len(m.content) <= 280 for m in Message.select())
     # seeded users cannot be logged into with a guessable password
     assert not User.get().check_password("password")
+
+
+def test_seed_leaves_the_message_indexes_as_they_were(runner):
+    """On PostgreSQL seed drops the message table's non-unique indexes for the load and
+    rebuilds them; they come back exactly, counts and searches see every message."""
+    before = sorted((i.name, i.sql) for i in db.database.get_indexes("message"))
+    result = runner.invoke(args=["seed", "--users", "5", "--messages", "40", "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    assert sorted((i.name, i.sql) for i in db.database.get_indexes("message")) == before
+    assert sum(MessageCount.of(user) for user in User.select()) == 40
 
 
 def test_seed_draws_prolific_authors_and_popular_people_repeatably(runner):

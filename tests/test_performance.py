@@ -418,3 +418,12 @@ def test_a_connection_left_in_a_transaction_is_closed_at_teardown(app):
         db.database.execute_sql("BEGIN")
         app.do_teardown_request()
     assert db.database.is_closed()
+
+
+def test_a_recount_restores_every_authors_message_count(people):
+    alice, bob, carol = people
+    Message.insert_many([{"user": bob.id, "content": f"b{n}"} for n in range(3)]).execute()
+    carol.messages.get().delete_instance()
+    MessageCount.update(messages=99).execute()  # as if a bulk load had paused the trigger
+    MessageCount.recount()
+    assert [MessageCount.of(person) for person in people] == [1, 4, 0]
