@@ -401,8 +401,7 @@ class UserResource(ChirpResource):
     required_fields = ("username", "email")
 
     def get_query(self):
-        query = User.select().order_by(User.id)
-        return query if caller_is_admin() else query.where(User.active)
+        return User.visible_to(g.get("user"))
 
     def prepare_data(self, obj, data):
         data["avatar_url"] = obj.avatar_url

@@ -590,6 +590,14 @@ class User(BaseModel, BaseUser):
         return self.password.count("$") == 2 or is_legacy_password(self.password)
 
     @classmethod
+    def visible_to(cls, viewer):
+        """Return the users ``viewer`` (a User or None) may see, by id: everyone for an
+        admin, else active users only (a deactivated account disappears until it is
+        reactivated)."""
+        query = cls.select().order_by(cls.id)
+        return query if viewer is not None and viewer.admin else query.where(cls.active)
+
+    @classmethod
     def by_username(cls, username):
         """Return a query for the user named ``username``, ignoring case."""
         return cls.select().where(fn.LOWER(cls.username) == username.lower())
