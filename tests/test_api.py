@@ -128,17 +128,6 @@ def test_messages_nest_their_author_without_private_fields(client, alice):
     assert message["pub_date"].endswith("Z")
 
 
-def test_messages_of_inactive_users_are_hidden(client, alice, bob):
-    make_message(alice, "visible")
-    hidden = make_message(bob, "hidden")
-    User.update(active=False).where(User.id == bob.id).execute()
-    page = client.get("/api/message/").get_json()
-    assert [m["content"] for m in page["objects"]] == ["visible"]
-    assert page["meta"]["next"] == ""
-    assert_json_error(client.get(f"/api/message/{hidden.id}/"), 404)
-    assert client.get("/api/timeline/public/").get_json()["objects"][0]["content"] == "visible"
-
-
 def test_message_filters(client, alice, bob):
     old = make_message(alice, "old", pub_date=datetime.datetime(2020, 1, 1))
     make_message(alice, "new")

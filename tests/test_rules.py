@@ -741,3 +741,35 @@ def test_names_and_addresses_are_trimmed_before_they_are_judged(app, create):
     assert create(app, "a" * 30 + " ", " Carol@Example.org\t")
     user = User.get(User.username != "root")
     assert (user.username, user.email) == ("a" * 30, "carol@example.org")
+
+
+# ---------------------------------------------------------------- a deactivated account's traces
+
+
+@pytest.mark.parametrize("entry", ["web", "api", "model"])
+def test_a_deactivated_accounts_messages_and_name_vanish_everywhere(client, entry):
+    alice, ghost = make_user("alice"), make_user("ghost")
+    alice.follow(ghost)
+    visible = make_message(alice, "visible message")
+    hidden = make_message(ghost, "hidden message")
+    deactivate(ghost)
+    if entry == "web":
+        for path in ("/public/", "/users/", "/users/alice/following/"):
+            body = text(client.get(path))
+            assert "hidden message" not in body and "@ghost" not in body, path
+        assert "visible message" in text(client.get("/public/"))
+        for path in ("/users/ghost/", f"/messages/{hidden.id}/"):
+            assert client.get(path).status_code == 404, path
+    elif entry == "api":
+        page = client.get("/api/message/").get_json()
+        assert [m["content"] for m in page["objects"]] == ["visible message"]
+        assert page["meta"]["next"] == ""
+        timeline = client.get("/api/timeline/public/").get_json()["objects"]
+        assert [m["content"] for m in timeline] == ["visible message"]
+        assert [u["username"] for u in client.get("/api/user/").get_json()["objects"]] == ["alice"]
+        for path in (f"/api/message/{hidden.id}/", f"/api/user/{ghost.id}/"):
+            assert_refused(client.get(path), 404, "api")
+    else:
+        assert list(alice.home_timeline()) == [visible]
+        assert list(Message.public_timeline()) == [visible]
+        assert list(alice.following()) == []

@@ -130,24 +130,7 @@ def test_followers_and_following_page_newest_follow_first(client):
         assert "@fan01" in second and "@fan00" in second and "@fan02" not in second
 
 
-def test_inactive_users_messages_are_hidden(client):
-    alice = make_user("alice")
-    ghost = make_user("ghost", active=False)
-    make_message(alice, "visible message")
-    make_message(ghost, "hidden message")
-    body = text(client.get("/public/"))
-    assert "visible message" in body and "hidden message" not in body
-    assert client.get("/users/ghost/").status_code == 404
-
-
 # Users ---------------------------------------------------------------------------------
-
-
-def test_user_directory_lists_active_users(client):
-    make_user("alice")
-    make_user("ghost", active=False)
-    body = text(client.get("/users/"))
-    assert "@alice" in body and "@ghost" not in body
 
 
 def test_user_page_shows_messages_and_counts(client):
