@@ -14,6 +14,7 @@ import pytest
 from conftest import PASSWORD
 from conftest import basic
 from conftest import bearer
+from conftest import csrf_token
 from conftest import login
 from conftest import make_message
 from conftest import make_user
@@ -773,3 +774,48 @@ def test_a_deactivated_accounts_messages_and_name_vanish_everywhere(client, entr
         assert list(alice.home_timeline()) == [visible]
         assert list(Message.public_timeline()) == [visible]
         assert list(alice.following()) == []
+
+
+# ---------------------------------------------------------------- members only
+
+
+MEMBERS_PAGES = ["/private/?page=2", "/create/", "/settings/", "/notifications/",
+                 "/users/alice/likes/", "/edit/1/", "/delete/1/"]  # fmt: skip
+MEMBERS_FORMS = ["/create/", "/edit/1/", "/delete/1/", "/users/bob/follow/",
+                 "/users/bob/unfollow/", "/messages/1/like/", "/messages/1/repost/",
+                 "/settings/", "/settings/profile/", "/settings/sessions/end/",
+                 "/settings/tokens/", "/settings/tokens/1/revoke/",
+                 "/notifications/read/"]  # fmt: skip
+MEMBERS_API = [("GET", "/api/me/"), ("PUT", "/api/me/"), ("GET", "/api/timeline/home/"),
+               ("GET", "/api/notifications/"), ("POST", "/api/message/"),
+               ("PUT", "/api/message/1/"), ("DELETE", "/api/message/1/"),
+               ("POST", "/api/relationship/"), ("POST", "/api/message/1/like/")]  # fmt: skip
+
+
+@pytest.mark.parametrize("entry", ["web pages", "web forms", "api"])
+def test_anonymous_visitors_are_sent_to_log_in_and_change_nothing(client, entry):
+    """Pages and forms send them to the login form with ``next=`` the page (query string
+    kept); the API answers a JSON 401 with a Bearer challenge (never Basic: browsers
+    would prompt for it and replay it)."""
+    alice = make_user("alice")
+    make_user("bob")
+    make_message(alice, "mine")
+    ApiToken.issue(alice, "phone")
+    before = every_row()
+    if entry == "api":
+        for method, path in MEMBERS_API:
+            response = client.open(path, method=method, json={"content": "x", "to_user": 2})
+            assert_refused(response, 401, "api")
+            challenge = response.headers["WWW-Authenticate"]
+            assert challenge.startswith("Bearer ") and "Basic" not in challenge, path
+    else:
+        token = csrf_token(client)
+        for path in MEMBERS_PAGES if entry == "web pages" else MEMBERS_FORMS:
+            if entry == "web pages":
+                response = client.get(path)
+            else:
+                response = client.post(path, data={"content": "x", "_csrf_token": token})
+            assert response.status_code == 302, path
+            next_url = path.replace("?page=2", "?page%3D2")
+            assert response.headers["Location"] == f"/accounts/login/?next={next_url}", path
+    assert every_row() == before
