@@ -286,9 +286,19 @@ class ChirpResource(RestResource):
         """Return every accepted ``ordering`` value, ascending and descending."""
         return [prefix + name for name in self.model.ORDERING for prefix in ("", "-")]
 
+    def list_columns(self):
+        """Return the columns a list's rows are read with, or None for whole rows (the
+        default). A resource whose rows hold what a list must not fetch (a password hash)
+        names only what it shows; filters and ordering are unaffected."""
+        return None
+
     def paginated_object_list(self, filtered_query):
         """One page of ``filtered_query`` as ``{"meta": ..., "objects": [...]}``, counted
-        by nobody: PageProbe fetches one row more than the page instead."""
+        by nobody: PageProbe fetches one row more than the page instead. Rows are read
+        with ``list_columns()`` when it names any."""
+        columns = self.list_columns()
+        if columns:
+            filtered_query = filtered_query.select(*columns)
         pagination = PageProbe(filtered_query, self.get_paginate_by())
         objects = self.serialize_query(pagination.get_list())
         return self.response({"meta": self.get_request_metadata(pagination), "objects": objects})
@@ -402,6 +412,11 @@ class UserResource(ChirpResource):
 
     def get_query(self):
         return User.visible_to(g.get("user"))
+
+    def list_columns(self):
+        """The list reads only the columns it shows (User.SUMMARY_COLUMNS, and the e-mail
+        address for an admin): never the password hash or session token."""
+        return (*User.SUMMARY_COLUMNS, User.email) if caller_is_admin() else User.SUMMARY_COLUMNS
 
     def prepare_data(self, obj, data):
         data["avatar_url"] = obj.avatar_url

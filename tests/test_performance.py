@@ -157,6 +157,27 @@ def test_authors_come_without_their_password_hash(people):
         assert person.password is None and person.email is None
 
 
+def test_the_api_user_list_reads_only_the_columns_it_shows(client, people):
+    """The list's own query (not the caller's login) names its columns: never the password
+    hash or session token; the e-mail address only for an admin, who is shown it."""
+    bob = people[1]
+    User.update(admin=True).where(User.id == bob.id).execute()
+    admin = {"Authorization": f"Bearer {ApiToken.issue(bob, 'columns')[1]}"}
+    for headers, email in (({}, False), (admin, True)):
+        with count_queries() as counter:
+            response = client.get("/api/user/", headers=headers)
+        assert response.status_code == 200
+        assert ("email" in response.get_json()["objects"][0]) is email
+        lists = [
+            query.msg[0]
+            for query in counter.get_queries()
+            if query.msg[0].startswith('SELECT "t1"."id", "t1"."username", "t1"."display_name"')
+        ]
+        assert len(lists) == 1, [query.msg[0] for query in counter.get_queries()]
+        assert '"password"' not in lists[0] and '"session_token"' not in lists[0]
+        assert ('"email"' in lists[0]) is email
+
+
 def grow(times):
     """Add ``times`` users who each post 3 messages (one mentions @alice with a #tag, one
     answers alice's first message), like and repost alice's first message, follow and are
