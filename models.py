@@ -1500,7 +1500,8 @@ class Like(Reaction):
     created_date = DateTimeField(default=datetime.datetime.now)
 
     class Meta:
-        indexes = ((("user", "message"), True),)
+        # (user, id): someone's likes, most recent first, read as a range (their likes page).
+        indexes = ((("user", "message"), True), (("user", "id"), False))
 
     def __str__(self):
         return f"{self.user} likes {self.message_id}"

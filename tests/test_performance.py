@@ -295,7 +295,8 @@ def test_every_query_of_the_hot_pages_reads_a_bounded_range(client, people):
         )
     ]
     pages += [
-        (member, path, {}) for path in ("/private/", "/private/?before=30", "/notifications/")
+        (member, path, {})
+        for path in ("/private/", "/private/?before=30", "/notifications/", "/users/alice/likes/")
     ]
     pages += [(client, path, token) for path in ("/api/timeline/home/", "/api/notifications/")]
     checked = 0
