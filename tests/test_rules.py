@@ -4,8 +4,8 @@ parametrised by the entry point, so an entry point whose copy of a rule drifts i
 failing parameter.
 
 The rules: numbers in query strings, unknown rows, CSRF, API tokens, deactivated accounts,
-self-follows, password lengths, taken names and addresses, what a message may hold, and
-admins who would lock themselves out.
+self-follows, password lengths, taken names and addresses, what a message and a profile
+may hold, admins who would lock themselves out, and what only members may do.
 """
 
 import json
@@ -819,3 +819,53 @@ def test_anonymous_visitors_are_sent_to_log_in_and_change_nothing(client, entry)
             next_url = path.replace("?page=2", "?page%3D2")
             assert response.headers["Location"] == f"/accounts/login/?next={next_url}", path
     assert every_row() == before
+
+
+# ---------------------------------------------------------------- profiles
+
+
+def profile_in_settings(app, alice, fields):
+    client = app.test_client()
+    login(client, "alice")
+    data = {"display_name": "", "bio": "", **fields}
+    response = post(client, "/settings/profile/", data, token_from="/settings/")
+    assert response.status_code in (302, 422), fields
+    return response.status_code == 302
+
+
+def profile_through_the_api(app, alice, fields):
+    response = app.test_client().put("/api/me/", json=fields, headers=bearer(alice))
+    assert response.status_code in (200, 422), fields
+    return response.status_code == 200
+
+
+def profile_in_the_admin(app, alice, fields):
+    client = app.test_client()
+    login(client, "root")
+    form = admin_user_form(alice, **{"display_name": "", "bio": "", **fields})
+    response = post(client, f"/admin/user/{alice.id}/", form, token_from="/admin/")
+    assert response.status_code in (200, 302), fields
+    return response.status_code == 302
+
+
+@pytest.mark.parametrize(
+    "edit", [profile_in_settings, profile_through_the_api, profile_in_the_admin]
+)
+def test_profiles_follow_one_rule_everywhere(app, edit):
+    """A display name of at most 50 characters and a bio of at most 160, one line each,
+    under the text rule; trimmed."""
+    alice = make_user("alice")
+    make_user("root", admin=True)
+    for fields in [
+        {"display_name": "x" * 51},
+        {"bio": "y" * 161},
+        {"display_name": "two\nlines"},
+        {"bio": "bell\x07"},
+        {"display_name": "Alice \u202eecilA"},
+    ]:
+        assert not edit(app, alice, fields), fields
+        user = User.get_by_id(alice.id)
+        assert (user.display_name, user.bio) == ("", ""), fields
+    assert edit(app, alice, {"display_name": "  Ålice  ", "bio": "x" * 160})
+    user = User.get_by_id(alice.id)
+    assert (user.display_name, user.bio) == ("Ålice", "x" * 160)
