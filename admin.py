@@ -34,11 +34,13 @@ from peewee import IntegerField
 from peewee import IntegrityError
 from peewee import fn
 from wtforms import PasswordField
+from wtforms.fields.core import UnboundField
 from wtforms.validators import DataRequired
 from wtforms.validators import Length
 from wtforms.validators import Optional
 
 from app import MAX_ID
+from app import MaxLength
 from app import PageProbe
 from app import Rule
 from app import app
@@ -154,6 +156,19 @@ class RowIdKeysConverter:
         name, unbound = super().handle_foreign_key(model, field, **kwargs)
         unbound.field_class = row_id_keys(unbound.field_class)
         return name, unbound
+
+
+def browser_only_length(unbound):
+    """Return the unbound wtforms field ``unbound`` with its ``Length`` validators (which
+    wtf-peewee derives from a CharField's max_length and applies to the raw input) made
+    MaxLength: the browser still gets ``maxlength``, and the model's rule alone judges the
+    length, after trimming and normalising, as on the web and in the API. Else a name
+    sent with a space after it would be refused here only."""
+    validators = [
+        MaxLength(v.max) if isinstance(v, Length) and v.max > 0 else v
+        for v in unbound.kwargs.get("validators", [])
+    ]
+    return unbound.field_class(*unbound.args, **{**unbound.kwargs, "validators": validators})
 
 
 class ChirpFormConverter(RowIdKeysConverter, AdminModelConverter):
@@ -310,12 +325,17 @@ class ChirpModelAdmin(ExportView, ModelAdmin):
         """Return ``form_class`` validating each of the model's own fields (foreign keys
         aside) with the model's rule, ``instance.clean_<field>``, where it has one: the
         rule the web forms, the API and save() apply. Its message is the field's error."""
-        validators = {
-            f"validate_{field.name}": Rule(getattr(instance, f"clean_{field.name}"))
+        ruled = [
+            field.name
             for field in self.model._meta.sorted_fields
             if hasattr(instance, f"clean_{field.name}") and not isinstance(field, ForeignKeyField)
-        }
-        return type(form_class.__name__, (form_class,), validators)
+        ]
+        attributes = {}
+        for name in ruled:
+            attributes[f"validate_{name}"] = Rule(getattr(instance, f"clean_{name}"))
+            if isinstance(getattr(form_class, name, None), UnboundField):
+                attributes[name] = browser_only_length(getattr(form_class, name))
+        return type(form_class.__name__, (form_class,), attributes)
 
     def get_add_form(self):
         return self.ruled_form(self.get_form(adding=True), self.model())
