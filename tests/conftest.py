@@ -292,12 +292,14 @@ def csrf_token(client, path="/accounts/login/"):
     return match.group(1)
 
 
-def login(client, username, password=PASSWORD):
-    """Log ``client`` in through the real login form; returns the response."""
+def login(client, username, password=PASSWORD, address=None):
+    """Log ``client`` in through the real login form, from client address ``address``
+    (default: the test client's); returns the response."""
     token = csrf_token(client)
     return client.post(
         "/accounts/login/",
         data={"username": username, "password": password, "_csrf_token": token},
+        environ_base={"REMOTE_ADDR": address} if address else {},
     )
 
 
@@ -306,6 +308,11 @@ def post(client, path, data=None, token_from="/accounts/login/", **kwargs):
     data = dict(data or {})
     data["_csrf_token"] = csrf_token(client, token_from)
     return client.post(path, data=data, **kwargs)
+
+
+def admin_post(client, path, data=None):
+    """POST ``data`` to the admin's ``path`` with a CSRF token taken from the dashboard."""
+    return post(client, path, data, token_from="/admin/")
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ import re
 
 import pytest
 from conftest import PASSWORD
+from conftest import admin_post
 from conftest import csrf_token
 from conftest import login
 from conftest import make_message
 from conftest import make_user
-from conftest import post
 from playhouse.test_utils import count_queries
 
 import admin as admin_module
@@ -36,11 +36,6 @@ ADMIN_PATHS = sorted(
     for rule in flask_app.url_map.iter_rules()
     if rule.endpoint.startswith("admin.") and rule.endpoint != "admin.static"
 )
-
-
-def send(client, path, data=None):
-    """POST ``data`` to ``path`` with a CSRF token taken from the dashboard."""
-    return post(client, path, data, token_from="/admin/")
 
 
 def audits(action=None):
@@ -157,7 +152,7 @@ def test_bulk_deactivate_hides_messages_and_reactivate_shows_them(as_admin, root
     make_message(alice, "alice speaks")
     make_message(carol, "carol speaks")
     ids = [str(alice.id), str(carol.id)]
-    response = send(as_admin, "/admin/user/", {"action": "deactivate", "id": ids})
+    response = admin_post(as_admin, "/admin/user/", {"action": "deactivate", "id": ids})
     assert response.status_code == 302
     assert not User.get_by_id(alice.id).active and not User.get_by_id(carol.id).active
     assert Message.visible().count() == 0
@@ -169,7 +164,7 @@ def test_bulk_deactivate_hides_messages_and_reactivate_shows_them(as_admin, root
     assert entry.object_id == f"{alice.id},{carol.id}"
     assert json.loads(entry.changes) == {"active": [True, False]}
 
-    send(as_admin, "/admin/user/", {"action": "reactivate", "id": ids})
+    admin_post(as_admin, "/admin/user/", {"action": "reactivate", "id": ids})
     assert Message.visible().count() == 2
     assert "alice speaks" in as_admin.get("/public/").get_data(as_text=True)
     assert sorted(api_contents()) == ["alice speaks", "carol speaks"]
@@ -177,14 +172,16 @@ def test_bulk_deactivate_hides_messages_and_reactivate_shows_them(as_admin, root
 
 
 def test_bulk_action_refuses_non_integer_ids(as_admin):
-    response = send(as_admin, "/admin/user/", {"action": "deactivate", "id": ["1", "x", "9" * 30]})
+    response = admin_post(
+        as_admin, "/admin/user/", {"action": "deactivate", "id": ["1", "x", "9" * 30]}
+    )
     assert response.status_code == 302
     assert User.select().where(User.active == False).count() == 0  # noqa: E712
 
 
 def test_non_admin_cannot_run_bulk_actions(as_user):
     alice = make_user("alice")
-    response = send(as_user, "/admin/user/", {"action": "deactivate", "id": str(alice.id)})
+    response = admin_post(as_user, "/admin/user/", {"action": "deactivate", "id": str(alice.id)})
     assert response.status_code == 403
     assert User.get_by_id(alice.id).active
 
@@ -241,7 +238,7 @@ def test_user_admin_is_ours_not_register_admin(app):
 
 def test_edit_without_new_password_keeps_the_password(as_admin):
     alice = make_user("alice")
-    response = send(as_admin, f"/admin/user/{alice.id}/", user_form(alice, email="a2@x.org"))
+    response = admin_post(as_admin, f"/admin/user/{alice.id}/", user_form(alice, email="a2@x.org"))
     assert response.status_code == 302
     alice = User.get_by_id(alice.id)
     assert alice.email == "a2@x.org" and alice.check_password(PASSWORD)
@@ -251,10 +248,10 @@ def test_edit_without_new_password_keeps_the_password(as_admin):
 def test_add_user_hashes_password_and_requires_one(as_admin):
     fields = {"username": "dave", "email": "dave@x.org", "join_date": "2026-01-01 10:00:00",
               "active": "1", "admin": "", "save": "1"}  # fmt: skip
-    response = send(as_admin, "/admin/user/add/", fields)
+    response = admin_post(as_admin, "/admin/user/add/", fields)
     assert response.status_code == 200 and not User.select().where(User.username == "dave")
     with count_queries() as queries:
-        send(as_admin, "/admin/user/add/", {**fields, "new_password": NEW_PASSWORD})
+        admin_post(as_admin, "/admin/user/add/", {**fields, "new_password": NEW_PASSWORD})
     assert not any(NEW_PASSWORD in repr(q.msg) for q in queries.get_queries())
     dave = User.get(User.username == "dave")
     assert dave.check_password(NEW_PASSWORD)
@@ -267,7 +264,7 @@ def test_delete_user_with_messages_keeps_the_audit_trail(as_admin):
     alice.follow(make_user("carol"))
     ApiToken.issue(alice, "laptop")
     entry = AuditEntry.create(actor=alice, action="edit", model_name="User")
-    assert send(as_admin, "/admin/user/delete/", {"id": str(alice.id)}).status_code == 302
+    assert admin_post(as_admin, "/admin/user/delete/", {"id": str(alice.id)}).status_code == 302
     assert not User.get_or_none(User.id == alice.id) and Message.select().count() == 0
     assert AuditEntry.get_by_id(entry.id).actor is None
     deleted = json.loads(audits("delete")[-1].changes)
@@ -342,7 +339,7 @@ def test_bad_filter_value_is_ignored_not_a_500(as_admin):
 
 def test_author_that_is_no_id_is_a_form_error_not_a_500(as_admin):
     data = {"user": "abc", "content": "from admin", "pub_date": "2026-01-01 10:00:00"}
-    response = send(as_admin, "/admin/message/add/", {**data, "save": "1"})
+    response = admin_post(as_admin, "/admin/message/add/", {**data, "save": "1"})
     assert response.status_code == 200 and not Message.select().exists()
 
 
@@ -363,9 +360,9 @@ def test_ajax_lookup_with_unknown_field_is_400(as_admin):
 def test_add_and_edit_message(as_admin):
     alice = make_user("alice")
     data = {"user": str(alice.id), "content": "from admin", "pub_date": "2026-01-01 10:00:00"}
-    assert send(as_admin, "/admin/message/add/", {**data, "save": "1"}).status_code == 302
+    assert admin_post(as_admin, "/admin/message/add/", {**data, "save": "1"}).status_code == 302
     message = Message.get(Message.content == "from admin")
-    response = send(as_admin, f"/admin/message/{message.id}/", {**data, "content": "edited"})
+    response = admin_post(as_admin, f"/admin/message/{message.id}/", {**data, "content": "edited"})
     assert response.status_code == 302 and Message.get_by_id(message.id).content == "edited"
     assert [e.action for e in audits()] == ["create", "edit"]
     assert json.loads(audits()[-1].changes) == {"content": ["from admin", "edited"]}
@@ -377,7 +374,7 @@ def test_bulk_delete_messages_is_audited(as_admin):
     ids = [str(m.id) for m in messages[:2]]
     confirm = page(as_admin, f"/admin/message/delete/?id={ids[0]}&id={ids[1]}")
     assert "m0" in confirm and "m1" in confirm
-    assert send(as_admin, "/admin/message/delete/", {"id": ids}).status_code == 302
+    assert admin_post(as_admin, "/admin/message/delete/", {"id": ids}).status_code == 302
     assert [m.content for m in Message.select()] == ["m2"]
     deleted = audits("delete")
     assert sorted(e.object_id for e in deleted) == sorted(ids)
@@ -385,14 +382,14 @@ def test_bulk_delete_messages_is_audited(as_admin):
 
 
 def test_delete_refuses_non_integer_ids(as_admin):
-    response = send(as_admin, "/admin/message/delete/", {"id": ["1 OR 1=1"]})
+    response = admin_post(as_admin, "/admin/message/delete/", {"id": ["1 OR 1=1"]})
     assert response.status_code == 302
     assert as_admin.get("/admin/message/delete/?id=x").status_code == 302
 
 
 def test_non_admin_cannot_delete_messages(as_user):
     message = make_message(make_user("alice"))
-    assert send(as_user, "/admin/message/delete/", {"id": str(message.id)}).status_code == 403
+    assert admin_post(as_user, "/admin/message/delete/", {"id": str(message.id)}).status_code == 403
     assert Message.get_or_none(Message.id == message.id)
 
 
@@ -409,7 +406,7 @@ def test_relationships_list_filter_and_edit(as_admin):
     assert ">dave</a>" in html and ">alice</a>" not in html
     rel = Relationship.get(Relationship.from_user == alice)
     data = {"from_user": str(alice.id), "to_user": str(dave.id), "created_date": "2026-01-01"}
-    assert send(as_admin, f"/admin/relationship/{rel.id}/", data).status_code == 302
+    assert admin_post(as_admin, f"/admin/relationship/{rel.id}/", data).status_code == 302
     assert Relationship.get_by_id(rel.id).to_user.id == dave.id
 
 
@@ -420,7 +417,7 @@ def test_notes_list_filter_and_edit(as_admin, root):
     html = page(as_admin, f"/admin/note/?fo_user=eq&fv_user={alice.id}")
     assert "alice note" in html and "root note" not in html and "<td>live</td>" in html
     data = {"user": str(root.id), "message": "edited", "status": "2", "created_date": "2026-01-01"}
-    assert send(as_admin, f"/admin/note/{note.id}/", data).status_code == 302
+    assert admin_post(as_admin, f"/admin/note/{note.id}/", data).status_code == 302
     assert Note.get_by_id(note.id).status == Note.DELETED
 
 
@@ -430,8 +427,8 @@ def test_api_tokens_never_show_the_hash_and_cannot_be_added(as_admin):
         html = page(as_admin, path)
         assert token.token_hash not in html and "token_hash" not in html
     assert as_admin.get("/admin/apitoken/add/").status_code == 403
-    assert send(as_admin, f"/admin/apitoken/{token.id}/", {"name": "x"}).status_code == 403
-    assert send(as_admin, "/admin/apitoken/delete/", {"id": str(token.id)}).status_code == 302
+    assert admin_post(as_admin, f"/admin/apitoken/{token.id}/", {"name": "x"}).status_code == 403
+    assert admin_post(as_admin, "/admin/apitoken/delete/", {"id": str(token.id)}).status_code == 302
     assert ApiToken.select().count() == 0
     assert token.token_hash not in audits("delete")[0].changes
 
@@ -511,7 +508,7 @@ def test_user_pickers_do_not_render_every_user(as_admin, root):
 
 
 def export(client, path, fields, export_format="json"):
-    return send(client, path, {"fields": fields, "format": export_format})
+    return admin_post(client, path, {"fields": fields, "format": export_format})
 
 
 def test_json_export_honours_filters_and_search(as_admin):
@@ -612,7 +609,10 @@ def test_non_admin_cannot_export(as_user):
 
 
 def test_notes_panel_posts_and_lists_notes(as_admin, root):
-    assert send(as_admin, "/admin/notes/create/", {"message": "  check spam  "}).status_code == 302
+    assert (
+        admin_post(as_admin, "/admin/notes/create/", {"message": "  check spam  "}).status_code
+        == 302
+    )
     note = Note.get()
     assert note.message == "check spam" and note.user.id == root.id
     assert "check spam" in page(as_admin, "/admin/")
@@ -620,14 +620,14 @@ def test_notes_panel_posts_and_lists_notes(as_admin, root):
 
 
 def test_notes_panel_refuses_empty_or_long_notes(as_admin):
-    send(as_admin, "/admin/notes/create/", {"message": "   "})
-    send(as_admin, "/admin/notes/create/", {"message": "x" * 1001})
+    admin_post(as_admin, "/admin/notes/create/", {"message": "   "})
+    admin_post(as_admin, "/admin/notes/create/", {"message": "x" * 1001})
     assert Note.select().count() == 0
     assert "A note must be at most 1000 characters long (it has 1001)." in page(as_admin, "/admin/")
 
 
 def test_notes_panel_needs_an_admin(as_user):
-    assert send(as_user, "/admin/notes/create/", {"message": "hi"}).status_code == 403
+    assert admin_post(as_user, "/admin/notes/create/", {"message": "hi"}).status_code == 403
     assert Note.select().count() == 0
 
 
@@ -670,15 +670,20 @@ def test_bar_chart_scales_the_tallest_bar_to_full_height():
 
 def test_audit_trail_is_listed_and_read_only(as_admin, root):
     alice = make_user("alice")
-    send(as_admin, "/admin/user/", {"action": "deactivate", "id": str(alice.id)})
+    admin_post(as_admin, "/admin/user/", {"action": "deactivate", "id": str(alice.id)})
     entry = audits()[0]
     html = page(as_admin, "/admin/auditentry/")
     assert "<td>deactivate</td>" in html and "<td>root</td>" in html
     detail = page(as_admin, f"/admin/auditentry/{entry.id}/")
     assert "True → False" in detail and "deactivate" in detail
     assert as_admin.get("/admin/auditentry/add/").status_code == 403
-    assert send(as_admin, f"/admin/auditentry/{entry.id}/", {"action": "forged"}).status_code == 403
-    assert send(as_admin, "/admin/auditentry/delete/", {"id": str(entry.id)}).status_code == 403
+    assert (
+        admin_post(as_admin, f"/admin/auditentry/{entry.id}/", {"action": "forged"}).status_code
+        == 403
+    )
+    assert (
+        admin_post(as_admin, "/admin/auditentry/delete/", {"id": str(entry.id)}).status_code == 403
+    )
     assert AuditEntry.get_by_id(entry.id).action == "deactivate"
     assert "Add new" not in html and 'value="delete"' not in html
 
@@ -697,7 +702,7 @@ def test_admin_pages_need_no_inline_script_or_style(as_admin, root):
     paths = ["/admin/", f"/admin/user/{alice.id}/", "/admin/user/add/", "/admin/message/add/",
              f"/admin/message/{message.id}/", f"/admin/message/delete/?id={message.id}",
              "/admin/auditentry/1/"]  # fmt: skip
-    send(as_admin, f"/admin/note/{Note.get().id}/", {"message": "x", "user": str(root.id)})
+    admin_post(as_admin, f"/admin/note/{Note.get().id}/", {"message": "x", "user": str(root.id)})
     for name in ("user", "message", "relationship", "note", "apitoken", "auditentry"):
         paths += [f"/admin/{name}/?fo_id=eq&fv_id=1", f"/admin/{name}/export/"]
     for path in paths:

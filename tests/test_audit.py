@@ -6,6 +6,7 @@ import datetime
 import json
 
 import pytest
+from conftest import admin_post
 from conftest import login
 from conftest import make_message
 from conftest import make_user
@@ -21,10 +22,6 @@ from models import User
 @pytest.fixture
 def token(root):
     return {"Authorization": f"Bearer {ApiToken.issue(root, 'admin')[1]}"}
-
-
-def send(client, path, data):
-    return post(client, path, data, token_from="/admin/")
 
 
 def entries():
@@ -72,7 +69,7 @@ def test_an_api_write_and_its_audit_entry_commit_together(client, root, token, m
 def test_the_trail_keeps_who_acted_after_the_account_is_deleted(client, as_admin, root, token):
     other = make_user("other_admin", admin=True)
     alice = make_user("alice")
-    send(as_admin, "/admin/user/", {"action": "deactivate", "id": [alice.id]})
+    admin_post(as_admin, "/admin/user/", {"action": "deactivate", "id": [alice.id]})
     root_token = token
     client.delete(f"/api/user/{other.id}/", headers=root_token)
     login(client, "other_admin")  # gone: cannot log in; the trail still names root
@@ -105,7 +102,7 @@ def test_saving_a_row_unchanged_changes_nothing_and_audits_no_change(as_admin, r
         "like_count": "0",
         "repost_count": "0",
     }
-    assert send(as_admin, f"/admin/message/{message.id}/", form).status_code == 302
+    assert admin_post(as_admin, f"/admin/message/{message.id}/", form).status_code == 302
     user_form = {
         "username": "alice",
         "email": alice.email,
@@ -114,12 +111,12 @@ def test_saving_a_row_unchanged_changes_nothing_and_audits_no_change(as_admin, r
         "active": "1",
         "new_password": "",
     }
-    assert send(as_admin, f"/admin/user/{alice.id}/", user_form).status_code == 302
+    assert admin_post(as_admin, f"/admin/user/{alice.id}/", user_form).status_code == 302
     assert Message.get_by_id(message.id).pub_date == stamp
     assert User.get_by_id(alice.id).join_date == stamp
     assert [changes for *_, changes in entries()] == [{}, {}]
     form["pub_date-date"] = "2026-11-21"  # a real change is saved and audited
-    send(as_admin, f"/admin/message/{message.id}/", form)
+    admin_post(as_admin, f"/admin/message/{message.id}/", form)
     assert entries()[-1][4] == {"pub_date": [str(stamp), "2026-11-21 12:30:15"]}
 
 

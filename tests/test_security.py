@@ -44,18 +44,8 @@ def fail_logins(client, count, username="alice", address="127.0.0.1"):
     response."""
     response = None
     for _ in range(count):
-        response = login_from(client, username, "wrong-password", address)
+        response = login(client, username, "wrong-password", address)
     return response
-
-
-def login_from(client, username, password, address):
-    """Log in through the form from client address ``address``."""
-    token = csrf_token(client)
-    return client.post(
-        "/accounts/login/",
-        data={"username": username, "password": password, "_csrf_token": token},
-        environ_base={"REMOTE_ADDR": address},
-    )
 
 
 def admin_client(client):
@@ -158,10 +148,10 @@ def test_ten_failed_logins_then_429_even_with_the_right_password(client):
 def test_login_limit_is_per_username_from_any_address(client):
     make_user("alice")
     for number in range(10):
-        login_from(client, "alice", "wrong-password", f"198.51.100.{number}")
-    assert login_from(client, "ALICE", PASSWORD, "203.0.113.1").status_code == 429
+        login(client, "alice", "wrong-password", f"198.51.100.{number}")
+    assert login(client, "ALICE", PASSWORD, "203.0.113.1").status_code == 429
     make_user("bob")
-    assert login_from(client, "bob", PASSWORD, "203.0.113.1").status_code == 302
+    assert login(client, "bob", PASSWORD, "203.0.113.1").status_code == 302
 
 
 def test_successful_logins_do_not_count(client):
