@@ -47,7 +47,7 @@ from app import app
 from app import count_up_to
 from app import db
 from app import download
-from app import is_row_id
+from app import is_whole_number
 from auth import auth
 from models import NOTE_MAX_LENGTH
 from models import PASSWORD_MAX_LENGTH
@@ -89,10 +89,10 @@ NOTES_SHOWN = 10
 def parse_ids(values):
     """Return ``values`` (strings from a form or query string) as a list of ints.
 
-    Raises ValueError unless every value is a row id (app.is_row_id), so a forged id is
+    Raises ValueError unless every value is a row id (app.is_whole_number), so a forged id is
     refused before it reaches the database.
     """
-    if not all(is_row_id(value) for value in values):
+    if not all(is_whole_number(value) for value in values):
         raise ValueError("Row ids must be whole numbers.")
     return [int(value) for value in values]
 
@@ -140,7 +140,7 @@ class RowIdKeys:
     PostgreSQL would refuse ``WHERE id = 'abc'``: a 500)."""
 
     def get_model(self, pk):
-        return super().get_model(pk) if is_row_id(str(pk)) else None
+        return super().get_model(pk) if is_whole_number(str(pk)) else None
 
 
 @functools.cache
@@ -368,7 +368,7 @@ class ChirpModelAdmin(ExportView, ModelAdmin):
         )
 
     def get_object(self, pk):
-        if not is_row_id(str(pk)):
+        if not is_whole_number(str(pk)):
             raise self.model.DoesNotExist
         return super().get_object(pk)
 

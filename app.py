@@ -159,30 +159,24 @@ MAX_PAGE = 100_000
 MAX_PAGE_OFFSET = 10_000
 
 
-def is_row_id(value):
-    """Return True if ``value`` (a str) is a decimal integer from 1 to MAX_ID: a row id the
-    database can hold (a form's or a path's, where parse_whole_number's 400 does not fit).
-    Anything else must never reach a query (PostgreSQL refuses ``WHERE id = 'abc'`` with
-    an error where SQLite just finds nothing)."""
-    return value.isascii() and value.isdigit() and len(value) <= 19 and 1 <= int(value) <= MAX_ID
+def is_whole_number(value, low=1, high=MAX_ID):
+    """Return True if ``value`` (a str) is ASCII decimal digits, at most 19 of them, of an
+    integer from ``low`` to ``high`` (default: a row id the database can hold). Neither
+    "²" nor a 5 000-digit number reaches int(). Where a 400 does not fit (a form's or a
+    path's id), callers test with this; anything else must never reach a query
+    (PostgreSQL refuses ``WHERE id = 'abc'`` with an error where SQLite finds nothing)."""
+    return value.isascii() and value.isdigit() and len(value) <= 19 and low <= int(value) <= high
 
 
 def parse_whole_number(name, raw, low=1, high=MAX_ID):
     """Return the query-string text ``raw`` of the argument ``name`` as an int from ``low``
     to ``high`` (default: a row id, 1 to MAX_ID), or abort with 400 naming the range.
 
-    The one parser of numbers in query strings (pages, cursors, limits, API filters): only
-    ASCII digits, at most 19 of them, so neither "²" nor a 5 000-digit number reaches int().
+    The one parser of numbers in query strings (pages, cursors, limits, API filters).
     """
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and low <= int(raw) <= high):
+    if not is_whole_number(raw, low, high):
         abort(400, f"{name} must be a whole number from {low} to {high}.")
     return int(raw)
-
-
-def parse_id_cursor(name, raw):
-    """Return ``raw`` as a row id (1 to MAX_ID) for a keyset cursor such as ``?before=123``;
-    400 otherwise (see parse_whole_number)."""
-    return parse_whole_number(name, raw)
 
 
 # ---------------------------------------------------------------- JSON requests and answers
@@ -422,7 +416,7 @@ class KeysetPage:
         fetch,
         paginate_by,
         cursor_arg="before",
-        parse_cursor=parse_id_cursor,
+        parse_cursor=parse_whole_number,
         cursor_of=lambda row: row.id,
         not_found_when_empty=True,
         keep_args=(),
