@@ -1,12 +1,9 @@
 """The admin at /admin/: flask-peewee's Admin, ModelAdmins and dashboard panels.
 
-Admins moderate the live site here: users (with bulk deactivate/reactivate and a
-write-only "new password"), messages (and the replies among them), likes, reposts,
-notifications, relationships, notes, API tokens and a read-only audit trail of every
-admin write. The rules themselves (what a valid username or note is, what an audit entry
-holds, how an export writes a row) live in models.py; this module is the admin's pages.
-Each flask-peewee 4.0.1 hole it closes is named after its entry in docs/flask-peewee.md
-(S3, S4, S5, S10, N6).
+Admins moderate every model here, with a read-only audit trail of every admin write. The
+rules (what a valid username or note is, what an audit entry holds, how an export writes
+a row) live in models.py; this module is the admin's pages. Each flask-peewee 4.0.1 hole
+it closes is named after its entry in docs/flask-peewee.md (S3, S4, S5, S10, N6).
 """
 
 import datetime
@@ -98,15 +95,10 @@ def parse_ids(values):
 
 
 class ChirpFilterMapping(FilterMapping):
-    """Date filters that parse the browser's ``2026-11-01T10:00`` into a datetime, and
-    number filters that take only numbers.
-
-    flask-peewee compares the raw string, and on SQLite ``'…T10:00' > '… 23:00:00'``, so a
-    date range would be off at day boundaries. Its timestamp filters parse first. It also
-    hands ``?fv_user=abc`` to an integer column as it is: SQLite just matches nothing, but
-    PostgreSQL refuses the query. A value a filter cannot use now drops that filter (as
-    flask-peewee does with a ValueError from ``clean``), on every database.
-    """
+    """Filters whose values are parsed before they reach the database: dates (4.0.1
+    compares the browser's ``2026-11-01T10:00`` as text, off at day boundaries on SQLite)
+    and numbers (PostgreSQL refuses ``?fv_user=abc``). A value a filter cannot use drops
+    that filter, as a ValueError from flask-peewee's ``clean`` does."""
 
     datetime_date = FilterMapping.timestamp
 
@@ -159,11 +151,10 @@ class RowIdKeysConverter:
 
 
 def browser_only_length(unbound):
-    """Return the unbound wtforms field ``unbound`` with its ``Length`` validators (which
-    wtf-peewee derives from a CharField's max_length and applies to the raw input) made
-    MaxLength: the browser still gets ``maxlength``, and the model's rule alone judges the
-    length, after trimming and normalising, as on the web and in the API. Else a name
-    sent with a space after it would be refused here only."""
+    """Return the unbound wtforms field ``unbound`` with its ``Length`` validators (from a
+    CharField's max_length, on the raw input) made MaxLength: the browser still gets
+    ``maxlength``, and the model's rule judges the trimmed, normalised value, as on the
+    web and in the API (else a name with a space after it would be refused here only)."""
     validators = [
         MaxLength(v.max) if isinstance(v, Length) and v.max > 0 else v
         for v in unbound.kwargs.get("validators", [])
@@ -180,14 +171,10 @@ class ChirpFilterConverter(RowIdKeysConverter, AdminFilterModelConverter):
 
 
 class ExportView:
-    """The export page of a model admin: the list's rows (filters, search, ordering and
-    ``id`` selection from the query string) as a streamed JSON or CSV download.
-
-    Never every column when no field is chosen (S4), never SECRET_FIELDS, JSON that stays
-    valid whatever happens meanwhile (S10), cells a spreadsheet would run as formulas
-    defused (models.csv_export), at most MAX_EXPORT_ROWS rows, and an audit entry saying
-    who exported what.
-    """
+    """The export page of a model admin: the list's rows (filters, search, ordering, ids)
+    as a streamed JSON or CSV download. Never every column when no field is chosen (S4),
+    never SECRET_FIELDS, always valid JSON (S10), formulas defused (models.csv_export), at
+    most MAX_EXPORT_ROWS rows, and an audit entry saying who exported what."""
 
     def get_export_fields(self, model=None):
         model = model or self.model
@@ -478,12 +465,9 @@ class ListedAdmin(ChirpModelAdmin):
 
 
 class SetActiveAction(Action):
-    """Bulk action: deactivate (``active=False``) or reactivate many users at once.
-
-    A deactivated user cannot log in, and their messages disappear from every timeline
-    and the API (``Message.visible()``) until they are reactivated. Admins cannot
-    deactivate themselves. One transaction, one audit entry listing the ids.
-    """
+    """Bulk action: deactivate or reactivate users (User.set_active: one transaction, one
+    audit entry). A deactivated user cannot log in and their messages are hidden until
+    they are reactivated. Admins cannot deactivate themselves."""
 
     def __init__(self, active):
         name = "reactivate" if active else "deactivate"

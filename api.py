@@ -450,11 +450,6 @@ class ChirpAPI(RestAPI):
     views below: ``/me/``, timelines, search, threads, reactions, notifications, the
     OpenAPI document) through credentials and rate limits, with JSON errors."""
 
-    def __init__(self, flask_app, **kwargs):
-        super().__init__(flask_app, **kwargs)
-        self.optional_credentials = ApiCredentials()
-        self.required_credentials = ApiCredentials(protected_methods=ALL_METHODS)
-
     @property
     def messages(self):
         """The message resource, which serializes every message the API shows."""
@@ -471,7 +466,7 @@ class ChirpAPI(RestAPI):
     def routes(self):
         """Yield ``(url, view, methods, credentials)`` for every API route; each view's
         name is its endpoint."""
-        anyone, members = self.optional_credentials, self.required_credentials
+        anyone, members = ApiCredentials(), ApiCredentials(protected_methods=ALL_METHODS)
         yield "/", index, "GET", anyone
         yield "/openapi.json", openapi, "GET", anyone
         yield "/me/", me, "GET PUT", members
