@@ -131,6 +131,8 @@ def endpoints(info):
     """Return ``[(name, path, credentials)]``: what is measured. ``credentials`` is None,
     "session" (logged in through the form) or "token" (Authorization: Bearer)."""
     return [
+        # No database work: what Flask, the extensions and Chirp's request hooks cost.
+        ("/avatars/<id>.svg (floor)", "/avatars/1.svg", None),
         ("/public/", "/public/", None),
         ("/public/ older page", f"/public/?before={info['public_deep']}", None),
         ("/public/?page=N (301)", f"/public/?page={info['legacy_page']}", None),
