@@ -181,7 +181,8 @@ class ChirpResource(RestResource):
         400 for any other. A list filtered by a date is ordered by that date (newest first
         by default; by another field: 422), so one index range serves filter and order."""
         ordering = request.args.get("ordering")
-        dated = self.date_filtered_field()
+        given = [rule for key, (rule, _) in self.query_filters.items() if key in request.args]
+        dated = next((rule.field for rule in given if rule.kind == "date"), None)
         if ordering is None:
             if dated is None:
                 return query
@@ -194,15 +195,6 @@ class ChirpResource(RestResource):
         field = self.model._meta.fields[column]
         direction = (lambda f: f.desc()) if ordering.startswith("-") else (lambda f: f.asc())
         return query.order_by(direction(field), direction(self.pk))
-
-    def date_filtered_field(self):
-        """Return the name of the date field this request filters on (``pub_date`` for
-        ``?pub_date__gt=...``), or None."""
-        for key in request.args:
-            rule = self.query_filters.get(key, (None,))[0]
-            if rule is not None and rule.kind == "date":
-                return rule.field
-        return None
 
     def ordering_options(self):
         """Return every accepted ``ordering`` value, ascending and descending."""
@@ -679,14 +671,13 @@ def index():
 
 
 def resource_facts(resource):
-    """Return what templates/api/openapi.json needs to write ``resource``'s paths: its
-    URL name, model, summary, whether reads need credentials (admins' only, if so, for
-    an AdminApiCredentials resource), its filters, orderings and a create's required
-    fields."""
-    protected = resource.authentication.protected_methods
+    """Return what templates/api/openapi.json needs to write ``resource``'s paths: URL
+    name, model, summary, whether reads need credentials (an admin's, for
+    AdminApiCredentials), filters, orderings and a create's required fields."""
+    protected, fields = resource.authentication.protected_methods, resource.model._meta.fields
     filters = [
-        {**rule._asdict(), "key": key, "name": key.removesuffix(f"__{op}"), "op": op}
-        | {"choices": resource.model._meta.fields[rule.field].choices}
+        {"key": key, "name": key.removesuffix(f"__{op}"), "op": op, "kind": rule.kind}
+        | {"what": rule.what, "choices": fields[rule.field].choices}
         for key, (rule, op) in resource.query_filters.items()
     ]
     return {
