@@ -17,11 +17,9 @@ allowed, 404, 405, 409 conflict (taken username, existing follow), 413, 415 not 
 422 impossible but well-formed (following yourself), 429 over API_RATE_LIMIT per caller.
 """
 
-import copy
 import datetime
 import functools
 import json
-from typing import NamedTuple
 
 from flask import Response
 from flask import abort
@@ -50,22 +48,20 @@ from app import KeysetPage
 from app import PageProbe
 from app import app
 from app import check_body
-from app import check_limit
 from app import check_query
-from app import client_address
 from app import csrf
 from app import json_response
 from app import limit_action
 from app import no_store
 from app import page_limit
-from app import parse_datetime
-from app import parse_string
+from app import parse_argument
 from app import parse_whole_number
 from app import read_json_body
 from auth import AdminApiCredentials
 from auth import ApiCredentials
+from auth import refuse_credentials
+from models import FILTER_COMPARISONS
 from models import LIMITS
-from models import Filter
 from models import Message
 from models import Note
 from models import Relationship
@@ -145,60 +141,6 @@ class ChirpSerializer(Serializer):
         return super().convert_value(value)
 
 
-# The words a date filter's description uses for each comparison (models.Filter).
-DATE_WORDS = {"gt": "after", "gte": "at or after", "lt": "before", "lte": "at or before"}
-
-
-class QueryFilter(NamedTuple):
-    """One query-string filter a resource accepts: the model's ``rule`` (a models.Filter)
-    applied with comparison ``op``, and the OpenAPI ``schema`` and ``description`` of its
-    value (``integer``, ``string`` or ``string``/``date-time``)."""
-
-    rule: Filter
-    op: str
-    schema: dict
-    description: str
-
-    def where(self, model, name, raw):
-        """Return the expression narrowing ``model``'s rows by the query-string text
-        ``raw`` of filter ``name``; 400 if the text is no valid value."""
-        if self.schema["type"] == "integer":
-            value = parse_whole_number(name, raw, self.schema["minimum"], self.schema["maximum"])
-        elif self.schema.get("format") == "date-time":
-            value = parse_datetime(name, raw)
-        else:
-            value = parse_string(name, raw)
-        return self.rule.where(model, value, self.op)
-
-
-def query_filters(model):
-    """Return ``{query key: QueryFilter}`` for the filters ``model.FILTERS`` declares, in
-    their order; a date's gives four keys (``pub_date__gt``, ``__gte``, ``__lt``, ``__lte``)."""
-    found = {}
-    for name, rule in model.FILTERS.items():
-        if rule.kind == "date":
-            schema = {"type": "string", "format": "date-time"}
-            for op, words in DATE_WORDS.items():
-                found[f"{name}__{op}"] = QueryFilter(
-                    rule, op, schema, f"Only rows with {name} {words} this."
-                )
-        elif rule.kind == "id":
-            schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
-            text = f"Only rows whose {rule.what} has this id."
-            found[name] = QueryFilter(rule, "eq", schema, text)
-        elif rule.kind == "username":
-            schema = {"type": "string", "maxLength": MAX_FILTER_LENGTH, "pattern": NO_NUL_PATTERN}
-            text = f"Only rows whose {rule.what} has this username (any case)."
-            found[name] = QueryFilter(rule, "eq", schema, text)
-        else:  # "choice"
-            choices = model._meta.fields[rule.field].choices
-            schema = {"type": "integer", "minimum": choices[0][0], "maximum": choices[-1][0]}
-            labels = ", ".join(f"{value} {label}" for value, label in choices)
-            text = f"Only {rule.what} with this {name}: {labels}."
-            found[name] = QueryFilter(rule, "eq", schema, text)
-    return found
-
-
 # ---------------------------------------------------------------- resources
 
 
@@ -209,11 +151,9 @@ class ChirpResource(RestResource):
     - ``fields``: what is serialized.
 
     The only filters and orderings accepted are those the model declares (``FILTERS``,
-    see models.Filter, and ``ORDERING``). The fields a body may write, and their JSON
-    Schemas, are the model's ``fields`` in templates/api/openapi.json
-    (``writable_fields``); each value is checked against its schema and then by the
-    model's ``clean_<field>(value)``. What a row shows besides ``fields`` is described
-    there too (``outputs``).
+    see models.Filter, and ``ORDERING``). A body is checked against the schema
+    /api/openapi.json publishes for it (templates/api/openapi.json writes each model's
+    writable fields), then each value by the model's ``clean_<field>(value)``.
     """
 
     # Writes (create, edit, delete) go to the audit trail, like the admin's: the admins'
@@ -225,13 +165,19 @@ class ChirpResource(RestResource):
 
     @functools.cached_property
     def query_filters(self):
-        """Return ``{query key: QueryFilter}``: the filters the model declares (FILTERS)."""
-        return query_filters(self.model)
+        """Return ``{query key: (models.Filter, comparison)}`` for the model's FILTERS; a
+        date's gives four keys (``pub_date__gt``, ``__gte``, ``__lt``, ``__lte``)."""
+        found = {}
+        for name, rule in self.model.FILTERS.items():
+            ops = [op for op in FILTER_COMPARISONS if op != "eq"] if rule.kind == "date" else []
+            found.update({f"{name}__{op}": (rule, op) for op in ops} or {name: (rule, "eq")})
+        return found
 
-    @property
-    def writable_fields(self):
-        """Return ``{field: JSON Schema}`` of the fields a body may write (the data file's)."""
-        return openapi_data()["fields"].get(self.model.__name__, {})
+    def published(self, creating=False):
+        """Return what /api/openapi.json publishes of this resource's list URL (or, unless
+        ``creating``, its row URL): ``{method: operation}``."""
+        suffix = "" if creating else "{pk}/"
+        return openapi_document(self.api)["paths"][f"/{self.get_api_name()}/{suffix}"]
 
     def get_serializer(self):
         return ChirpSerializer()
@@ -284,10 +230,14 @@ class ChirpResource(RestResource):
         return super().object_list()
 
     def process_query(self, query):
-        """Apply the allow-listed filters present in the query string."""
-        for key, query_filter in self.query_filters.items():
+        """Apply the allow-listed filters present in the query string, each value parsed
+        by the schema the document publishes for it (400 if it is no valid value)."""
+        parameters = self.published(creating=True)["get"]["parameters"]
+        schemas = {parameter["name"]: parameter["schema"] for parameter in parameters}
+        for key, (rule, op) in self.query_filters.items():
             if key in request.args:
-                query = query.where(query_filter.where(self.model, key, request.args[key]))
+                value = parse_argument(key, request.args[key], schemas[key])
+                query = query.where(rule.where(self.model, value, op))
         return query
 
     def apply_ordering(self, query):
@@ -318,8 +268,9 @@ class ChirpResource(RestResource):
         """Return the name of the date field this request filters on (``pub_date`` for
         ``?pub_date__gt=...``), or None."""
         for key in request.args:
-            if key in self.query_filters and self.query_filters[key].rule.kind == "date":
-                return self.query_filters[key].rule.field
+            rule = self.query_filters.get(key, (None,))[0]
+            if rule is not None and rule.kind == "date":
+                return rule.field
         return None
 
     def ordering_options(self):
@@ -375,7 +326,8 @@ class ChirpResource(RestResource):
         is not writable (read-only fields, ``_pk``, anything unknown) is a 400: 4.0.1's
         deserializer would ``setattr`` it (S2).
         """
-        data = check_body(data, body_schema(self, creating=instance.get_id() is None))
+        creating = instance.get_id() is None
+        data = check_body(data, body_schema(self.published(creating)["post"]))
         for name, value in data.items():
             clean = getattr(instance, f"clean_{name}", None)
             try:
@@ -592,20 +544,8 @@ class ChirpAPI(RestAPI):
         """The user resource, which serializes every person the API shows."""
         return self._registry[User]
 
-    def response_auth_failed(self):
-        """401 JSON with a ``Bearer`` challenge: browsers prompt for, cache and replay
-        ``Basic`` credentials (a CSRF risk), never Bearer ones."""
-        challenge = 'Bearer realm="chirp"'
-        if request.headers.get("Authorization", ""):
-            challenge += ', error="invalid_token"'
-            message = "Invalid credentials."
-        else:
-            message = "Authentication required."
-        message += (
-            " Send Authorization: Bearer <token> (make one at /settings/),"
-            " or HTTP basic credentials."
-        )
-        return json_response({"error": message}, 401, {"WWW-Authenticate": challenge})
+    # Never 4.0.1's text 401 with a Basic challenge (S9), should any route still use it.
+    response_auth_failed = staticmethod(refuse_credentials)
 
     def routes(self):
         """Yield ``(url, view, methods, credentials)`` for every API route; each view's
@@ -638,35 +578,17 @@ class ChirpAPI(RestAPI):
             )
 
     def guard(self, view, credentials):
-        """Wrap ``view``: rate limits, then ``credentials``, then the view."""
+        """Wrap ``view``: credentials and API_RATE_LIMIT (ApiCredentials.admit), then the
+        limit of the action it is, if any (API_ACTIONS)."""
 
         def guarded(**kwargs):
-            return self.authorize_then(view, credentials, kwargs)
+            credentials.admit()
+            action = API_ACTIONS.get((request.endpoint, request.method))
+            if action is not None:
+                limit_action(action, g.user.id)
+            return view(**kwargs)
 
         return guarded
-
-    def authorize_then(self, view, credentials, kwargs):
-        """Run ``view(**kwargs)`` if ``credentials`` allow it: 401 when they are missing or
-        wrong, 403 when they are right but not enough, 429 when the caller (the user, else
-        the client address) has used up API_RATE_LIMIT, or an action's limit (API_ACTIONS).
-        Guessing basic credentials is throttled by ChirpAuth.authenticate (a 429 too).
-
-        Basic credentials cost a slow hash, so a user already over API_RATE_LIMIT is
-        refused before their password is checked; the request counts only once the
-        credentials are proven, so nobody can use up someone else's allowance."""
-        claimed = credentials.claimed_user_id()
-        if claimed is not None:
-            check_limit("API_RATE_LIMIT", "chirp-api", f"user:{claimed}", hit=False)
-        if not credentials.authorize():
-            if g.get("user") is not None:
-                abort(403, "Your account may not do this (admins only).")
-            return self.response_auth_failed()
-        caller = f"user:{g.user.id}" if g.get("user") else "address:" + client_address()
-        check_limit("API_RATE_LIMIT", "chirp-api", caller)
-        action = API_ACTIONS.get((request.endpoint, request.method))
-        if action is not None:
-            limit_action(action, g.user.id)
-        return view(**kwargs)
 
 
 # ---------------------------------------------------------------- the API's own views
@@ -678,7 +600,7 @@ def me():
     the display name and/or bio (User.update_profile: 422 if the text rule refuses)."""
     user = g.user
     if request.method == "PUT":
-        schema = openapi_data()["document"]["paths"]["/me/"]["put"]["body"]
+        schema = body_schema(openapi_document(api)["paths"]["/me/"]["put"])
         data = check_body(read_json_body(), schema)
         try:
             user.update_profile(
@@ -834,32 +756,34 @@ def openapi():
 
 def index():
     """The OpenAPI document, rendered for people."""
-    document = openapi_document(api)
-    return render_template("api_index.html", doc=document, operations=operations(document))
+    return render_template("api/index.html", doc=openapi_document(api))
 
 
 # ---------------------------------------------------------------- OpenAPI
 
 
-@functools.cache
-def openapi_data():
-    """Return templates/api/openapi.json rendered with Chirp's limits, as a dict: the
-    fixed ``document``, the ``fields`` a body may write per model (the very schemas bodies
-    are checked against), the ``outputs`` of each model beyond its fields, and shared
-    ``parts``. Rendered once: every number comes from models.py or app.py."""
-    text = app.jinja_env.get_template("api/openapi.json").render(
-        api_prefix=API_PREFIX,
-        auth_hint=AUTH_HINT,
-        no_nul_pattern=NO_NUL_PATTERN,
-        max_id=MAX_ID,
-        max_page=MAX_PAGE,
-        max_page_offset=MAX_PAGE_OFFSET,
-        page_size=app.config["PAGE_SIZE"],
-        max_page_size=MAX_PAGE_SIZE,
-        max_body=f"{app.config['MAX_CONTENT_LENGTH'] / 2**20:g} MB",
-        **LIMITS,
-    )
-    return json.loads(text)
+def resource_facts(resource):
+    """Return what templates/api/openapi.json needs to write ``resource``'s paths: its
+    URL name, model, summary, whether reads need credentials (admins' only, if so, for
+    an AdminApiCredentials resource), its filters, orderings and a create's required
+    fields."""
+    protected = resource.authentication.protected_methods
+    filters = [
+        {**rule._asdict(), "key": key, "name": key.removesuffix(f"__{op}"), "op": op}
+        | {"choices": resource.model._meta.fields[rule.field].choices}
+        for key, (rule, op) in resource.query_filters.items()
+    ]
+    return {
+        "name": resource.get_api_name(),
+        "model": resource.model.__name__,
+        "summary": resource.summary,
+        "read_auth": "GET" in protected,
+        "admins_only": isinstance(resource.authentication, AdminApiCredentials)
+        and "GET" in protected,
+        "filters": filters,
+        "ordering": resource.ordering_options(),
+        "required": list(resource.required_fields),
+    }
 
 
 def field_schema(field):
@@ -875,7 +799,7 @@ def field_schema(field):
     return {"type": "string"}
 
 
-def resource_schema(resource):
+def resource_schema(resource, outputs):
     """Return the OpenAPI schema of one serialized row of ``resource``: its model fields
     (nested resources by reference) plus the model's ``outputs`` in the data file."""
     properties = {}
@@ -885,7 +809,7 @@ def resource_schema(resource):
             properties[name] = {"$ref": f"#/components/schemas/{ref}"}
         else:
             properties[name] = field_schema(resource.model._meta.fields[name])
-    extra = openapi_data()["outputs"][resource.model.__name__]
+    extra = outputs[resource.model.__name__]
     properties.update(extra["properties"])
     return {
         "type": "object",
@@ -927,121 +851,40 @@ def operation(summary, auth, response=None, parameters=(), body=None, errors=(),
     return op
 
 
-def resource_paths(resource):
-    """Return the OpenAPI path items of one registered resource: list, create, read, edit
-    (PUT or POST) and delete, each in its short form for operation()."""
-    name, title = resource.get_api_name(), resource.model.__name__
-    parts = openapi_data()["parts"]
-    ref = {"$ref": f"#/components/schemas/{title}"}
-    protected = resource.authentication.protected_methods
-    # Reads that need more than credentials (an admin's) can be refused with a 403.
-    admins_only = isinstance(resource.authentication, AdminApiCredentials) and "GET" in protected
-    read_errors = ["404", "403"] if admins_only else ["404"]
-    filters = [
-        {
-            "name": k,
-            "in": "query",
-            "required": False,
-            "schema": f.schema,
-            "description": f.description,
-        }
-        for k, f in resource.query_filters.items()
-    ]
-    ordering = {
-        **parts["ordering"],
-        "schema": {"type": "string", "enum": resource.ordering_options()},
-    }
-    page = copy.deepcopy(parts["list"])
-    page["properties"]["objects"]["items"] = ref
-    pk = [parts["pk"]]
-
-    def write(summary, creating):
-        body = body_schema(resource, creating)
-        edit = {} if creating else {"parameters": pk, "errors": ["404"]}
-        return {"summary": summary, "response": ref, "auth": True, "body": body, **edit}
-
-    delete = {"summary": f"Delete one {title}", "response": parts["deleted"], "auth": True}
-    delete.update(parameters=pk, errors=["403", "404"])
-    short = {
-        f"/{name}/": {
-            "get": {
-                "summary": f"List {resource.summary.lower()}",
-                "response": page,
-                "auth": "GET" in protected,
-                "parameters": [*filters, ordering, parts["page"], parts["limit"]],
-                "errors": [*read_errors, "422"],
-            },
-            "post": write(f"Create a {title}", True),
-        },
-        f"/{name}/{{pk}}/": {
-            "get": {
-                "summary": f"One {title}",
-                "response": ref,
-                "auth": "GET" in protected,
-                "parameters": pk,
-                "errors": read_errors,
-            },
-            "put": write(f"Edit a {title} (only the given fields change)", False),
-            "post": write(f"Edit a {title}, like PUT", False),
-            "delete": delete,
-        },
-        f"/{name}/{{pk}}/delete/": {"post": delete, "delete": delete},
-    }
-    return {path: {m: operation(**op) for m, op in item.items()} for path, item in short.items()}
-
-
-def body_schema(resource, creating):
-    """Return the JSON Schema of a create (``creating``) or edit body for ``resource``."""
-    schema = {
-        "type": "object",
-        "properties": resource.writable_fields,
-        "additionalProperties": False,
-    }
-    if creating:
-        schema["required"] = list(resource.required_fields)
-    return schema
+def body_schema(operation):
+    """Return the JSON Schema of a published ``operation``'s body."""
+    return operation["requestBody"]["content"]["application/json"]["schema"]
 
 
 @functools.cache
 def openapi_document(api):
-    """Return the OpenAPI 3.1 document of ``api``: the data file's fixed document, plus a
-    schema and paths for each registered resource."""
-    document = copy.deepcopy(openapi_data()["document"])
+    """Return the OpenAPI 3.1 document of ``api``: templates/api/openapi.json rendered
+    with Chirp's limits and each resource's facts, every operation expanded, plus each
+    resource's row schema. Rendered once: every number comes from models.py or app.py."""
+    text = app.jinja_env.get_template("api/openapi.json").render(
+        api_prefix=API_PREFIX,
+        auth_hint=AUTH_HINT,
+        no_nul_pattern=NO_NUL_PATTERN,
+        max_filter_length=MAX_FILTER_LENGTH,
+        max_id=MAX_ID,
+        max_page=MAX_PAGE,
+        max_page_offset=MAX_PAGE_OFFSET,
+        page_size=app.config["PAGE_SIZE"],
+        max_page_size=MAX_PAGE_SIZE,
+        max_body=f"{app.config['MAX_CONTENT_LENGTH'] / 2**20:g} MB",
+        resources=[resource_facts(resource) for resource in api._registry.values()],
+        **LIMITS,
+    )
+    data = json.loads(text)
+    document = data["document"]
+    for path, item in document["paths"].items():
+        document["paths"][path] = {method: operation(**op) for method, op in item.items()}
     schemas = document["components"]["schemas"]
-    fixed = {
-        path: {m: operation(**op) for m, op in item.items()}
-        for path, item in document["paths"].items()
-    }
-    document["paths"] = {}
     for resource in api._registry.values():
-        schemas[resource.model.__name__] = resource_schema(resource)
-        document["paths"].update(resource_paths(resource))
-    document["paths"].update(fixed)
+        schemas[resource.model.__name__] = resource_schema(resource, data["outputs"])
     # /me/ shows what a user's row shows, and more.
     schemas["Me"]["properties"] = {**schemas["User"]["properties"], **schemas["Me"]["properties"]}
     return document
-
-
-def operations(document):
-    """Flatten ``document`` into rows for the index page: path, method, summary, auth,
-    query parameters, body fields and required body fields."""
-    rows = []
-    for path, item in document["paths"].items():
-        for method, op in item.items():
-            body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
-            schema = body.get("schema", {})
-            rows.append(
-                {
-                    "path": API_PREFIX + path,
-                    "method": method.upper(),
-                    "summary": op["summary"],
-                    "auth": "required" if {} not in op["security"] else "optional",
-                    "parameters": [p for p in op["parameters"] if p["in"] == "query"],
-                    "body": schema.get("properties", {}),
-                    "required": schema.get("required", []),
-                }
-            )
-    return rows
 
 
 @app.after_request

@@ -247,6 +247,16 @@ def parse_string(name, raw):
     return raw
 
 
+def parse_argument(name, raw, schema):
+    """Return the query-string text ``raw`` of ``name`` parsed by its OpenAPI ``schema``:
+    an integer within its bounds, a date-time, or a string (400 if it is none)."""
+    if schema["type"] == "integer":
+        return parse_whole_number(name, raw, schema["minimum"], schema["maximum"])
+    if schema.get("format") == "date-time":
+        return parse_datetime(name, raw)
+    return parse_string(name, raw)
+
+
 def read_json_body():
     """Return the request's body, a JSON object, as a dict. Only ``application/json`` is
     read (415 otherwise): form bodies are what a cross-site page can send without a CORS

@@ -12,6 +12,7 @@ import functools
 import secrets
 from urllib.parse import urlsplit
 
+from flask import abort
 from flask import after_this_request
 from flask import flash
 from flask import g
@@ -26,6 +27,8 @@ from flask_peewee.rest import Authentication
 from flask_peewee.utils import make_password
 from itsdangerous import BadData
 from itsdangerous import URLSafeTimedSerializer
+from werkzeug.datastructures import WWWAuthenticate
+from werkzeug.exceptions import Unauthorized
 from wtforms import PasswordField
 from wtforms import StringField
 from wtforms.validators import DataRequired
@@ -374,13 +377,25 @@ class ApiCredentials(Authentication):
             return None
         return auth.authenticate(basic.username, password, api=True) or None
 
-    def claimed_user_id(self):
-        """Return the id of the active user the request's basic credentials name, without
-        checking the password, or None: cheap, so the API can refuse a caller over its
-        limit before paying for a hash."""
+    def admit(self):
+        """Let this request through, with ``g.user`` its caller (or None), or raise: 401
+        when credentials are missing or wrong, 403 when right but not enough, 429 when
+        the caller (the user, else the client address) is over API_RATE_LIMIT. Guessing
+        basic credentials is throttled by ChirpAuth.authenticate (a 429 too).
+
+        Basic credentials cost a slow hash, so a user already over the limit is refused
+        before their password is checked; the request counts only once the credentials
+        are proven, so nobody can use up someone else's allowance."""
         basic = basic_credentials()
-        user = find_active_user(basic.username) if basic is not None else None
-        return user.id if user is not None else None
+        claimed = find_active_user(basic.username) if basic is not None else None
+        if claimed is not None:
+            check_limit("API_RATE_LIMIT", "chirp-api", f"user:{claimed.id}", hit=False)
+        if not self.authorize():
+            if g.user is not None:
+                abort(403, "Your account may not do this (admins only).")
+            refuse_credentials()
+        caller = f"user:{g.user.id}" if g.user else "address:" + client_address()
+        check_limit("API_RATE_LIMIT", "chirp-api", caller)
 
     def touch(self, api_token):
         """Record that ``api_token`` was used now, unless that was recorded recently."""
@@ -396,6 +411,19 @@ def basic_credentials():
     if basic is None or basic.type != "basic" or not basic.username:
         return None
     return basic
+
+
+def refuse_credentials():
+    """Raise a 401 (JSON, as every /api/ error) challenging for a ``Bearer`` token, never
+    ``Basic``: browsers prompt for, cache and replay Basic credentials (a CSRF risk, S9)."""
+    wrong = bool(request.headers.get("Authorization"))
+    challenge = 'realm="chirp"' + (', error="invalid_token"' if wrong else "")
+    message = "Invalid credentials." if wrong else "Authentication required."
+    raise Unauthorized(
+        message + " Send Authorization: Bearer <token> (make one at /settings/),"
+        " or HTTP basic credentials.",
+        www_authenticate=WWWAuthenticate("bearer", token=challenge),
+    )
 
 
 class AdminApiCredentials(ApiCredentials):

@@ -8,6 +8,7 @@
 Nothing imports this module except those entry points and tests/conftest.py.
 """
 
+import contextlib
 import datetime
 import os
 import random
@@ -377,18 +378,35 @@ def insert_batches(model, fields, rows, advance=lambda count: None):
         advance(len(batch))
 
 
-def secondary_indexes(model):
-    """Return the indexes of ``model``'s table that a bulk load may drop and rebuild: on
-    PostgreSQL the non-unique ones (peewee IndexMetadata, whose ``sql`` recreates each
-    exactly as it was); none on SQLite, which keeps up with a bulk load as it is.
+@contextlib.contextmanager
+def bulk_message_load(rows, advance):
+    """Run the block (which inserts ``rows`` messages) as a bulk load, inside the caller's
+    transaction; yield how many extra units of work it adds to a progress bar (0 or
+    ``rows``), which ``advance(units)`` is then called with as the work is done.
 
-    PostgreSQL inserts a million messages about three times faster without them and
-    then builds each in one sorted pass; the GIN full-text index especially. Unique
-    indexes stay: ``insert_batches`` skips rows that would break them."""
+    On PostgreSQL the message table's non-unique indexes are dropped for the block and
+    rebuilt after it, each in one sorted pass (peewee's IndexMetadata ``sql`` recreates
+    each exactly as it was): a million messages go in about three times faster, the GIN
+    full-text index especially. The message-count trigger is paused too, for one recount
+    at the end: each statement would update the same authors' rows again, and within
+    one transaction their row versions pile up. SQLite keeps up with a bulk load as it
+    is, so there nothing changes. Unique indexes stay: ``insert_batches`` skips rows that
+    would break them.
+    """
     if isinstance(db.database, SqliteDatabase):
-        return []
-    table = model._meta.table_name
-    return [index for index in db.database.get_indexes(table) if not index.unique]
+        yield 0
+        return
+    indexes = [index for index in db.database.get_indexes("message") if not index.unique]
+    trigger = f'TRIGGER "{MessageCount.INSERT_TRIGGER}"'
+    for index in indexes:
+        db.database.execute_sql(f'DROP INDEX "{index.name}"')
+    db.database.execute_sql(f'ALTER TABLE "message" DISABLE {trigger}')
+    yield rows
+    db.database.execute_sql(f'ALTER TABLE "message" ENABLE {trigger}')
+    MessageCount.recount()
+    for number, index in enumerate(indexes):
+        db.database.execute_sql(index.sql)
+        advance(rows * (number + 1) // len(indexes) - rows * number // len(indexes))
 
 
 def zipf_weights(count, exponent=1.0):
@@ -493,26 +511,10 @@ def seed(size, users, messages, follows, random_seed):
         pairs = random_follows(ids, follows)
         bar.length = users + len(pairs) + messages  # fewer when that many pairs do not exist
         insert_batches(Relationship, follow_fields, pairs, bar.update)
-        # On PostgreSQL the message table's indexes are rebuilt after the load, inside
-        # the transaction and the bar: each counts as a share of the messages' rows.
-        # Its count trigger is paused too: each statement would update the same authors'
-        # rows again, and in one transaction their row versions pile up (a chain per
-        # author walked by every update); one recount at the end does the same.
-        rebuilt = secondary_indexes(Message)
-        bar.length += messages if rebuilt else 0
-        trigger = f'TRIGGER "{MessageCount.INSERT_TRIGGER}"'
-        for index in rebuilt:
-            db.database.execute_sql(f'DROP INDEX "{index.name}"')
-        if rebuilt:
-            db.database.execute_sql(f'ALTER TABLE "message" DISABLE {trigger}')
-        insert_batches(Message, message_fields, message_rows(fake, ids, messages, now), bar.update)
-        if rebuilt:
-            db.database.execute_sql(f'ALTER TABLE "message" ENABLE {trigger}')
-            MessageCount.recount()
-        for number, index in enumerate(rebuilt):
-            db.database.execute_sql(index.sql)
-            share = messages * (number + 1) // len(rebuilt) - messages * number // len(rebuilt)
-            bar.update(share)
+        with bulk_message_load(messages, bar.update) as extra:
+            bar.length += extra
+            rows = message_rows(fake, ids, messages, now)
+            insert_batches(Message, message_fields, rows, bar.update)
     click.echo(f"Added {users} users, {len(pairs)} follows and {messages} messages.")
 
 

@@ -56,9 +56,9 @@ def check_report(text, numbers):
     runs = numbers["runs"]
     assert set(runs) == {"smoke-small", "smoke-large"}
     for size, endpoints in runs.items():
-        assert len(endpoints) == 17, size
+        assert len(endpoints) == 18, size
         for name, row in endpoints.items():
             assert row["requests"] > 0 and row["non2xx"] == 0, (size, name)
             assert row["cpu_ms"] > 0, (size, name)
             assert f"| {size} | `{name}` |" in text
-    assert text.count("×") == 17  # a growth ratio for every endpoint
+    assert text.count("×") == 18  # a growth ratio for every endpoint
