@@ -170,7 +170,7 @@ class ChirpAuth(Auth):
             return None
         if g.get("user") is not None:
             return g.user
-        user = User.select().where(User.active, User.id == session.get("user_pk")).first()
+        user = User.active_by_id(session.get("user_pk"))
         if user is None or session.get("session_token") != user.session_token:
             return None
         return user
@@ -236,7 +236,7 @@ def find_active_user(username):
     in a query, and a basic-auth header can carry anything."""
     if not USERNAME_PATTERN.fullmatch(username):
         return None
-    return User.by_username(username).where(User.active).first()
+    return User.active_named(username)
 
 
 def login_counters(username, user, api=False):

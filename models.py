@@ -38,6 +38,7 @@ from peewee import DateTimeField
 from peewee import Expression
 from peewee import ForeignKeyField
 from peewee import IntegerField
+from peewee import Model
 from peewee import PostgresqlDatabase
 from peewee import Select
 from peewee import SqliteDatabase
@@ -419,6 +420,196 @@ class BaseModel(db.Model):
     ORDERING = ("id",)
 
 
+# Stand-ins for the values of a prepared query (see prepared): huge negative numbers and
+# odd strings, so that none can be taken for one of the query's own constants.
+STAND_IN_INT = -918_273_645_000
+STAND_IN_TEXT = " Stand-In {}\u0000 "
+# The longest list argument a prepared query renders a shape for (one per length): page
+# sizes are at most 100 (app.MAX_PAGE_SIZE); longer lists are rendered at every call.
+PREPARED_MAX_LIST = 128
+
+
+class PreparedQuery:
+    """Mixed into the peewee SELECT classes that ``prepared`` returns: a query whose SQL
+    text was rendered once for its shape, carrying this call's values (``_prepared``:
+    the text, the parameters, and how to build the same query the ordinary way).
+
+    Running it (iterating, ``len``, indexing, ``get``, ``execute``) sends the rendered
+    text with this call's parameters, and ``sql()`` returns both. Anything else builds
+    the ordinary peewee query with the real values and acts on that: chaining
+    (``.where()``, ``.limit()``, ``.tuples()``... all clone), ``first()``, ``count()``,
+    and using it as a subquery. So a prepared query is always the query its function
+    returns, only cheaper to run as it is.
+    """
+
+    def real(self):
+        """Return the ordinary peewee query for this call's values (built once)."""
+        if self._prepared_real is None:
+            build, args = self._prepared[2:]
+            self._prepared_real = build(*args)
+        return self._prepared_real
+
+    def sql(self):
+        return self._prepared[0], self._prepared[1]
+
+    def _execute(self, database):
+        if self._cursor_wrapper is None:
+            cursor = database.execute_sql(self._prepared[0], self._prepared[1])
+            self._cursor_wrapper = self._get_cursor_wrapper(cursor)
+        return self._cursor_wrapper
+
+    def clone(self):
+        return self.real().clone()
+
+    def first(self, *args, **kwargs):
+        # SelectBase.first changes the query's LIMIT in place: do it to the real one.
+        return self.real().first(*args, **kwargs)
+
+    def __sql__(self, ctx):
+        return self.real().__sql__(ctx)
+
+
+@functools.cache
+def prepared_class(query_class):
+    """Return the subclass of peewee's ``query_class`` with PreparedQuery mixed in."""
+    return type(f"Prepared{query_class.__name__}", (PreparedQuery, query_class), {})
+
+
+def argument_shape(value):
+    """Return what of ``value``, an argument of a prepared query function, decides its
+    SQL text, or raise TypeError for a value a prepared query cannot bind."""
+    if value is None or isinstance(value, (bool, type)):
+        return ("constant", value)
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, Model) and isinstance(value.get_id(), int):
+        return ("row", type(value))
+    if isinstance(value, (list, tuple)) and len(value) <= PREPARED_MAX_LIST:
+        if all(isinstance(item, int) and not isinstance(item, bool) for item in value):
+            return ("list", len(value))
+    raise TypeError(f"a prepared query cannot bind {type(value).__name__} values")
+
+
+def argument_values(value, shape):
+    """Return the values that ``value`` (of ``shape``, see argument_shape) binds."""
+    if shape == "int" or shape == "text":
+        return (value,)
+    if shape[0] == "row":
+        return (value.get_id(),)
+    if shape[0] == "list":
+        return value
+    return ()
+
+
+def stand_ins(shapes, base):
+    """Return ``(arguments, positions)``: arguments of the given ``shapes`` whose values
+    are stand-ins (numbered down from ``base``), and ``{stand-in: its position among the
+    values that real arguments of these shapes bind}`` (see argument_values)."""
+    arguments, positions = [], {}
+
+    def stand_in(text=False):
+        number = base - len(positions)
+        value = STAND_IN_TEXT.format(number) if text else number
+        positions[value] = len(positions)
+        return value
+
+    for shape in shapes:
+        if shape in ("int", "text"):
+            arguments.append(stand_in(shape == "text"))
+        elif shape[0] == "row":
+            model = shape[1]
+            arguments.append(model(**{model._meta.primary_key.name: stand_in()}))
+        elif shape[0] == "list":
+            arguments.append([stand_in() for _ in range(shape[1])])
+        else:
+            arguments.append(shape[1])
+    return arguments, positions
+
+
+def render_shape(build, shapes):
+    """Return ``(query, sql, slots)`` for ``build`` called with arguments of ``shapes``:
+    the query built with stand-ins, its SQL text, and for each of its parameters either
+    ``(position, None)`` (the position of the call's value) or ``(None, constant)``.
+
+    The query is built twice, with different stand-ins: a function that computes with its
+    arguments (``limit + 1``, ``name.lower()``) or chooses by their values instead of by
+    None-ness would bake one call's values into every call, so it raises ValueError."""
+    renders = []
+    for base in (STAND_IN_INT, STAND_IN_INT // 2):
+        arguments, numbers = stand_ins(shapes, base)
+        query = build(*arguments)
+        renders.append((query, *query.sql(), numbers))
+    (query, sql, params, numbers), (_, other_sql, other_params, other_numbers) = renders
+    slots = []
+    for value, other in zip(params, other_params, strict=False):
+        if value in numbers and other in other_numbers and numbers[value] == other_numbers[other]:
+            slots.append((numbers[value], None))
+        elif value == other and value not in numbers:
+            slots.append((None, value))
+        else:
+            slots = None
+            break
+    if slots is None or sql != other_sql or len(params) != len(other_params):
+        raise ValueError(
+            f"{build.__qualname__} cannot be prepared: it changes its arguments or "
+            "chooses by their values (only None-ness may choose the query's shape)."
+        )
+    return query, sql, slots
+
+
+def prepared(build):
+    """Decorate ``build``, a function returning a peewee SELECT, so that peewee renders
+    its SQL text once per shape and database, and each call only binds its values.
+
+    Why: building a chained peewee query and rendering its SQL costs ~0.1-1 ms of Python
+    per query, more than SQLite spends running a page's indexed range; a page runs
+    several. The decorated function returns a PreparedQuery: the same query, run with the
+    text rendered the first time (``models.newest_ids_sql`` did this by hand for one
+    statement).
+
+    The shape of a call is what decides the text: which arguments are None, the length
+    of list arguments, the classes and the database. Other values are bound parameters:
+    ``int``, ``str``, model instances (their id) and lists of ints. ``build`` must pass
+    its arguments into the query unchanged and choose only by None-ness (render_shape
+    checks this); a call with another kind of argument, or with keywords, gets ``build``'s
+    ordinary query.
+    """
+    shapes_seen = {}
+
+    @functools.wraps(build)
+    def prepared_build(*args, **kwargs):
+        if kwargs:
+            return build(*args, **kwargs)
+        try:
+            shapes = tuple(argument_shape(value) for value in args)
+        except TypeError:
+            return build(*args)
+        database = db.database
+        key = (type(database), database.param, shapes)
+        entry = shapes_seen.get(key)
+        if entry is None:
+            entry = shapes_seen[key] = render_shape(build, shapes)
+        template, sql, slots = entry
+        values = [
+            v
+            for value, shape in zip(args, shapes, strict=True)
+            for v in argument_values(value, shape)
+        ]
+        params = [constant if at is None else values[at] for at, constant in slots]
+        query_class = prepared_class(type(template))
+        query = query_class.__new__(query_class)
+        query.__dict__ = template.__dict__.copy()
+        query._cursor_wrapper = None
+        query._prepared = (sql, params, build, args)
+        query._prepared_real = None
+        return query
+
+    prepared_build.build = build
+    return prepared_build
+
+
 def new_session_token():
     """Return a fresh random value for ``User.session_token`` (32 hex digits)."""
     return secrets.token_hex(16)
@@ -600,7 +791,32 @@ class User(BaseModel, BaseUser):
     @classmethod
     def by_username(cls, username):
         """Return a query for the user named ``username``, ignoring case."""
-        return cls.select().where(fn.LOWER(cls.username) == username.lower())
+        return cls.by_lower_username(username.lower())
+
+    @classmethod
+    def by_lower_username(cls, lowered):
+        """Return a query for the user whose username in lower case is ``lowered``."""
+        return cls.select().where(fn.LOWER(cls.username) == lowered)
+
+    @classmethod
+    def active_named(cls, username):
+        """Return the active user named ``username`` (ignoring case), or None."""
+        return cls._active_by_lower_name(username.lower()).peek()
+
+    @classmethod
+    def active_by_id(cls, user_id):
+        """Return the active user with id ``user_id``, or None."""
+        return cls._active_by_id(user_id).peek()
+
+    @classmethod
+    @prepared
+    def _active_by_lower_name(cls, lowered):
+        return cls.by_lower_username(lowered).where(cls.active)
+
+    @classmethod
+    @prepared
+    def _active_by_id(cls, user_id):
+        return cls.select().where(cls.active, cls.id == user_id)
 
     @classmethod
     def username_taken(cls, username, user=None):
@@ -655,6 +871,7 @@ class User(BaseModel, BaseUser):
             raise Taken()
         return value
 
+    @prepared
     def timeline(self, before=None, limit=None):
         """Return this user's own messages, newest (highest id) first: their user timeline.
 
@@ -698,15 +915,27 @@ class User(BaseModel, BaseUser):
         cheap; such a reader's followees post so often between them that scanning messages
         newest first finds a page almost at once, so the plain ``IN`` filter is used instead.
         """
-        followed = (
+        if list(self._followees_beyond(HOME_MERGE_MAX_FOLLOWEES)):
+            return keyset(self._home_timeline_by_scan(), Message.id, before, limit)
+        per_author = limit if limit is not None else HOME_MERGE_DEFAULT_LIMIT
+        return self._home_timeline_by_merge(before, per_author - 1, limit)
+
+    @prepared
+    def _followees_beyond(self, count):
+        """The active users this user follows past the first ``count``: a row if they
+        follow more than ``count``, else none."""
+        return (
             Relationship.select(Relationship.to_user)
             .join(User, on=Relationship.to_user)
             .where(Relationship.from_user == self, User.active)
+            .offset(count)
+            .limit(1)
         )
-        if followed.limit(HOME_MERGE_MAX_FOLLOWEES + 1).count() > HOME_MERGE_MAX_FOLLOWEES:
-            return keyset(self._home_timeline_by_scan(), Message.id, before, limit)
-        per_author = limit if limit is not None else HOME_MERGE_DEFAULT_LIMIT
-        newest = Message.id.in_(newest_ids_sql(self.id, before, per_author))
+
+    @prepared
+    def _home_timeline_by_merge(self, before, offset, limit):
+        """The home timeline as newest_ids_sql merges it (``offset``: a page less one)."""
+        newest = Message.id.in_(newest_ids_sql(self.id, before, offset))
         return keyset(Message.visible().where(newest), Message.id, None, limit)
 
     def _home_timeline_by_scan(self):
@@ -903,16 +1132,22 @@ class User(BaseModel, BaseUser):
         reposted, in one query."""
         if not message_ids:
             return set(), set()
+        liked, reposted = set(), set()
+        for row in self._reactions_to(list(message_ids)):
+            (liked if row["kind"] == "like" else reposted).add(row["message_id"])
+        return liked, reposted
+
+    @prepared
+    def _reactions_to(self, message_ids):
+        """This user's likes and reposts of ``message_ids``: dicts of message_id, kind."""
         likes = Like.select(Like.message.alias("message_id"), Value("like").alias("kind"))
         reposts = Repost.select(Repost.message.alias("message_id"), Value("repost").alias("kind"))
         query = likes.where(Like.user == self, Like.message << message_ids) | reposts.where(
             Repost.user == self, Repost.message << message_ids
         )
-        liked, reposted = set(), set()
-        for row in query.dicts():
-            (liked if row["kind"] == "like" else reposted).add(row["message_id"])
-        return liked, reposted
+        return query.dicts()
 
+    @prepared
     def notifications(self, before=None, since=None, limit=None):
         """Return this user's notifications from active users, newest first: only those
         with an id below ``before`` and above ``since`` (None: no bound), at most ``limit``
@@ -937,6 +1172,12 @@ class User(BaseModel, BaseUser):
         """Return how many unread notifications from active users this user has, counting
         at most ``limit`` of them (None: all), so that a badge shown on every page costs
         the same however many pile up."""
+        ((count,),) = self._unread_notifications(limit)
+        return count
+
+    @prepared
+    def _unread_notifications(self, limit):
+        """The number of unread_notification_count, as one row of one column."""
         query = (
             Notification.select(Notification.id)
             .join(User, on=(Notification.actor == User.id))
@@ -944,7 +1185,7 @@ class User(BaseModel, BaseUser):
         )
         if limit is not None:
             query = query.limit(limit)
-        return query.count()
+        return counted(query)
 
     def mark_notifications_read(self):
         """Mark every notification of this user read; returns how many changed."""
@@ -1211,12 +1452,21 @@ class Message(BaseModel):
         """Return message ``message_id`` if it is visible (its author is active), its author
         holding ``author_columns`` as in visible(); else raise NotFound (a 404 on the web
         and in the API alike)."""
-        message = cls.visible(author_columns).where(cls.id == message_id).first()
+        if author_columns is None:
+            message = cls._visible_by_id(message_id).peek()
+        else:
+            message = cls.visible(author_columns).where(cls.id == message_id).first()
         if message is None:
             raise NotFound("No such message.")
         return message
 
     @classmethod
+    @prepared
+    def _visible_by_id(cls, message_id):
+        return cls.visible().where(cls.id == message_id)
+
+    @classmethod
+    @prepared
     def public_timeline(cls, before=None, limit=None):
         """Return every visible message, newest first; ``before`` a message id, at most
         ``limit`` rows (keyset paging on the primary key)."""
@@ -1228,11 +1478,19 @@ class Message(BaseModel):
         ``visible``."""
         if self.in_reply_to_id is None:
             return []
+        if author_columns is None:
+            return list(Message._ancestors_from(self.in_reply_to_id, limit))
+        return list(Message._ancestors_from.build(self.in_reply_to_id, limit, author_columns))
+
+    @staticmethod
+    @prepared
+    def _ancestors_from(parent_id, limit, author_columns=None):
+        """The visible messages from ``parent_id`` up the chain, root first (ancestors)."""
         base = Message.alias()
         level = Value(1).alias("level")
         top = (
             base.select(base.id, base.in_reply_to, level)
-            .where(base.id == self.in_reply_to_id)
+            .where(base.id == parent_id)
             .cte("ancestors", recursive=True, columns=("id", "parent", "level"))
         )
         step = Message.alias()
@@ -1243,8 +1501,9 @@ class Message(BaseModel):
         )
         ids = chain.select_from(chain.c.id)
         query = Message.visible(author_columns).where(Message.id << ids).order_by(Message.id)
-        return list(query.with_cte(chain))
+        return query.with_cte(chain)
 
+    @prepared
     def thread_replies(self, author_columns=None, after=None, limit=None):
         """Return the visible replies to this message, oldest first (newest last), only
         those with an id above ``after`` (None: all), at most ``limit``; ``author_columns``
@@ -1269,7 +1528,7 @@ class Message(BaseModel):
         if context:
             parent_ids = {m.in_reply_to_id for m in messages if m.in_reply_to_id is not None}
             if parent_ids:
-                query = Message.visible().where(Message.id << list(parent_ids))
+                query = Message.visible_among(sorted(parent_ids))
                 parents = {parent.id: parent for parent in query}
             if viewer and ids:
                 reposters = Message._reposters(ids, viewer)
@@ -1289,8 +1548,18 @@ class Message(BaseModel):
     def _reposters(ids, viewer):
         """Return ``{message id: [users]}``: who among ``viewer`` and the people they
         follow (active ones) reposted each of the messages ``ids``, first reposter first."""
+        reposters = {}
+        for row in Message._reposts_seen_by(list(ids), viewer):
+            reposters.setdefault(row.message_id, []).append(row.user)
+        return reposters
+
+    @staticmethod
+    @prepared
+    def _reposts_seen_by(ids, viewer):
+        """The reposts of messages ``ids`` by ``viewer`` and the active users they follow,
+        oldest first, each with its reposter (``user``)."""
         followed = Relationship.select(Relationship.to_user).where(Relationship.from_user == viewer)
-        rows = (
+        return (
             Repost.select(Repost, *Message.AUTHOR_COLUMNS)
             .join(User)
             .where(
@@ -1300,10 +1569,13 @@ class Message(BaseModel):
             )
             .order_by(Repost.id)
         )
-        reposters = {}
-        for row in rows:
-            reposters.setdefault(row.message_id, []).append(row.user)
-        return reposters
+
+    @classmethod
+    @prepared
+    def visible_among(cls, ids):
+        """Return the visible messages among ``ids`` (a list), newest first, each with its
+        author as in visible()."""
+        return cls.visible().where(cls.id << ids)
 
     @classmethod
     def tagged(cls, name):
@@ -1344,15 +1616,20 @@ class Message(BaseModel):
         names = {}
         if not ids:
             return names
-        query = (
+        for message_id, username in Message._mentions_in(ids):
+            names.setdefault(message_id, set()).add(username.lower())
+        return names
+
+    @staticmethod
+    @prepared
+    def _mentions_in(ids):
+        """``(message id, username)`` of the active users the messages ``ids`` mention."""
+        return (
             Mention.select(Mention.message, User.username)
             .join(User)
             .where(Mention.message << ids, User.active)
             .tuples()
         )
-        for message_id, username in query:
-            names.setdefault(message_id, set()).add(username.lower())
-        return names
 
 
 # The author columns a timeline shows with each message (the avatar needs only the id).
@@ -1375,15 +1652,22 @@ def keyset(query, key, cursor=None, limit=None, descending=True):
     return query.limit(limit) if limit is not None else query
 
 
-def newest_ids_sql(reader_id, before, limit):
+def counted(query):
+    """Return a SELECT of one row holding the number of rows of ``query`` (as peewee's
+    ``count()`` runs it), as a tuple: a query ``prepared`` functions can return."""
+    wrapped = query.order_by().alias("_wrapped")
+    return Select([wrapped], [fn.COUNT(SQL("1"))]).bind(query._database).tuples()
+
+
+def newest_ids_sql(reader_id, before, offset):
     """Return SQL (a peewee SQL node, for ``IN``) selecting the ids that can be among the
-    ``limit`` newest below ``before`` (a message id; None: no bound) of the messages
+    ``offset + 1`` newest below ``before`` (a message id; None: no bound) of the messages
     written by user ``reader_id`` and the active users they follow, and of the messages
     those people reposted.
 
     How: every author's messages are one range of the ``message(user_id, id)`` index. An
-    author's ``limit``-th newest message id below ``before`` (one short step back along
-    that index) is a floor: those ``limit`` messages are visible and at least as new, so
+    author's ``offset + 1``-th newest message id below ``before`` (one short step back
+    along that index) is a floor: those messages are visible and at least as new, so
     no older id can make the page. The newest such floor of all authors bounds the rest;
     the statement then reads, for each author, the range of their messages and of their
     reposts (``repost(user_id, message_id)``) from that floor up to ``before``. The work
@@ -1396,9 +1680,11 @@ def newest_ids_sql(reader_id, before, limit):
     shape once (newest_ids_template), and each call only binds its numbers. Rendering
     this nested query costs peewee about 3 ms, twice per page (``IN`` renders its right
     side once more to see whether it is empty), more than the database spends on it.
+    (The web's page query around it is ``prepared`` as a whole; the API extends it with
+    more author columns, so it renders the outer query anew, but not this statement.)
     """
     text, slots = newest_ids_template(before is not None, db.database.param)
-    values = {"reader": int(reader_id), "before": before, "offset": int(limit) - 1}
+    values = {"reader": reader_id, "before": before, "offset": offset}
     return SQL(text, [values.get(slot, slot) for slot in slots])
 
 

@@ -330,7 +330,10 @@ def local_next(default):
 
 def get_person(username):
     """Return the active user called ``username`` (any case), or abort with 404."""
-    return get_object_or_404(User.by_username(username).where(User.active))
+    person = User.active_named(username)
+    if person is None:
+        abort(404)
+    return person
 
 
 def get_own_message(message_id):
@@ -548,7 +551,7 @@ def message_detail(message_id):
     message = Message.get_visible(message_id)
     after = keyset_param("after")
     size = app.config["PAGE_SIZE"]
-    replies = list(message.thread_replies(after=after, limit=size + 1))
+    replies = list(message.thread_replies(None, after, size + 1))
     more = len(replies) > size
     replies = replies[:size]
     ancestors = message.ancestors()
@@ -621,7 +624,7 @@ def notifications():
     ones); likes and reposts of one message on a page are grouped into one entry."""
     before = keyset_param("before")
     size = app.config["PAGE_SIZE"]
-    rows = list(g.user.notifications(before, limit=size + 1))
+    rows = list(g.user.notifications(before, None, size + 1))
     more = len(rows) > size
     rows = rows[:size]
     return render_template(

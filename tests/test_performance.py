@@ -13,6 +13,7 @@ from flask_peewee.serializer import Serializer
 from playhouse.test_utils import count_queries
 
 import api
+import models
 from app import db
 from models import ApiToken
 from models import Message
@@ -20,6 +21,7 @@ from models import MessageCount
 from models import Note
 from models import Relationship
 from models import User
+from models import keyset
 
 
 def query_plan(query):
@@ -475,3 +477,53 @@ def test_the_api_serializer_gives_exactly_what_flask_peewees_gives(people):
                 assert json.dumps(ours) == json.dumps(theirs), (model, ours, theirs)
                 compared += 1
     assert compared >= 20
+
+
+def test_a_prepared_query_is_the_query_its_function_builds(people):
+    """models.prepared renders a query's SQL once per shape, then only binds values: the
+    rows, the SQL and whatever is chained on it equal those of the ordinary query."""
+    alice, bob, carol = people
+    for number in range(5):
+        Message.create(user=bob, content=f"more {number}")
+    builds = []
+
+    @models.prepared
+    def page(person, ids, before, limit):
+        builds.append(before)
+        query = Message.select().where(Message.user == person, Message.id.not_in(ids))
+        return keyset(query, Message.id, before, limit)
+
+    newest = [m.id for m in Message.select().where(Message.user == bob).order_by(-Message.id)]
+    calls = [(bob, [newest[0]], None, 3), (bob, [newest[1]], newest[1], 2), (carol, [], None, 9)]
+    calls += [(bob, [newest[2]], newest[0], 3), (alice, [0], None, 9)]
+    prepared = [page(*args) for args in calls]
+    # Each shape (before given or None; one list length or another) was built twice, with
+    # two sets of stand-ins; every further call only bound its values.
+    assert len(builds) == 2 * len({(len(ids), before is None) for _, ids, before, _ in calls})
+    for query, args in zip(prepared, calls, strict=True):
+        ordinary = page.build(*args)
+        assert isinstance(query, models.PreparedQuery)
+        assert query.sql() == ordinary.sql()
+        assert [m.id for m in query] == [m.id for m in ordinary], args
+        # Chained, counted, first(), or as a subquery: the real values, never stand-ins.
+        assert [m.id for m in query.limit(1)] == [m.id for m in ordinary.limit(1)]
+        assert query.count() == ordinary.count()
+        assert getattr(query.first(), "id", None) == getattr(ordinary.first(), "id", None)
+        inside = Message.select().where(Message.id << query.select(Message.id))
+        assert inside.count() == len(list(ordinary))
+
+
+def test_a_query_function_that_changes_its_arguments_cannot_be_prepared(people):
+    @models.prepared
+    def deeper(before):
+        return Message.select().where(Message.id < before - 1)
+
+    @models.prepared
+    def named(name):
+        return User.select().where(User.username == name.lower())
+
+    for function, value in ((deeper, 5), (named, "Alice")):
+        with pytest.raises(ValueError, match="cannot be prepared"):
+            function(value)
+    # Values a prepared query cannot bind get the ordinary query.
+    assert not isinstance(deeper(5.0), models.PreparedQuery)
