@@ -271,6 +271,19 @@ def test_delete_user_with_messages_keeps_the_audit_trail(as_admin):
     assert deleted["username"] == ["alice", None] and deleted["password"] == ["(hidden)"] * 2
 
 
+def test_delete_confirmation_lists_the_first_dependents_and_counts_the_rest(as_admin):
+    alice = make_user("alice")
+    shown = admin_module.DEPENDENTS_SHOWN
+    Message.insert_many(
+        [{"user": alice.id, "content": f"note {n}"} for n in range(shown + 5)]
+    ).execute()
+    alice.follow(make_user("carol"))
+    html = page(as_admin, f"/admin/user/delete/?id={alice.id}")
+    assert len(re.findall(r">note \d+<", html)) == shown
+    assert f"… {shown + 5} Message rows in all" in html
+    assert "Relationship" in html and "Relationship rows in all" not in html  # all shown
+
+
 def test_lists_cannot_filter_or_sort_on_password_hashes(as_admin):
     # flask-peewee offers every column of every related model as a filter by default (N1).
     alice, carol = make_user("alice"), make_user("carol")
