@@ -1,12 +1,9 @@
 """The admin at /admin/: flask-peewee's Admin, ModelAdmins and dashboard panels.
 
-Admins moderate the live site here: users (with bulk deactivate/reactivate and a
-write-only "new password"), messages (and the replies among them), likes, reposts,
-notifications, relationships, notes, API tokens and a read-only audit trail of every
-admin write. The rules themselves (what a valid username or note is, what an audit entry
-holds, how an export writes a row) live in models.py; this module is the admin's pages.
-Each flask-peewee 4.0.1 hole it closes is named after its entry in docs/flask-peewee.md
-(S3, S4, S5, S10, N6).
+Admins moderate every model here, with a read-only audit trail of every admin write. The
+rules (what a valid username or note is, what an audit entry holds, how an export writes
+a row) live in models.py; this module is the admin's pages. Each flask-peewee 4.0.1 hole
+it closes is named after its entry in docs/flask-peewee.md (S3, S4, S5, S10, N6).
 """
 
 import datetime
@@ -84,29 +81,24 @@ STATS_DAYS = 30
 CHART_WIDTH = 300
 CHART_HEIGHT = 60
 NOTES_SHOWN = 10
+# The field that names a row of these models wherever a foreign key points at one.
+LABELS = {User: "username", Tag: "name"}
 
 
 def parse_ids(values):
-    """Return ``values`` (strings from a form or query string) as a list of ints.
-
-    Raises ValueError unless every value is a row id (app.is_whole_number), so a forged id is
-    refused before it reaches the database.
-    """
-    if not all(is_whole_number(value) for value in values):
-        raise ValueError("Row ids must be whole numbers.")
-    return [int(value) for value in values]
+    """Return ``values`` (form or query-string text) as row ids; if any is no row id
+    (app.is_whole_number), flash an error and return None: it never reaches the database."""
+    if all(is_whole_number(value) for value in values):
+        return [int(value) for value in values]
+    flash("Row ids must be whole numbers.", "danger")
+    return None
 
 
 class ChirpFilterMapping(FilterMapping):
-    """Date filters that parse the browser's ``2026-11-01T10:00`` into a datetime, and
-    number filters that take only numbers.
-
-    flask-peewee compares the raw string, and on SQLite ``'…T10:00' > '… 23:00:00'``, so a
-    date range would be off at day boundaries. Its timestamp filters parse first. It also
-    hands ``?fv_user=abc`` to an integer column as it is: SQLite just matches nothing, but
-    PostgreSQL refuses the query. A value a filter cannot use now drops that filter (as
-    flask-peewee does with a ValueError from ``clean``), on every database.
-    """
+    """Filters whose values are parsed before they reach the database: dates (4.0.1
+    compares the browser's ``2026-11-01T10:00`` as text, off at day boundaries on SQLite)
+    and numbers (PostgreSQL refuses ``?fv_user=abc``). A value a filter cannot use drops
+    that filter, as a ValueError from flask-peewee's ``clean`` does."""
 
     datetime_date = FilterMapping.timestamp
 
@@ -159,11 +151,10 @@ class RowIdKeysConverter:
 
 
 def browser_only_length(unbound):
-    """Return the unbound wtforms field ``unbound`` with its ``Length`` validators (which
-    wtf-peewee derives from a CharField's max_length and applies to the raw input) made
-    MaxLength: the browser still gets ``maxlength``, and the model's rule alone judges the
-    length, after trimming and normalising, as on the web and in the API. Else a name
-    sent with a space after it would be refused here only."""
+    """Return the unbound wtforms field ``unbound`` with its ``Length`` validators (from a
+    CharField's max_length, on the raw input) made MaxLength: the browser still gets
+    ``maxlength``, and the model's rule judges the trimmed, normalised value, as on the
+    web and in the API (else a name with a space after it would be refused here only)."""
     validators = [
         MaxLength(v.max) if isinstance(v, Length) and v.max > 0 else v
         for v in unbound.kwargs.get("validators", [])
@@ -180,14 +171,10 @@ class ChirpFilterConverter(RowIdKeysConverter, AdminFilterModelConverter):
 
 
 class ExportView:
-    """The export page of a model admin: the list's rows (filters, search, ordering and
-    ``id`` selection from the query string) as a streamed JSON or CSV download.
-
-    Never every column when no field is chosen (S4), never SECRET_FIELDS, JSON that stays
-    valid whatever happens meanwhile (S10), cells a spreadsheet would run as formulas
-    defused (models.csv_export), at most MAX_EXPORT_ROWS rows, and an audit entry saying
-    who exported what.
-    """
+    """The export page of a model admin: the list's rows (filters, search, ordering, ids)
+    as a streamed JSON or CSV download. Never every column when no field is chosen (S4),
+    never SECRET_FIELDS, always valid JSON (S10), formulas defused (models.csv_export), at
+    most MAX_EXPORT_ROWS rows, and an audit entry saying who exported what."""
 
     def get_export_fields(self, model=None):
         model = model or self.model
@@ -201,10 +188,7 @@ class ExportView:
         return {lookup for lookup in lookups if lookup.count("__") <= 1}
 
     def export(self):
-        try:
-            parse_ids(request.args.getlist("id"))
-        except ValueError as exc:
-            flash(str(exc), "danger")
+        if parse_ids(request.args.getlist("id")) is None:
             return self._index_redirect()
         if request.method == "POST":
             return self.export_download()
@@ -246,9 +230,9 @@ class ExportView:
         return response
 
     def export_query(self, lookups):
-        """Return the list's query (filters, search, ordering, ids) with a LEFT JOIN per
-        related path in ``lookups``, each through its own alias, selecting that model's
-        export fields. Raises ValueError for an ``id`` that is no row id."""
+        """Return the list's query (filters, search, ordering, ids: export() checked them)
+        with a LEFT JOIN per related path in ``lookups``, each through its own alias,
+        selecting that model's export fields."""
         query = self.apply_ordering(self.model.select(), request.args.get("ordering") or "")
         _, query, _, _ = self.process_filters(query)
         query = self.apply_search(query, request.args.get("q") or "")
@@ -292,6 +276,13 @@ class ChirpModelAdmin(ExportView, ModelAdmin):
 
     def get_display_name(self):
         return self.display_name or super().get_display_name()
+
+    @property
+    def foreign_key_lookups(self):
+        """``{foreign key: field}``: each key to a model in LABELS is picked, filtered and
+        looked up by that model's label field (a username, a tag's name)."""
+        refs = self.model._meta.refs  # {foreign key: model it points at}
+        return {fk.name: LABELS[model] for fk, model in refs.items() if model in LABELS}
 
     def get_query(self):
         """The rows in ``ordering``, with the row of every foreign key among ``columns``
@@ -440,10 +431,8 @@ class ChirpModelAdmin(ExportView, ModelAdmin):
     def delete(self):
         if not self.can_delete:
             abort(403)
-        try:
-            ids = parse_ids(request.values.getlist("id"))
-        except ValueError as exc:
-            flash(str(exc), "danger")
+        ids = parse_ids(request.values.getlist("id"))
+        if ids is None:
             return self._index_redirect()
         if request.method == "POST":
             return self.delete_rows(ids)
@@ -476,12 +465,9 @@ class ListedAdmin(ChirpModelAdmin):
 
 
 class SetActiveAction(Action):
-    """Bulk action: deactivate (``active=False``) or reactivate many users at once.
-
-    A deactivated user cannot log in, and their messages disappear from every timeline
-    and the API (``Message.visible()``) until they are reactivated. Admins cannot
-    deactivate themselves. One transaction, one audit entry listing the ids.
-    """
+    """Bulk action: deactivate or reactivate users (User.set_active: one transaction, one
+    audit entry). A deactivated user cannot log in and their messages are hidden until
+    they are reactivated. Admins cannot deactivate themselves."""
 
     def __init__(self, active):
         name = "reactivate" if active else "deactivate"
@@ -489,10 +475,8 @@ class SetActiveAction(Action):
         self.active = active
 
     def callback(self, id_list):
-        try:
-            ids = parse_ids(id_list)
-        except ValueError as exc:
-            flash(str(exc), "danger")
+        ids = parse_ids(id_list)
+        if ids is None:
             return None
         if not self.active and g.user.id in ids:
             ids = [pk for pk in ids if pk != g.user.id]
@@ -580,7 +564,6 @@ class MessageAdmin(ChirpModelAdmin):
     exclude = ("in_reply_to", "is_reply", "reply_count", "like_count", "repost_count")
     search_fields = ("content", "user__username")
     filter_fields = ["user", "user__username", "pub_date", "content", "is_reply"]
-    foreign_key_lookups = {"user": "username"}
 
     def excerpt(self, message):
         """The first 60 characters of ``message``'s content, with an ellipsis if cut."""
@@ -601,25 +584,6 @@ class RelationshipAdmin(ChirpModelAdmin):
     columns = ("from_user", "to_user", "created_date")
     ordering = ("-created_date", "-id")
     filter_fields = ["from_user", "to_user", "created_date"]
-    foreign_key_lookups = {"from_user": "username", "to_user": "username"}
-
-
-class ReactionAdmin(ListedAdmin):
-    """Likes or reposts: listed, filtered and deleted (the message's counter follows),
-    never made or edited here. The user and the message are joined in (N6)."""
-
-    columns = ("user", "message", "created_date")
-    search_fields = ("user__username",)
-    filter_fields = ["user", "user__username", "created_date"]
-    foreign_key_lookups = {"user": "username"}
-
-
-class NotificationAdmin(ListedAdmin):
-    """Notifications: listed, filtered and deleted, never made or edited here."""
-
-    columns = ("recipient", "actor", "kind", "message_id", "read", "created_date")
-    filter_fields = ["recipient", "actor", "kind", "read", "created_date"]
-    foreign_key_lookups = {"recipient": "username", "actor": "username"}
 
 
 class NoteAdmin(ChirpModelAdmin):
@@ -629,24 +593,10 @@ class NoteAdmin(ChirpModelAdmin):
     ordering = ("-created_date", "-id")
     search_fields = ("message", "user__username")
     filter_fields = ["user", "status", "created_date"]
-    foreign_key_lookups = {"user": "username"}
 
     def state(self, note):
         """The name of ``note``'s status: "live" or "deleted"."""
         return dict(Note.STATUS_CHOICES).get(note.status, note.status)
-
-
-class ApiTokenAdmin(ListedAdmin):
-    """API tokens: list, view and revoke (delete); never the token hash, never created
-    here (a token is issued to its owner in their settings)."""
-
-    display_name = "API token"
-    columns = ("name", "user", "created_date", "last_used")
-    exclude = ("token_hash",)
-    export_exclude = ("token_hash",)
-    search_fields = ("name", "user__username")
-    filter_fields = ["user", "user__username", "name", "created_date", "last_used"]
-    foreign_key_lookups = {"user": "username"}
 
 
 class AuditAdmin(ListedAdmin):
@@ -657,7 +607,6 @@ class AuditAdmin(ListedAdmin):
     columns = ("created_date", "who", "action", "model_name", "object_id", "changed")
     search_fields = ("action", "model_name", "object_id", "actor_name")
     filter_fields = ["actor", "action", "model_name", "object_id", "created_date"]
-    foreign_key_lookups = {"actor": "username"}
     ordering = ("-created_date", "-id")
 
     def get_query(self):
@@ -669,31 +618,44 @@ class AuditAdmin(ListedAdmin):
         return rows + instance.change_rows()
 
 
-class TagAdmin(ListedAdmin):
-    """Tags, read-only: they are extracted from messages when those are saved."""
-
-    columns = ("name",)
-    search_fields = ("name",)
-    filter_fields = ["name"]
-
-
-class MessageTagAdmin(ListedAdmin):
-    """Which message carries which tag, read-only (extracted when a message is saved)."""
-
-    display_name = "Message tag"
-    columns = ("tag", "message")
-    search_fields = ("tag__name",)
-    filter_fields = ["tag", "tag__name", "message"]
-    foreign_key_lookups = {"tag": "name"}
-
-
-class MentionAdmin(ListedAdmin):
-    """Which message mentions whom, read-only (extracted when a message is saved)."""
-
-    columns = ("user", "message")
-    search_fields = ("user__username",)
-    filter_fields = ["user", "user__username", "message"]
-    foreign_key_lookups = {"user": "username"}
+# Rows Chirp makes itself (ListedAdmin: listed, filtered, viewed, exported and deleted,
+# never added or edited here), each with what its list shows, searches and filters.
+REACTIONS = {  # deleting one, its message's counter follows
+    "columns": ("user", "message", "created_date"),
+    "search_fields": ("user__username",),
+    "filter_fields": ["user", "user__username", "created_date"],
+}
+LISTED = {
+    Like: REACTIONS,
+    Repost: REACTIONS,
+    Notification: {
+        "columns": ("recipient", "actor", "kind", "message_id", "read", "created_date"),
+        "filter_fields": ["recipient", "actor", "kind", "read", "created_date"],
+    },
+    # Never the token hash; a token is issued to its owner in their settings.
+    ApiToken: {
+        "display_name": "API token",
+        "columns": ("name", "user", "created_date", "last_used"),
+        "exclude": ("token_hash",),
+        "export_exclude": ("token_hash",),
+        "search_fields": ("name", "user__username"),
+        "filter_fields": ["user", "user__username", "name", "created_date", "last_used"],
+    },
+    # Tags, and which message carries which tag or mentions whom: extracted from
+    # messages when those are saved.
+    Tag: {"columns": ("name",), "search_fields": ("name",), "filter_fields": ["name"]},
+    MessageTag: {
+        "display_name": "Message tag",
+        "columns": ("tag", "message"),
+        "search_fields": ("tag__name",),
+        "filter_fields": ["tag", "tag__name", "message"],
+    },
+    Mention: {
+        "columns": ("user", "message"),
+        "search_fields": ("user__username",),
+        "filter_fields": ["user", "user__username", "message"],
+    },
+}
 
 
 def bar_chart(series, width=CHART_WIDTH, height=CHART_HEIGHT):
@@ -810,14 +772,9 @@ admin = ChirpAdmin(app, auth, branding="Chirp")
 admin.register(User, UserAdmin)
 admin.register(Message, MessageAdmin)
 admin.register(Relationship, RelationshipAdmin)
-admin.register(Like, ReactionAdmin)
-admin.register(Repost, ReactionAdmin)
-admin.register(Notification, NotificationAdmin)
 admin.register(Note, NoteAdmin)
-admin.register(ApiToken, ApiTokenAdmin)
 admin.register(AuditEntry, AuditAdmin)
-admin.register(Tag, TagAdmin)
-admin.register(MessageTag, MessageTagAdmin)
-admin.register(Mention, MentionAdmin)
+for model, settings in LISTED.items():
+    admin.register(model, type(f"{model.__name__}Admin", (ListedAdmin,), settings))
 admin.register_panel("Notes", NotesPanel)
 admin.register_panel("Site stats", StatsPanel)

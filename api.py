@@ -12,12 +12,9 @@ Defences against flask-peewee 4.0.1 (docs/flask-peewee.md defines the codes belo
 - every error is JSON, and a 401 challenges with ``Bearer``, never ``Basic`` (S9);
 - the API ignores the cookie session, which is why /api/ may skip SeaSurf (CSRF).
 
-Statuses: 400 malformed or schema-invalid input, 401 missing/wrong credentials, 403 not
-allowed, 404, 405, 409 conflict (taken username, existing follow), 413, 415 not JSON,
-422 impossible but well-formed (following yourself), 429 over API_RATE_LIMIT per caller.
+The document lists what each status means (templates/api/openapi.json, "responses").
 """
 
-import datetime
 import functools
 import json
 
@@ -29,7 +26,6 @@ from flask import request
 from flask_peewee.rest import RestAPI
 from flask_peewee.rest import RestResource
 from flask_peewee.rest import RestrictOwnerResource
-from flask_peewee.serializer import Serializer
 from flask_peewee.utils import get_object_or_404
 from peewee import AutoField
 from peewee import BooleanField
@@ -44,6 +40,7 @@ from app import MAX_PAGE
 from app import MAX_PAGE_OFFSET
 from app import MAX_PAGE_SIZE
 from app import NO_NUL_PATTERN
+from app import ChirpSerializer
 from app import KeysetPage
 from app import PageProbe
 from app import app
@@ -75,8 +72,7 @@ from models import search_messages
 from models import search_people
 
 API_PREFIX = "/api"
-# Sent as X-Chirp-Auth-Hint on every /api/ response, so clients learn which credentials
-# are cheap.
+# Sent as X-Chirp-Auth-Hint on every /api/ response: which credentials are cheap.
 AUTH_HINT = (
     "Send Authorization: Bearer <token> (create one at /settings/). A token costs one "
     "SHA-256 lookup; HTTP basic credentials cost a deliberately slow password hash per request."
@@ -85,79 +81,21 @@ AUTH_HINT = (
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE"]
 
 # The API never reads the cookie session (ApiCredentials resets g.user) and accepts only
-# JSON bodies, which a cross-site form cannot send: SeaSurf's token is not needed here.
-# Chirp's only CSRF exemption: exempt_urls() replaces the whole list, so any other would
-# have to be added here.
+# JSON bodies, which a cross-site form cannot send: no SeaSurf token needed. Chirp's only
+# exemption: exempt_urls() replaces the whole list, so any other must be added here.
 csrf.exempt_urls((API_PREFIX + "/",))
-
-
-# Values flask-peewee's serializer passes through unchanged (exact types: a subclass takes
-# the general path).
-PLAIN_TYPES = frozenset((str, int, bool, float, type(None)))
-
-
-class ChirpSerializer(Serializer):
-    """flask-peewee's serializer, writing dates as RFC 3339 UTC (``2026-01-31T12:00:00Z``).
-
-    ``serialize_object`` gives exactly what flask-peewee's gives (the same keys in the same
-    order, the same values; a test compares them) in one pass over each row's loaded values:
-    4.0.1 builds a dictionary (``get_dictionary_from_model``) and then walks it again with
-    a chain of ``isinstance`` checks per value (``clean_data``), which was most of an API
-    list's serialising time. Strings, numbers, booleans and None need no conversion.
-    """
-
-    def serialize_object(self, obj, fields=None, exclude=None):
-        """Return ``obj``'s ``fields`` (``{model: names}``; default: all, in peewee's
-        order) less ``exclude`` as JSON-ready values; a foreign key whose model is in
-        ``fields`` becomes the related row's dictionary, any other its id."""
-        return self.row_dictionary(obj, fields or {}, exclude or {})
-
-    def row_dictionary(self, obj, fields, exclude):
-        """serialize_object for one row (recursively for related rows)."""
-        model = type(obj)
-        skip = exclude.get(model, ())
-        declared = model._meta.fields
-        values = obj.__data__
-        data = {}
-        for name in fields.get(model, model._meta.sorted_field_names):
-            if name in skip:
-                continue
-            value = values.get(name)
-            field = declared[name]
-            if value and isinstance(field, ForeignKeyField) and field.rel_model in fields:
-                data[name] = self.row_dictionary(getattr(obj, name), fields, exclude)
-            elif type(value) in PLAIN_TYPES:
-                data[name] = value
-            else:  # dates, containers, anything else: flask-peewee's own walk
-                data[name] = self.clean_data({name: value})[name]
-        return data
-
-    def convert_value(self, value):
-        if type(value) in PLAIN_TYPES:
-            return value
-        if isinstance(value, datetime.datetime):
-            # Naive local time, as the models store it, to UTC.
-            return value.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
-        return super().convert_value(value)
 
 
 # ---------------------------------------------------------------- resources
 
 
 class ChirpResource(RestResource):
-    """A RestResource with every 4.0.1 hole closed; subclasses declare what is allowed.
+    """A RestResource with every 4.0.1 hole closed; subclasses declare ``fields`` (what is
+    serialized) and ``required_fields`` (what a create must include). Filters and
+    orderings are the model's (FILTERS, ORDERING); a body must match the schema the
+    document publishes for it, then each value the model's ``clean_<field>(value)``."""
 
-    - ``required_fields``: the writable fields a create must include;
-    - ``fields``: what is serialized.
-
-    The only filters and orderings accepted are those the model declares (``FILTERS``,
-    see models.Filter, and ``ORDERING``). A body is checked against the schema
-    /api/openapi.json publishes for it (templates/api/openapi.json writes each model's
-    writable fields), then each value by the model's ``clean_<field>(value)``.
-    """
-
-    # Writes (create, edit, delete) go to the audit trail, like the admin's: the admins'
-    # resources (users, notes).
+    # Writes (create, edit, delete) go to the audit trail, as the admin's do.
     audited = False
     nested_writes = False
     required_fields = ()
@@ -204,11 +142,9 @@ class ChirpResource(RestResource):
         return self.object_list()
 
     def api_detail(self, pk, method=None):
-        """GET one row, edit it (PUT, or POST as flask-peewee allows), or DELETE it.
-
-        A detail POST is an edit, so it must pass ``check_put`` like a PUT (4.0.1 checked
-        only ``check_post``, letting anyone edit anyone's row: S1).
-        """
+        """GET one row, edit it (PUT, or POST as flask-peewee allows), or DELETE it. A
+        detail POST must pass ``check_put`` like a PUT (4.0.1 checked only ``check_post``,
+        letting anyone edit anyone's row: S1)."""
         method = method or request.method
         if pk > MAX_ID:
             abort(404)
@@ -241,16 +177,12 @@ class ChirpResource(RestResource):
         return query
 
     def apply_ordering(self, query):
-        """Order by ``?ordering=[-]field`` from the model's ORDERING (ties broken by id).
-
-        A list filtered by a date (``pub_date__lt=...``) is ordered by that date, newest
-        first unless ``ordering`` says otherwise: the date's index then serves both the
-        filter and the order, so the database reads one index range instead of walking the
-        whole table for rows in the range. Ordering such a list by another field is
-        well-formed but refused (422); an ``ordering`` not on the list is a 400.
-        """
+        """Order by ``?ordering=[-]field`` from the model's ORDERING (ties broken by id);
+        400 for any other. A list filtered by a date is ordered by that date (newest first
+        by default; by another field: 422), so one index range serves filter and order."""
         ordering = request.args.get("ordering")
-        dated = self.date_filtered_field()
+        given = [rule for key, (rule, _) in self.query_filters.items() if key in request.args]
+        dated = next((rule.field for rule in given if rule.kind == "date"), None)
         if ordering is None:
             if dated is None:
                 return query
@@ -264,29 +196,17 @@ class ChirpResource(RestResource):
         direction = (lambda f: f.desc()) if ordering.startswith("-") else (lambda f: f.asc())
         return query.order_by(direction(field), direction(self.pk))
 
-    def date_filtered_field(self):
-        """Return the name of the date field this request filters on (``pub_date`` for
-        ``?pub_date__gt=...``), or None."""
-        for key in request.args:
-            rule = self.query_filters.get(key, (None,))[0]
-            if rule is not None and rule.kind == "date":
-                return rule.field
-        return None
-
     def ordering_options(self):
         """Return every accepted ``ordering`` value, ascending and descending."""
         return [prefix + name for name in self.model.ORDERING for prefix in ("", "-")]
 
     def list_columns(self):
-        """Return the columns a list's rows are read with, or None for whole rows (the
-        default). A resource whose rows hold what a list must not fetch (a password hash)
-        names only what it shows; filters and ordering are unaffected."""
+        """Return the only columns a list reads (never a password hash), or None: all."""
         return None
 
     def paginated_object_list(self, filtered_query):
-        """One page of ``filtered_query`` as ``{"meta": ..., "objects": [...]}``, counted
-        by nobody: PageProbe fetches one row more than the page instead. Rows are read
-        with ``list_columns()`` when it names any."""
+        """One page of ``filtered_query`` as ``{"meta": ..., "objects": [...]}``, never
+        counted (PageProbe), read with ``list_columns()`` when it names any."""
         columns = self.list_columns()
         if columns:
             filtered_query = filtered_query.select(*columns)
@@ -295,8 +215,7 @@ class ChirpResource(RestResource):
         return self.response({"meta": self.get_request_metadata(pagination), "objects": objects})
 
     def get_request_metadata(self, paginated_query):
-        """Return the list's ``meta``: model, page, limit, and the URLs of the previous and
-        next pages ("" when there is none): no counts (see PageProbe)."""
+        """Return the list's ``meta``: model, page, limit, previous and next page URLs."""
         endpoint = self.get_url_name("api_list")
         return {
             "model": self.get_api_name(),
@@ -318,14 +237,10 @@ class ChirpResource(RestResource):
         return self.model()
 
     def deserialize_object(self, data, instance):
-        """Copy the writable values of ``data`` onto ``instance``, each checked against its
-        schema (400) and then by the model's ``clean_<field>(value)``, where it has one:
-        422 when that refuses the value, 409 when it is taken.
-
-        Returns ``(instance, [instance])`` as flask-peewee's deserializer does. Any key that
-        is not writable (read-only fields, ``_pk``, anything unknown) is a 400: 4.0.1's
-        deserializer would ``setattr`` it (S2).
-        """
+        """Copy ``data`` onto ``instance`` and return ``(instance, [instance])``, as
+        flask-peewee does. It must match the published body schema (400: so ``_pk`` and
+        any unknown key, which 4.0.1 would ``setattr``, are refused: S2); then each value
+        passes the model's ``clean_<field>`` (422 when refused, 409 when taken)."""
         creating = instance.get_id() is None
         data = check_body(data, body_schema(self.published(creating)["post"]))
         for name, value in data.items():
@@ -339,9 +254,8 @@ class ChirpResource(RestResource):
         return instance, [instance]
 
     def save_changes(self, instance, data):
-        """Validate and save ``data`` onto ``instance`` in one transaction; return it.
-        An ``audited`` resource writes its audit entry in that transaction, as the admin
-        does for the same change."""
+        """Validate and save ``data`` onto ``instance`` in one transaction (with its audit
+        entry, if ``audited``); return it."""
         action = "create" if instance.get_id() is None else "edit"
         try:
             with self.transaction(action, instance):
@@ -363,8 +277,7 @@ class ChirpResource(RestResource):
             return super().delete(obj)
 
     def transaction(self, action, instance):
-        """Return the transaction a write of ``instance`` runs in: for an ``audited``
-        resource, models.audited, which records the ``action`` by the caller in it."""
+        """Return the transaction a write runs in (models.audited, if ``audited``)."""
         if self.audited:
             return audited(g.user, action, instance)
         return self.model._meta.database.atomic()
@@ -529,11 +442,6 @@ class ChirpAPI(RestAPI):
     views below: ``/me/``, timelines, search, threads, reactions, notifications, the
     OpenAPI document) through credentials and rate limits, with JSON errors."""
 
-    def __init__(self, flask_app, **kwargs):
-        super().__init__(flask_app, **kwargs)
-        self.optional_credentials = ApiCredentials()
-        self.required_credentials = ApiCredentials(protected_methods=ALL_METHODS)
-
     @property
     def messages(self):
         """The message resource, which serializes every message the API shows."""
@@ -550,7 +458,7 @@ class ChirpAPI(RestAPI):
     def routes(self):
         """Yield ``(url, view, methods, credentials)`` for every API route; each view's
         name is its endpoint."""
-        anyone, members = self.optional_credentials, self.required_credentials
+        anyone, members = ApiCredentials(), ApiCredentials(protected_methods=ALL_METHODS)
         yield "/", index, "GET", anyone
         yield "/openapi.json", openapi, "GET", anyone
         yield "/me/", me, "GET PUT", members
@@ -763,14 +671,13 @@ def index():
 
 
 def resource_facts(resource):
-    """Return what templates/api/openapi.json needs to write ``resource``'s paths: its
-    URL name, model, summary, whether reads need credentials (admins' only, if so, for
-    an AdminApiCredentials resource), its filters, orderings and a create's required
-    fields."""
-    protected = resource.authentication.protected_methods
+    """Return what templates/api/openapi.json needs to write ``resource``'s paths: URL
+    name, model, summary, whether reads need credentials (an admin's, for
+    AdminApiCredentials), filters, orderings and a create's required fields."""
+    protected, fields = resource.authentication.protected_methods, resource.model._meta.fields
     filters = [
-        {**rule._asdict(), "key": key, "name": key.removesuffix(f"__{op}"), "op": op}
-        | {"choices": resource.model._meta.fields[rule.field].choices}
+        {"key": key, "name": key.removesuffix(f"__{op}"), "op": op, "kind": rule.kind}
+        | {"what": rule.what, "choices": fields[rule.field].choices}
         for key, (rule, op) in resource.query_filters.items()
     ]
     return {

@@ -34,6 +34,7 @@ from flask import url_for
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_peewee.db import Database
+from flask_peewee.serializer import Serializer
 from flask_peewee.utils import PaginatedQuery
 from flask_seasurf import SeaSurf
 from jsonschema import Draft202012Validator
@@ -42,6 +43,7 @@ from limits import parse_many
 from markupsafe import Markup
 from markupsafe import escape
 from peewee import DataError
+from peewee import ForeignKeyField
 from peewee import SqliteDatabase
 from playhouse.db_url import connect
 from werkzeug.exceptions import BadRequest
@@ -190,6 +192,56 @@ MAX_FILTER_LENGTH = 254
 NO_NUL_PATTERN = r"^[^\u0000]*$"
 # OpenAPI 3.1 schemas are JSON Schema 2020-12.
 BODY_VALIDATOR = Draft202012Validator
+
+
+# Values flask-peewee's serializer passes through unchanged (exact types: a subclass takes
+# the general path).
+PLAIN_TYPES = frozenset((str, int, bool, float, type(None)))
+
+
+class ChirpSerializer(Serializer):
+    """flask-peewee's serializer, writing dates as RFC 3339 UTC (``2026-01-31T12:00:00Z``).
+
+    ``serialize_object`` gives exactly what flask-peewee's gives (the same keys in the same
+    order, the same values; a test compares them) in one pass over each row's loaded values:
+    4.0.1 builds a dictionary (``get_dictionary_from_model``) and then walks it again with
+    a chain of ``isinstance`` checks per value (``clean_data``), which was most of an API
+    list's serialising time. Strings, numbers, booleans and None need no conversion.
+    """
+
+    def serialize_object(self, obj, fields=None, exclude=None):
+        """Return ``obj``'s ``fields`` (``{model: names}``; default: all, in peewee's
+        order) less ``exclude`` as JSON-ready values; a foreign key whose model is in
+        ``fields`` becomes the related row's dictionary, any other its id."""
+        return self.row_dictionary(obj, fields or {}, exclude or {})
+
+    def row_dictionary(self, obj, fields, exclude):
+        """serialize_object for one row (recursively for related rows)."""
+        model = type(obj)
+        skip = exclude.get(model, ())
+        declared = model._meta.fields
+        values = obj.__data__
+        data = {}
+        for name in fields.get(model, model._meta.sorted_field_names):
+            if name in skip:
+                continue
+            value = values.get(name)
+            field = declared[name]
+            if value and isinstance(field, ForeignKeyField) and field.rel_model in fields:
+                data[name] = self.row_dictionary(getattr(obj, name), fields, exclude)
+            elif type(value) in PLAIN_TYPES:
+                data[name] = value
+            else:  # dates, containers, anything else: flask-peewee's own walk
+                data[name] = self.clean_data({name: value})[name]
+        return data
+
+    def convert_value(self, value):
+        if type(value) in PLAIN_TYPES:
+            return value
+        if isinstance(value, datetime.datetime):
+            # Naive local time, as the models store it, to UTC.
+            return value.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
+        return super().convert_value(value)
 
 
 def json_response(data, status=200, headers=None):

@@ -12,6 +12,7 @@ import pytest
 from conftest import login
 from conftest import make_user
 from databases import ON_POSTGRES
+from flask_peewee.serializer import Serializer
 from playhouse.test_utils import count_queries
 
 import api
@@ -475,7 +476,7 @@ def test_the_api_serializer_gives_exactly_what_flask_peewees_gives(people):
         for row in rows:
             for fields, exclude in ((resource._fields, resource._exclude), (None, None)):
                 ours = serializer.serialize_object(row, fields, exclude)
-                theirs = api.Serializer.serialize_object(serializer, row, fields, exclude)
+                theirs = Serializer.serialize_object(serializer, row, fields, exclude)
                 assert json.dumps(ours) == json.dumps(theirs), (model, ours, theirs)
                 compared += 1
     assert compared >= 20
