@@ -4,6 +4,7 @@ reposts, notifications, joining and settings.
 Every state-changing request is a POST carrying SeaSurf's CSRF token.
 """
 
+import datetime
 import functools
 import time
 
@@ -16,6 +17,7 @@ from flask import render_template
 from flask import request
 from flask import url_for
 from flask_peewee.utils import get_object_or_404
+from markupsafe import Markup
 from peewee import IntegrityError
 from wtforms import Form
 from wtforms import PasswordField
@@ -38,6 +40,7 @@ from app import csrf_field
 from app import db
 from app import parse_whole_number
 from app import rate_limited
+from app import timesince
 from auth import auth
 from models import BIO_MAX_LENGTH
 from models import DISPLAY_NAME_MAX_LENGTH
@@ -140,6 +143,89 @@ def message_links():
     if "message_links" not in g:
         g.message_links = MessageLinks()
     return g.message_links
+
+
+class MessageDisplay:
+    """What includes/message.html prints of one message, as strings made in Python by
+    show_messages, one pass per page. Jinja calling filters, URL builders and date
+    methods eight or more times per message cost about a fifth of a timeline page.
+
+    Attributes: ``author_url``, ``avatar_url``, ``name`` and ``username`` (the author's),
+    ``reposted_by`` (the "reposted by" links, HTML; "" for none), ``url`` (the
+    message's page), ``datetime`` and ``title`` (its local date, ISO and readable),
+    ``since`` (timesince), ``edited`` (the title of the "edited" mark, or None),
+    ``parent_url`` and ``parent_username`` (what a reply answers, when visible),
+    ``content`` (linkify's HTML) and, for a logged-in viewer, the forms' targets:
+    ``reply_url``, ``like_url``, ``repost_url``, and ``edit_url``/``delete_url`` for the
+    viewer's own messages (else None); ``csrf_field`` and ``back`` (MessageLinks').
+    """
+
+    __slots__ = (
+        "author_url",
+        "avatar_url",
+        "name",
+        "username",
+        "reposted_by",
+        "url",
+        "datetime",
+        "title",
+        "since",
+        "edited",
+        "parent_url",
+        "parent_username",
+        "content",
+        "reply_url",
+        "like_url",
+        "repost_url",
+        "edit_url",
+        "delete_url",
+        "csrf_field",
+        "back",
+    )
+
+    def __init__(self, message, links, viewer, now):
+        author = message.user
+        self.author_url = links.person(author.username)
+        self.avatar_url = author.avatar_url
+        self.name = author.name
+        self.username = author.username
+        self.reposted_by = Markup(", ").join(
+            Markup('<a href="{}">@{}</a>').format(links.person(person.username), person.username)
+            for person in message.reposted_by
+        )
+        self.url = links.message(message.id)
+        local_date = message.pub_date.astimezone()
+        self.datetime = local_date.isoformat(timespec="seconds")
+        self.title = local_date.strftime("%Y-%m-%d %H:%M %z")
+        self.since = timesince(message.pub_date, now)
+        self.edited = None
+        if message.edited_date:
+            self.edited = "Edited " + message.edited_date.astimezone().strftime("%Y-%m-%d %H:%M %z")
+        parent = message.parent
+        self.parent_url = links.message(parent.id) if parent else None
+        self.parent_username = parent.user.username if parent else None
+        self.content = linkify(message.content, message.known_mentions)
+        self.reply_url = self.like_url = self.repost_url = None
+        self.edit_url = self.delete_url = self.csrf_field = None
+        self.back = links.back
+        if viewer is not None:
+            self.csrf_field = links.csrf_field
+            self.reply_url = links.reply(message.id)
+            self.like_url = (links.unlike if message.liked else links.like)(message.id)
+            self.repost_url = (links.unrepost if message.reposted else links.repost)(message.id)
+            if viewer.id == message.user_id:
+                self.edit_url = links.edit(message.id)
+                self.delete_url = links.delete(message.id)
+
+
+def show_messages(messages):
+    """Give each of ``messages`` (annotated by Message.annotate) its MessageDisplay
+    (``message.shown``), with one clock reading for the page; returns ``messages``."""
+    links = message_links()
+    now = datetime.datetime.now()
+    for message in messages:
+        message.shown = MessageDisplay(message, links, g.user, now)
+    return messages
 
 
 class JoinForm(Form):
@@ -308,8 +394,9 @@ def render_messages(template, query, **context):
 
 
 def annotate(messages):
-    """Message.annotate for the logged-in user (or nobody)."""
-    return Message.annotate(list(messages), g.user)
+    """Message.annotate for the logged-in user (or nobody), then show_messages: what
+    includes/message.html needs of each message."""
+    return show_messages(Message.annotate(list(messages), g.user))
 
 
 def keyset_param(name):

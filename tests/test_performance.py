@@ -2,9 +2,12 @@
 EXPLAIN QUERY PLAN shows no table scan and no sort), and every page runs the same number
 of queries whether the database holds a little or a lot."""
 
+import datetime
 import json
 import re
+from pathlib import Path
 
+import jinja2
 import pytest
 from conftest import login
 from conftest import make_user
@@ -527,3 +530,76 @@ def test_a_query_function_that_changes_its_arguments_cannot_be_prepared(people):
             function(value)
     # Values a prepared query cannot bind get the ordinary query.
     assert not isinstance(deeper(5.0), models.PreparedQuery)
+
+
+# includes/message.html as it was before views.MessageDisplay, every string made by Jinja
+# per message: pages must not change by a byte now that Python makes them.
+MESSAGE_TEMPLATE_BEFORE_DISPLAY = Path(__file__).parent / "data" / "message_before_display.html"
+
+
+def test_messages_render_the_same_html_with_their_strings_made_in_python(app, people):
+    """Every case of includes/message.html (replies to visible, hidden and deleted
+    messages; reposts; likes; edits; links, mentions, tags and markup in the text; own
+    messages; old and recent dates) on every page that shows messages, anonymous and
+    logged in: byte-identical to the template that made each string in Jinja."""
+    alice, bob, carol = people
+    alice.update_profile('Alice <"A">', "")
+    dave = make_user("dave")
+    old = datetime.datetime(2026, 1, 2, 3, 4, 5)
+    recent = datetime.datetime.now() - datetime.timedelta(hours=3, minutes=30)
+    first = Message.select().where(Message.user == alice).get()
+    Message.update(pub_date=old).where(Message.id == first.id).execute()
+    rich = bob.post('see https://example.com/a?b=1&c=<2>. @alice @nobody #Topic <b>"&"</b>')
+    reply = carol.reply(rich, "@bob agreed")
+    hidden = dave.post("soon hidden")
+    to_hidden = bob.reply(hidden, "answering dave")
+    gone = carol.post("soon deleted")
+    to_gone = alice.reply(gone, "answering a deleted message")
+    gone.delete_instance()
+    User.set_active([dave.id], False)
+    rich.edit(rich.content + " (edited)")
+    Message.update(pub_date=recent).where(Message.id == reply.id).execute()
+    carol.repost(rich)
+    alice.repost(reply)
+    alice.like(rich)
+    bob.like(to_gone)
+    member = app.test_client()
+    login(member, "alice")
+    member.get("/private/")  # shows the login's flash message, once
+    pages = [
+        (app.test_client(), "/public/"),
+        (app.test_client(), f"/messages/{rich.id}/"),
+        (app.test_client(), "/tags/topic/"),
+        (member, "/public/"),
+        (member, "/private/"),
+        (member, "/users/bob/"),
+        (member, f"/messages/{reply.id}/"),
+        (member, f"/messages/{to_hidden.id}/"),
+        (member, "/users/alice/likes/"),
+        (member, "/search/?q=answering"),
+        (member, f"/delete/{to_gone.id}/"),
+    ]
+
+    def render_all():
+        bodies = []
+        for browser, path in pages:
+            response = browser.get(path)
+            assert response.status_code == 200, path
+            bodies.append(response.get_data(as_text=True))
+        return bodies
+
+    now = render_all()
+    loader = app.jinja_env.loader
+    template = MESSAGE_TEMPLATE_BEFORE_DISPLAY.read_text()
+    before = jinja2.DictLoader({"includes/message.html": template})
+    app.jinja_env.loader = jinja2.ChoiceLoader([before, loader])
+    try:
+        then = render_all()
+    finally:
+        app.jinja_env.loader = loader
+    for (_, path), ours, theirs in zip(pages, now, then, strict=True):
+        assert ours == theirs, path
+    shown = "".join(now)
+    for case in ("replying to a deleted message", "not available", "reposted by", "Edited"):
+        assert case in shown, case
+    assert "&lt;b&gt;" in shown and 'class="mention"' in shown and "Alice &lt;" in shown
