@@ -498,9 +498,10 @@ class SetActiveAction(Action):
         ids = parse_ids(id_list)
         if ids is None:
             return None
-        if not self.active and g.user.id in ids:
-            ids = [pk for pk in ids if pk != g.user.id]
-            flash("You cannot deactivate yourself.", "warning")
+        if not self.active:
+            ids, refusal = User.except_self(g.user, ids, "deactivate")
+            if refusal:
+                flash(refusal, "warning")
         changed = User.set_active(ids, self.active, actor=g.user)
         flash(f"{self.name.title()}d {len(changed)} user(s).", "success")
         return None
@@ -548,14 +549,11 @@ class UserAdmin(ChirpModelAdmin):
             def validate(form, extra_validators=None):
                 # Checked after the fields: their Optional() stops at "False".
                 valid = super().validate(extra_validators)
-                if not adding and instance.id == g.user.id:
-                    for field, message in (
-                        (form.active, "You cannot deactivate yourself."),
-                        (form.admin, "You cannot remove your own admin rights."),
-                    ):
-                        if not field.data:
-                            field.errors.append(message)
-                            valid = False
+                for field, action in ((form.active, "deactivate"), (form.admin, "demote")):
+                    refusal = User.except_self(g.user, [instance.id], action)[1]
+                    if refusal and not field.data:
+                        field.errors.append(refusal)
+                        valid = False
                 return valid
 
         return UserForm
@@ -569,7 +567,7 @@ class UserAdmin(ChirpModelAdmin):
                 auth.renew_session(instance)
 
     def delete_rows(self, ids):
-        ids, refusal = User.deletable_by(g.user, ids)
+        ids, refusal = User.except_self(g.user, ids, "delete")
         if refusal:
             flash(refusal, "warning")
         return super().delete_rows(ids)

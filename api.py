@@ -334,7 +334,7 @@ class UserResource(ChirpResource):
         return self.response({**self.serialize_object(obj), "counts": obj.profile_counts()})
 
     def delete(self, obj):
-        refusal = User.deletable_by(g.user, [obj.id])[1]
+        refusal = User.except_self(g.user, [obj.id], "delete")[1]
         if refusal:
             abort(403, refusal)
         return super().delete(obj)

@@ -757,13 +757,22 @@ class User(BaseModel, BaseUser):
             Message.refresh_counts(touched)
         return result
 
-    @staticmethod
-    def deletable_by(actor, ids):
-        """Return ``(kept, refusal)``: those of the user ``ids`` that the admin ``actor``
-        may delete, and the reason for any left out (else None). Nobody deletes themself:
-        an admin who did would lock themself out. The admin and the API both ask this."""
+    # What nobody may do to their own account, with the refusal: an admin who did would
+    # lock themself out (see except_self).
+    SELF_REFUSALS = {
+        "delete": "You cannot delete yourself.",
+        "deactivate": "You cannot deactivate yourself.",
+        "demote": "You cannot remove your own admin rights.",
+    }
+
+    @classmethod
+    def except_self(cls, actor, ids, action):
+        """Return ``(kept, refusal)``: the user ``ids`` other than the admin ``actor``'s
+        own, and the refusal for ``action`` (a key of SELF_REFUSALS) when ``actor`` was
+        among them, else None. The admin's forms and bulk actions and the API all ask
+        this before deleting, deactivating or demoting users."""
         kept = [pk for pk in ids if pk != actor.id]
-        return kept, ("You cannot delete yourself." if len(kept) < len(ids) else None)
+        return kept, (cls.SELF_REFUSALS[action] if len(kept) < len(ids) else None)
 
     def set_password(self, password):
         """Hash ``password`` into ``password`` and end every session (once saved)."""

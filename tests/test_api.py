@@ -507,7 +507,7 @@ def test_only_admins_write_users(client, alice, root):
     assert carol.email == "carol@example.com" and not carol.admin and carol.active
     assert not carol.check_password("")  # no usable password until one is set
     assert carol.password == User.NO_PASSWORD
-    # The admin's rule (User.deletable_by): nobody deletes themself, here a 403.
+    # The admin's rule (User.except_self): nobody deletes themself, here a 403.
     response = client.delete(f"/api/user/{root.id}/", headers=bearer(root))
     assert_json_error(response, 403)
     assert response.get_json()["error"] == "You cannot delete yourself."
