@@ -29,9 +29,11 @@ from databases import ON_POSTGRES
 from databases import TEST_DATABASE_URL
 from databases import connection_parameters
 from databases import database_name
+from databases import pooled_url
 from databases import recreate_database
 from hypothesis import settings
 from live_server import free_port
+from playhouse.pool import PooledDatabase
 from playwright.sync_api import sync_playwright
 from werkzeug.serving import make_server
 
@@ -52,9 +54,15 @@ def examples(thorough):
     return thorough if HYPOTHESIS_PROFILE == "ci" else max(3, thorough // 5)
 
 
-# Before the one import of main: the app reads its configuration at import time.
-os.environ["DATABASE_URL"] = TEST_DATABASE_URL or "sqlite:///" + os.path.join(
-    tempfile.mkdtemp(), "import.db"
+# Before the one import of main: the app reads its configuration at import time. On
+# PostgreSQL the app pools its connections (``postgresql+pool://``, as in production): a
+# new PostgreSQL connection costs a server process, several milliseconds, and the test
+# client would pay it on every request. tests/test_connections.py covers both schemes
+# under gunicorn; live servers and commands get plain URLs of their own.
+os.environ["DATABASE_URL"] = (
+    pooled_url(TEST_DATABASE_URL)
+    if ON_POSTGRES
+    else "sqlite:///" + os.path.join(tempfile.mkdtemp(), "import.db")
 )
 os.environ["SECRET_KEY"] = "test-secret-key"
 
@@ -172,7 +180,8 @@ def migrated_database(tmp_path_factory):
         db.database.init(database_name(), **connection_parameters())
         migration_runner().up()
         state = schema_state()
-        db.database.close()
+        # CREATE DATABASE ... TEMPLATE refuses a source that anyone is connected to.
+        close_connections()
         # A pristine copy, for when a test changes the schema (downgrades, empties...).
         recreate_database(database_name() + "_template", template=database_name())
         return state
@@ -190,35 +199,44 @@ def schema_state():
     return tables, tuple(name for (name,) in cursor.fetchall())
 
 
+def close_connections():
+    """Close every connection of Chirp's database for real, the pooled ones included (on
+    PostgreSQL the app pools them, see DATABASE_URL above): before a test drops or copies
+    the database, whose server would otherwise end them under the pool's feet."""
+    if isinstance(db.database, PooledDatabase):
+        db.database.close_all()
+    else:
+        db.database.close()
+
+
 def empty_postgres_tables(migrated):
     """Delete every row of Chirp's PostgreSQL database but the migration history and
     restart its id sequences (ids start at 1, as in a new SQLite file). Returns False,
-    changing nothing, unless the schema is still ``migrated`` (see schema_state).
+    changing nothing, unless the schema is still ``migrated`` (see schema_state) and the
+    pooled connection still works (a test may have dropped the database under it).
 
     Deleting is ~30 times faster than copying a template database (CREATE DATABASE).
     """
-    with db.database.connection_context():
-        # A leaked connection holding a lock must not hang the suite: give up instead.
-        db.database.execute_sql("SET lock_timeout = '2s'")
-        try:
+    try:
+        with db.database.connection_context():
             if schema_state() != migrated:
                 return False
-        except peewee.DatabaseError:
-            return False
-        ordered = [model._meta.table_name for model in reversed(MODELS)]
-        tables = [t for t in migrated[0] if t not in ordered and t != "schema_migration"]
-        tables += [t for t in ordered if t in migrated[0]]
-        sequences = db.database.execute_sql(
-            "SELECT sequence_name FROM information_schema.sequences"
-            " WHERE sequence_schema = current_schema()"
-        ).fetchall()
-        statements = [f'DELETE FROM "{table}"' for table in tables]
-        statements += [f'ALTER SEQUENCE "{name}" RESTART' for (name,) in sequences]
-        try:
+            ordered = [model._meta.table_name for model in reversed(MODELS)]
+            tables = [t for t in migrated[0] if t not in ordered and t != "schema_migration"]
+            tables += [t for t in ordered if t in migrated[0]]
+            sequences = db.database.execute_sql(
+                "SELECT sequence_name FROM information_schema.sequences"
+                " WHERE sequence_schema = current_schema()"
+            ).fetchall()
+            # A leaked connection holding a lock must not hang the suite: give up instead.
+            # LOCAL: the pooled connection serves the test next, without this setting.
+            statements = ["SET LOCAL lock_timeout = '2s'"]
+            statements += [f'DELETE FROM "{table}"' for table in tables]
+            statements += [f'ALTER SEQUENCE "{name}" RESTART' for (name,) in sequences]
             with db.database.atomic():
                 db.database.execute_sql("; ".join(statements))
-        except peewee.DatabaseError:
-            return False
+    except (peewee.DatabaseError, peewee.InterfaceError):
+        return False
     return True
 
 
@@ -230,6 +248,7 @@ def fresh_database(tmp_path, migrated_database):
     if ON_POSTGRES:
         db.database.init(database_name(), **connection_parameters())
         if not empty_postgres_tables(migrated_database):
+            close_connections()
             recreate_database(database_name(), template=database_name() + "_template")
     else:
         shutil.copyfile(migrated_database, tmp_path / "test.db")

@@ -36,6 +36,15 @@ def database_name(url=TEST_DATABASE_URL):
     return parse(url)["database"]
 
 
+def pooled_url(url):
+    """Return the PostgreSQL ``url`` with the ``postgresql+pool://`` scheme, for which
+    ``playhouse.db_url`` builds a PooledPostgresqlDatabase: closing a connection returns
+    it to the pool instead of ending the server process behind it."""
+    scheme, separator, rest = url.partition("://")
+    assert separator and scheme in ("postgres", "postgresql"), url
+    return f"postgresql+pool://{rest}"
+
+
 def url_for_database(name):
     """Return TEST_DATABASE_URL with its database name replaced by ``name``."""
     base, _, _ = TEST_DATABASE_URL.rpartition("/")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import close_connections
 from databases import ON_POSTGRES
 from databases import connection_parameters
 from databases import database_name
@@ -149,7 +150,7 @@ def test_the_baseline_adopts_a_database_that_already_has_the_tables(tmp_path):
 @pytest.fixture
 def unmigrated(app, tmp_path):
     """The app pointed at an empty database: every migration pending."""
-    db.database.close()
+    close_connections()  # pooled ones too: recreating the database ends them
     if ON_POSTGRES:
         recreate_database(database_name())
         db.database.init(database_name(), **connection_parameters())
