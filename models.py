@@ -462,11 +462,37 @@ class PreparedQuery:
         return self.real().clone()
 
     def first(self, *args, **kwargs):
-        # SelectBase.first changes the query's LIMIT in place: do it to the real one.
-        return self.real().first(*args, **kwargs)
+        # SelectBase.first changes the query's LIMIT in place: do it to a new real one.
+        build, arguments = self._prepared[2:]
+        return build(*arguments).first(*args, **kwargs)
+
+    def select_extend(self, *columns):
+        """The same query with ``columns`` selected too, itself prepared (the API adds
+        its author columns to the web's timelines this way)."""
+        build, args = self._prepared[2:]
+        return prepared_extension(build, columns)(*args)
 
     def __sql__(self, ctx):
         return self.real().__sql__(ctx)
+
+
+# Prepared functions that extend another's query with more columns, by the function and
+# the columns' identities (see PreparedQuery.select_extend).
+PREPARED_EXTENSIONS = {}
+
+
+def prepared_extension(build, columns):
+    """Return the prepared function building ``build``'s query with ``columns`` added."""
+    key = (build, tuple(map(id, columns)))
+    if key not in PREPARED_EXTENSIONS:
+
+        def extended(*args):
+            return build(*args).select_extend(*columns)
+
+        extended.__qualname__ = f"{build.__qualname__}+columns"
+        # The columns stay referenced here, so their ids in the key stay theirs.
+        PREPARED_EXTENSIONS[key] = (prepared(extended), columns)
+    return PREPARED_EXTENSIONS[key][0]
 
 
 @functools.cache
@@ -489,6 +515,8 @@ def argument_shape(value):
     if isinstance(value, (list, tuple)) and len(value) <= PREPARED_MAX_LIST:
         if all(isinstance(item, int) and not isinstance(item, bool) for item in value):
             return ("list", len(value))
+        if all(isinstance(item, str) for item in value):
+            return ("texts", len(value))
     raise TypeError(f"a prepared query cannot bind {type(value).__name__} values")
 
 
@@ -498,7 +526,7 @@ def argument_values(value, shape):
         return (value,)
     if shape[0] == "row":
         return (value.get_id(),)
-    if shape[0] == "list":
+    if shape[0] in ("list", "texts"):
         return value
     return ()
 
@@ -521,8 +549,8 @@ def stand_ins(shapes, base):
         elif shape[0] == "row":
             model = shape[1]
             arguments.append(model(**{model._meta.primary_key.name: stand_in()}))
-        elif shape[0] == "list":
-            arguments.append([stand_in() for _ in range(shape[1])])
+        elif shape[0] in ("list", "texts"):
+            arguments.append([stand_in(shape[0] == "texts") for _ in range(shape[1])])
         else:
             arguments.append(shape[1])
     return arguments, positions
@@ -571,7 +599,8 @@ def prepared(build):
 
     The shape of a call is what decides the text: which arguments are None, the length
     of list arguments, the classes and the database. Other values are bound parameters:
-    ``int``, ``str``, model instances (their id) and lists of ints. ``build`` must pass
+    ``int``, ``str``, model instances (their id) and lists of ints or of strings.
+    ``select_extend`` on the result is prepared too. ``build`` must pass
     its arguments into the query unchanged and choose only by None-ness (render_shape
     checks this); a call with another kind of argument, or with keywords, gets ``build``'s
     ordinary query.
@@ -1621,8 +1650,13 @@ class Message(BaseModel):
         names = {name for message in messages for name in extract_mentions(message.content)}
         if not names:
             return {}
-        users = User.select(User.username).where(fn.LOWER(User.username) << sorted(names))
-        return {username.lower(): username for (username,) in users.tuples()}
+        return {username.lower(): username for (username,) in Message._named(sorted(names))}
+
+    @staticmethod
+    @prepared
+    def _named(names):
+        """``(username,)`` of the users whose lower-case username is among ``names``."""
+        return User.select(User.username).where(fn.LOWER(User.username) << names).tuples()
 
     @staticmethod
     def mentioned_names(messages):
@@ -2209,12 +2243,12 @@ class ApiToken(BaseModel):
     @classmethod
     def lookup(cls, token):
         """Return the ApiToken row for ``token`` if its user is active, else None."""
-        return (
-            cls.select(cls, User)
-            .join(User)
-            .where(cls.token_hash == cls.hash_token(token), User.active)
-            .first()
-        )
+        return cls._by_hash(cls.hash_token(token)).peek()
+
+    @classmethod
+    @prepared
+    def _by_hash(cls, token_hash):
+        return cls.select(cls, User).join(User).where(cls.token_hash == token_hash, User.active)
 
 
 class AuditEntry(BaseModel):

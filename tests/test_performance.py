@@ -516,7 +516,15 @@ def test_a_prepared_query_is_the_query_its_function_builds(people):
         assert query.count() == ordinary.count()
         assert getattr(query.first(), "id", None) == getattr(ordinary.first(), "id", None)
         inside = Message.select().where(Message.id << query.select(Message.id))
-        assert inside.count() == len(list(ordinary))
+        assert inside.count() == len(list(page.build(*args)))  # first() limited ordinary
+        # Extra columns (as the API adds its author columns) keep it prepared.
+        extended = query.select_extend(Message.content.alias("text"))
+        assert isinstance(extended, models.PreparedQuery)
+        assert [m.text for m in extended] == [m.content for m in page.build(*args)]
+    # Lists of names are bound too, one value each.
+    names = models.prepared(lambda lowered: User.select().where(User.username << lowered))
+    assert [u.username for u in names(["bob", "carol"])] == ["bob", "carol"]
+    assert [u.username for u in names(["alice", "nobody"])] == ["alice"]
 
 
 def test_a_query_function_that_changes_its_arguments_cannot_be_prepared(people):
