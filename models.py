@@ -13,6 +13,7 @@ import functools
 import hashlib
 import importlib.resources
 import io
+import itertools
 import json
 import operator
 import os
@@ -2434,20 +2435,25 @@ def csv_export(lookups, rows):
 def daily_counts(date_field, days, today=None):
     """Return ``[(date, count)]`` of rows per day of ``date_field`` (a DateTimeField)
     for the ``days`` days up to ``today`` (default: today), oldest first, with 0 for empty
-    days. One GROUP BY query over an index range of ``date_field``."""
+    days.
+
+    One statement of one ``COUNT`` per day over that day's range of ``date_field``'s
+    index: counting index entries is all the database does. Grouping the rows by
+    ``date(field)`` instead computed a date for every row of the period (about 80 ms for
+    the 80 000 messages of 30 days out of a million); this costs a few milliseconds for
+    as many, and still grows with the rows of the period (a per-day counter table, kept
+    by triggers as ``messagecount`` is, would not)."""
     today = today or datetime.date.today()
-    start = today - datetime.timedelta(days=days - 1)
-    day = fn.date(date_field)
-    query = (
-        date_field.model.select(day, fn.COUNT(date_field.model._meta.primary_key))
-        .where(date_field >= datetime.datetime.combine(start, datetime.time.min))
-        .group_by(day)
-        .tuples()
-    )
-    # SQLite hands back text or a datetime, PostgreSQL a date: compare ISO dates.
-    counts = {str(value)[:10]: count for value, count in query}
-    dates = [start + datetime.timedelta(days=offset) for offset in range(days)]
-    return [(date, counts.get(date.isoformat(), 0)) for date in dates]
+    dates = [today - datetime.timedelta(days=back) for back in range(days - 1, -1, -1)]
+    bounds = [datetime.datetime.combine(date, datetime.time.min) for date in dates]
+    bounds.append(bounds[-1] + datetime.timedelta(days=1))
+    model = date_field.model
+    per_day = [
+        model.select(fn.COUNT(SQL("1"))).where(date_field >= low, date_field < high)
+        for low, high in itertools.pairwise(bounds)
+    ]
+    (counts,) = Select(columns=per_day).bind(model._meta.database).tuples()
+    return list(zip(dates, counts, strict=True))
 
 
 # The limits and choices of the rules above, by name, for the documents that state them
