@@ -13,6 +13,7 @@ import functools
 import hashlib
 import importlib.resources
 import io
+import itertools
 import json
 import operator
 import os
@@ -36,6 +37,7 @@ from peewee import CharField
 from peewee import Check
 from peewee import DateTimeField
 from peewee import Expression
+from peewee import Field
 from peewee import ForeignKeyField
 from peewee import IntegerField
 from peewee import Model
@@ -501,56 +503,71 @@ def prepared_class(query_class):
     return type(f"Prepared{query_class.__name__}", (PreparedQuery, query_class), {})
 
 
+# The kinds of value a prepared query binds, and the kinds of list of them.
+BOUND_KINDS = {int: "int", str: "text", datetime.datetime: "datetime"}
+LIST_KINDS = {"int": "ints", "text": "texts", "datetime": "datetimes"}
+
+
 def argument_shape(value):
     """Return what of ``value``, an argument of a prepared query function, decides its
     SQL text, or raise TypeError for a value a prepared query cannot bind."""
     if value is None or isinstance(value, (bool, type)):
         return ("constant", value)
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, Model) and isinstance(value.get_id(), int):
+    if isinstance(value, Field):  # a column: part of the text
+        return ("field", value.model, value.name)
+    if type(value) in BOUND_KINDS:
+        return BOUND_KINDS[type(value)]
+    if isinstance(value, Model) and type(value.get_id()) is int:
         return ("row", type(value))
-    if isinstance(value, (list, tuple)) and len(value) <= PREPARED_MAX_LIST:
-        if all(isinstance(item, int) and not isinstance(item, bool) for item in value):
-            return ("list", len(value))
-        if all(isinstance(item, str) for item in value):
-            return ("texts", len(value))
+    if isinstance(value, (list, tuple)) and value and len(value) <= PREPARED_MAX_LIST:
+        kinds = {type(item) for item in value}
+        if len(kinds) == 1 and kinds.pop() in BOUND_KINDS:
+            return (LIST_KINDS[BOUND_KINDS[type(value[0])]], len(value))
+    if isinstance(value, (list, tuple)) and not value:
+        return ("ints", 0)
     raise TypeError(f"a prepared query cannot bind {type(value).__name__} values")
 
 
 def argument_values(value, shape):
     """Return the values that ``value`` (of ``shape``, see argument_shape) binds."""
-    if shape == "int" or shape == "text":
+    if shape in LIST_KINDS:
         return (value,)
     if shape[0] == "row":
         return (value.get_id(),)
-    if shape[0] in ("list", "texts"):
+    if shape[0] in LIST_KINDS.values():
         return value
     return ()
 
 
-def stand_ins(shapes, base):
+def stand_ins(shapes, family):
     """Return ``(arguments, positions)``: arguments of the given ``shapes`` whose values
-    are stand-ins (numbered down from ``base``), and ``{stand-in: its position among the
-    values that real arguments of these shapes bind}`` (see argument_values)."""
+    are stand-ins (of the first or second ``family``: 0 or 1), and ``{stand-in: its
+    position among the values that real arguments of these shapes bind}`` (see
+    argument_values). Stand-in dates are in the year 1001 or 1002."""
     arguments, positions = [], {}
+    base = STAND_IN_INT // (family + 1)
 
-    def stand_in(text=False):
-        number = base - len(positions)
-        value = STAND_IN_TEXT.format(number) if text else number
-        positions[value] = len(positions)
+    def stand_in(kind):
+        position = len(positions)
+        value = base - position
+        if kind == "text":
+            value = STAND_IN_TEXT.format(value)
+        elif kind == "datetime":
+            value = datetime.datetime(1001 + family, 2, 3) + datetime.timedelta(seconds=position)
+        positions[value] = position
         return value
 
+    kind_of_list = {kinds: kind for kind, kinds in LIST_KINDS.items()}
     for shape in shapes:
-        if shape in ("int", "text"):
-            arguments.append(stand_in(shape == "text"))
+        if shape in LIST_KINDS:
+            arguments.append(stand_in(shape))
         elif shape[0] == "row":
             model = shape[1]
-            arguments.append(model(**{model._meta.primary_key.name: stand_in()}))
-        elif shape[0] in ("list", "texts"):
-            arguments.append([stand_in(shape[0] == "texts") for _ in range(shape[1])])
+            arguments.append(model(**{model._meta.primary_key.name: stand_in("int")}))
+        elif shape[0] in kind_of_list:
+            arguments.append([stand_in(kind_of_list[shape[0]]) for _ in range(shape[1])])
+        elif shape[0] == "field":
+            arguments.append(shape[1]._meta.fields[shape[2]])
         else:
             arguments.append(shape[1])
     return arguments, positions
@@ -565,8 +582,8 @@ def render_shape(build, shapes):
     arguments (``limit + 1``, ``name.lower()``) or chooses by their values instead of by
     None-ness would bake one call's values into every call, so it raises ValueError."""
     renders = []
-    for base in (STAND_IN_INT, STAND_IN_INT // 2):
-        arguments, numbers = stand_ins(shapes, base)
+    for family in (0, 1):
+        arguments, numbers = stand_ins(shapes, family)
         query = build(*arguments)
         renders.append((query, *query.sql(), numbers))
     (query, sql, params, numbers), (_, other_sql, other_params, other_numbers) = renders
@@ -598,8 +615,9 @@ def prepared(build):
     statement).
 
     The shape of a call is what decides the text: which arguments are None, the length
-    of list arguments, the classes and the database. Other values are bound parameters:
-    ``int``, ``str``, model instances (their id) and lists of ints or of strings.
+    of list arguments, the classes, columns (peewee fields) and the database. Other values
+    are bound parameters: ``int``, ``str``, ``datetime``, model instances (their id) and
+    lists of one of the first three.
     ``select_extend`` on the result is prepared too. ``build`` must pass
     its arguments into the query unchanged and choose only by None-ness (render_shape
     checks this); a call with another kind of argument, or with keywords, gets ``build``'s
@@ -2434,20 +2452,31 @@ def csv_export(lookups, rows):
 def daily_counts(date_field, days, today=None):
     """Return ``[(date, count)]`` of rows per day of ``date_field`` (a DateTimeField)
     for the ``days`` days up to ``today`` (default: today), oldest first, with 0 for empty
-    days. One GROUP BY query over an index range of ``date_field``."""
+    days.
+
+    One statement of one ``COUNT`` per day over that day's range of ``date_field``'s
+    index: counting index entries is all the database does. Grouping the rows by
+    ``date(field)`` instead computed a date for every row of the period (about 80 ms for
+    the 80 000 messages of 30 days out of a million); this costs a few milliseconds for
+    as many, and still grows with the rows of the period (a per-day counter table, kept
+    by triggers as ``messagecount`` is, would not)."""
     today = today or datetime.date.today()
-    start = today - datetime.timedelta(days=days - 1)
-    day = fn.date(date_field)
-    query = (
-        date_field.model.select(day, fn.COUNT(date_field.model._meta.primary_key))
-        .where(date_field >= datetime.datetime.combine(start, datetime.time.min))
-        .group_by(day)
-        .tuples()
-    )
-    # SQLite hands back text or a datetime, PostgreSQL a date: compare ISO dates.
-    counts = {str(value)[:10]: count for value, count in query}
-    dates = [start + datetime.timedelta(days=offset) for offset in range(days)]
-    return [(date, counts.get(date.isoformat(), 0)) for date in dates]
+    dates = [today - datetime.timedelta(days=back) for back in range(days - 1, -1, -1)]
+    bounds = [datetime.datetime.combine(date, datetime.time.min) for date in dates]
+    bounds.append(bounds[-1] + datetime.timedelta(days=1))
+    (counts,) = counts_between(date_field, bounds)
+    return list(zip(dates, counts, strict=True))
+
+
+@prepared
+def counts_between(field, bounds):
+    """One row: how many rows have ``field`` in each range ``[bounds[i], bounds[i+1])``."""
+    model = field.model
+    per_range = [
+        model.select(fn.COUNT(SQL("1"))).where(field >= low, field < high)
+        for low, high in itertools.pairwise(bounds)
+    ]
+    return Select(columns=per_range).bind(model._meta.database).tuples()
 
 
 # The limits and choices of the rules above, by name, for the documents that state them

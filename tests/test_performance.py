@@ -525,6 +525,14 @@ def test_a_prepared_query_is_the_query_its_function_builds(people):
     names = models.prepared(lambda lowered: User.select().where(User.username << lowered))
     assert [u.username for u in names(["bob", "carol"])] == ["bob", "carol"]
     assert [u.username for u in names(["alice", "nobody"])] == ["alice"]
+    # Columns are part of the text; dates are bound (the admin's messages per day).
+    now = datetime.datetime.now()
+    bounds = [now - datetime.timedelta(days=1), now + datetime.timedelta(days=1)]
+    for field in (Message.pub_date, User.join_date, Message.pub_date):
+        counted = models.counts_between(field, bounds)
+        assert isinstance(counted, models.PreparedQuery)
+        assert list(counted) == list(models.counts_between.build(field, bounds))
+        assert list(counted) == [(field.model.select().count(),)]
 
 
 def test_a_query_function_that_changes_its_arguments_cannot_be_prepared(people):
