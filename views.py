@@ -83,6 +83,13 @@ AVATAR_MAX_AGE = 365 * 24 * 3600
 app.add_template_filter(linkify)
 
 
+# URLs that are the same on every request of this process (template_url_for), by
+# script root, endpoint and static file name; at most FIXED_URLS_MAX of them, as of
+# UrlPattern.fixed's patterns.
+FIXED_URLS = {}
+FIXED_URLS_MAX = 1000
+
+
 class UrlPattern:
     """``url_for(endpoint, **{key: value}, **values)`` for many values of ``key``, built
     once: the URL is made with a stand-in for ``key`` and split around it, so each call
@@ -104,6 +111,22 @@ class UrlPattern:
     def __call__(self, value):
         return f"{self.head}{value}{self.tail}"
 
+    # Patterns without ``values`` are the same on every request under the same script
+    # root: made once per process (see fixed).
+    made = {}
+
+    @classmethod
+    def fixed(cls, endpoint, key):
+        """Return the UrlPattern of ``endpoint`` by ``key`` for this request's script
+        root, made at its first use in this process."""
+        pattern_key = (request.script_root, endpoint, key)
+        pattern = cls.made.get(pattern_key)
+        if pattern is None:
+            pattern = cls(endpoint, key)
+            if len(cls.made) < FIXED_URLS_MAX:
+                cls.made[pattern_key] = pattern
+        return pattern
+
 
 class MessageLinks:
     """What includes/message.html links to, worked out once per page (message_links):
@@ -114,13 +137,13 @@ class MessageLinks:
     def __init__(self):
         self.back = request.full_path
         back = self.back.rstrip("?")
-        self.user = UrlPattern("user_detail", "username")
-        self.message = UrlPattern("message_detail", "message_id")
-        self.reply = UrlPattern("create", "in_reply_to")
-        self.like = UrlPattern("message_like", "message_id")
-        self.unlike = UrlPattern("message_unlike", "message_id")
-        self.repost = UrlPattern("message_repost", "message_id")
-        self.unrepost = UrlPattern("message_unrepost", "message_id")
+        self.user = UrlPattern.fixed("user_detail", "username")
+        self.message = UrlPattern.fixed("message_detail", "message_id")
+        self.reply = UrlPattern.fixed("create", "in_reply_to")
+        self.like = UrlPattern.fixed("message_like", "message_id")
+        self.unlike = UrlPattern.fixed("message_unlike", "message_id")
+        self.repost = UrlPattern.fixed("message_repost", "message_id")
+        self.unrepost = UrlPattern.fixed("message_unrepost", "message_id")
         self.edit = UrlPattern("edit", "message_id", next=back)
         self.delete = UrlPattern("delete", "message_id", next=back)
 
@@ -136,12 +159,6 @@ class MessageLinks:
         if "message_csrf_field" not in g:
             g.message_csrf_field = csrf_field()
         return g.message_csrf_field
-
-
-# URLs that are the same on every request of this process (see template_url_for), by
-# script root, endpoint and static file name.
-FIXED_URLS = {}
-FIXED_URLS_MAX = 1000
 
 
 @app.template_global("url_for")
@@ -208,16 +225,18 @@ class MessageDisplay:
         "back",
     )
 
-    def __init__(self, message, links, viewer, now):
+    def __init__(self, message, links, viewer, now, csrf):
         author = message.user
         self.author_url = links.person(author.username)
         self.avatar_url = author.avatar_url
         self.name = author.name
         self.username = author.username
-        self.reposted_by = Markup(", ").join(
-            Markup('<a href="{}">@{}</a>').format(links.person(person.username), person.username)
-            for person in message.reposted_by
-        )
+        self.reposted_by = ""
+        if message.reposted_by:
+            self.reposted_by = Markup(", ").join(
+                Markup('<a href="{}">@{}</a>').format(links.person(p.username), p.username)
+                for p in message.reposted_by
+            )
         self.url = links.message(message.id)
         local_date = message.pub_date.astimezone()
         self.datetime = local_date.isoformat(timespec="seconds")
@@ -234,7 +253,7 @@ class MessageDisplay:
         self.edit_url = self.delete_url = self.csrf_field = None
         self.back = links.back
         if viewer is not None:
-            self.csrf_field = links.csrf_field
+            self.csrf_field = csrf
             self.reply_url = links.reply(message.id)
             self.like_url = (links.unlike if message.liked else links.like)(message.id)
             self.repost_url = (links.unrepost if message.reposted else links.repost)(message.id)
@@ -248,8 +267,9 @@ def show_messages(messages):
     (``message.shown``), with one clock reading for the page; returns ``messages``."""
     links = message_links()
     now = datetime.datetime.now()
+    csrf = links.csrf_field if g.user is not None else None
     for message in messages:
-        message.shown = MessageDisplay(message, links, g.user, now)
+        message.shown = MessageDisplay(message, links, g.user, now, csrf)
     return messages
 
 
