@@ -17,6 +17,7 @@ from playhouse.test_utils import count_queries
 
 import api
 import models
+from app import SQLITE_CACHE_KIB
 from app import db
 from models import ApiToken
 from models import Message
@@ -442,6 +443,13 @@ def test_a_sqlite_connection_serves_one_thread_request_after_request(client, peo
         assert db.database.connection() is kept
     else:  # closed at teardown, as ever (postgresql+pool:// pools them)
         assert db.database.is_closed()
+
+
+@pytest.mark.sqlite  # a PRAGMA
+def test_sqlite_connections_get_a_page_cache_for_old_pages_of_large_timelines(client):
+    client.get("/public/")
+    (cache,) = db.database.execute_sql("PRAGMA cache_size").fetchone()
+    assert cache == -SQLITE_CACHE_KIB and SQLITE_CACHE_KIB > 2000  # above the default
 
 
 @pytest.mark.sqlite
