@@ -83,11 +83,22 @@ AVATAR_MAX_AGE = 365 * 24 * 3600
 app.add_template_filter(linkify)
 
 
-# URLs that are the same on every request of this process (template_url_for), by
-# script root, endpoint and static file name; at most FIXED_URLS_MAX of them, as of
-# UrlPattern.fixed's patterns.
+# URLs and UrlPatterns that are the same on every request of this process under the
+# same script root (made_once); at most FIXED_URLS_MAX of them.
 FIXED_URLS = {}
 FIXED_URLS_MAX = 1000
+
+
+def made_once(key, make):
+    """Return what ``make()`` returns for ``key`` (a tuple starting with the request's
+    script root), calling it only the first time in this process: kept in FIXED_URLS,
+    unless that already holds FIXED_URLS_MAX entries."""
+    value = FIXED_URLS.get(key)
+    if value is None:
+        value = make()
+        if len(FIXED_URLS) < FIXED_URLS_MAX:
+            FIXED_URLS[key] = value
+    return value
 
 
 class UrlPattern:
@@ -111,21 +122,11 @@ class UrlPattern:
     def __call__(self, value):
         return f"{self.head}{value}{self.tail}"
 
-    # Patterns without ``values`` are the same on every request under the same script
-    # root: made once per process (see fixed).
-    made = {}
-
     @classmethod
     def fixed(cls, endpoint, key):
-        """Return the UrlPattern of ``endpoint`` by ``key`` for this request's script
-        root, made at its first use in this process."""
-        pattern_key = (request.script_root, endpoint, key)
-        pattern = cls.made.get(pattern_key)
-        if pattern is None:
-            pattern = cls(endpoint, key)
-            if len(cls.made) < FIXED_URLS_MAX:
-                cls.made[pattern_key] = pattern
-        return pattern
+        """Return the UrlPattern of ``endpoint`` by ``key`` without other values: the same
+        on every request under this request's script root, so made once (made_once)."""
+        return made_once((request.script_root, cls, endpoint, key), lambda: cls(endpoint, key))
 
 
 class MessageLinks:
@@ -171,12 +172,7 @@ def template_url_for(endpoint, **values):
     if not fixed or endpoint.startswith(".") or not has_request_context():
         return url_for(endpoint, **values)
     key = (request.script_root, endpoint, values.get("filename"))
-    url = FIXED_URLS.get(key)
-    if url is None:
-        url = url_for(endpoint, **values)
-        if len(FIXED_URLS) < FIXED_URLS_MAX:
-            FIXED_URLS[key] = url
-    return url
+    return made_once(key, lambda: url_for(endpoint, **values))
 
 
 @app.template_global()

@@ -422,3 +422,17 @@ def test_form_inputs_take_their_maxlength_from_the_models_limits(client):
     templates = Path(__file__).resolve().parent.parent / "templates"
     literal = re.compile(r"maxlength\s*=\s*\"?\d")
     assert not [p for p in templates.rglob("*.html") if literal.search(p.read_text())]
+
+
+def test_urls_made_once_per_process_follow_the_mount_point(client):
+    """Static URLs and message links are built once per process (views.made_once), per
+    script root: Chirp served under /chirp and at / in one process links both right."""
+    message = make_message(make_user("alice"), "hello")
+    for root in ("", "/chirp", ""):
+        page = client.get("/public/", environ_overrides={"SCRIPT_NAME": root})
+        html = page.get_data(as_text=True)
+        assert f'href="{root}/static/style.css' in html, root
+        assert f'href="{root}/messages/{message.id}/"' in html, root
+        assert f'href="{root}/users/alice/"' in html, root
+        if not root:
+            assert "/chirp/" not in html
