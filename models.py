@@ -1515,18 +1515,15 @@ class Message(BaseModel):
         """Return message ``message_id`` if it is visible (its author is active), its author
         holding ``author_columns`` as in visible(); else raise NotFound (a 404 on the web
         and in the API alike)."""
-        if author_columns is None:
-            message = cls._visible_by_id(message_id).peek()
-        else:
-            message = cls.visible(author_columns).where(cls.id == message_id).first()
+        message = cls._visible_by_id(message_id, author_columns).peek()
         if message is None:
             raise NotFound("No such message.")
         return message
 
     @classmethod
     @prepared
-    def _visible_by_id(cls, message_id):
-        return cls.visible().where(cls.id == message_id)
+    def _visible_by_id(cls, message_id, author_columns=None):
+        return cls.visible(author_columns).where(cls.id == message_id)
 
     @classmethod
     @prepared
@@ -1541,9 +1538,9 @@ class Message(BaseModel):
         ``visible``."""
         if self.in_reply_to_id is None:
             return []
-        if author_columns is None:
-            return list(Message._ancestors_from(self.in_reply_to_id, limit))
-        return list(Message._ancestors_from.build(self.in_reply_to_id, limit, author_columns))
+        # Columns are bound by ``prepared`` only as single fields: with a tuple of them
+        # the call gets the ordinary query.
+        return list(Message._ancestors_from(self.in_reply_to_id, limit, author_columns))
 
     @staticmethod
     @prepared
