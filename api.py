@@ -27,11 +27,6 @@ from flask_peewee.rest import RestAPI
 from flask_peewee.rest import RestResource
 from flask_peewee.rest import RestrictOwnerResource
 from flask_peewee.utils import get_object_or_404
-from peewee import AutoField
-from peewee import BooleanField
-from peewee import DateTimeField
-from peewee import ForeignKeyField
-from peewee import IntegerField
 from peewee import IntegrityError
 
 from app import MAX_FILTER_LENGTH
@@ -57,7 +52,6 @@ from app import read_json_body
 from auth import AdminApiCredentials
 from auth import ApiCredentials
 from auth import refuse_credentials
-from models import FILTER_COMPARISONS
 from models import LIMITS
 from models import Message
 from models import Note
@@ -100,16 +94,6 @@ class ChirpResource(RestResource):
     nested_writes = False
     required_fields = ()
     summary = ""
-
-    @functools.cached_property
-    def query_filters(self):
-        """Return ``{query key: (models.Filter, comparison)}`` for the model's FILTERS; a
-        date's gives four keys (``pub_date__gt``, ``__gte``, ``__lt``, ``__lte``)."""
-        found = {}
-        for name, rule in self.model.FILTERS.items():
-            ops = [op for op in FILTER_COMPARISONS if op != "eq"] if rule.kind == "date" else []
-            found.update({f"{name}__{op}": (rule, op) for op in ops} or {name: (rule, "eq")})
-        return found
 
     def published(self, creating=False):
         """Return what /api/openapi.json publishes of this resource's list URL (or, unless
@@ -160,45 +144,18 @@ class ChirpResource(RestResource):
         return self.delete(obj) if method == "DELETE" else self.edit(obj)
 
     def object_list(self):
-        """A page of rows, after refusing (400) any query key not on the allow-list; PageProbe
-        checks ``?page``."""
-        check_query([*self.query_filters, "ordering", "page", "limit"])
-        return super().object_list()
-
-    def process_query(self, query):
-        """Apply the allow-listed filters present in the query string, each value parsed
-        by the schema the document publishes for it (400 if it is no valid value)."""
+        """A page of rows narrowed by the model's filters in the query string, each value
+        parsed by the schema the document publishes for it, and ordered by ``?ordering``
+        (Model.ordered); any other key is a 400. PageProbe checks ``?page``."""
+        keys = self.model.filter_keys()
+        check_query([*keys, "ordering", "page", "limit"])
+        given = [key for key in keys if key in request.args]
+        query = self.model.ordered(self.get_query(), request.args.get("ordering"), given)
         parameters = self.published(creating=True)["get"]["parameters"]
         schemas = {parameter["name"]: parameter["schema"] for parameter in parameters}
-        for key, (rule, op) in self.query_filters.items():
-            if key in request.args:
-                value = parse_argument(key, request.args[key], schemas[key])
-                query = query.where(rule.where(self.model, value, op))
-        return query
-
-    def apply_ordering(self, query):
-        """Order by ``?ordering=[-]field`` from the model's ORDERING (ties broken by id);
-        400 for any other. A list filtered by a date is ordered by that date (newest first
-        by default; by another field: 422), so one index range serves filter and order."""
-        ordering = request.args.get("ordering")
-        given = [rule for key, (rule, _) in self.query_filters.items() if key in request.args]
-        dated = next((rule.field for rule in given if rule.kind == "date"), None)
-        if ordering is None:
-            if dated is None:
-                return query
-            ordering = "-" + dated
-        column = ordering.removeprefix("-")
-        if column not in self.model.ORDERING:
-            abort(400, f"ordering must be one of {', '.join(self.ordering_options())}.")
-        if dated is not None and column != dated:
-            abort(422, f"A list filtered by {dated} is ordered by {dated} (or -{dated}).")
-        field = self.model._meta.fields[column]
-        direction = (lambda f: f.desc()) if ordering.startswith("-") else (lambda f: f.asc())
-        return query.order_by(direction(field), direction(self.pk))
-
-    def ordering_options(self):
-        """Return every accepted ``ordering`` value, ascending and descending."""
-        return [prefix + name for name in self.model.ORDERING for prefix in ("", "-")]
+        values = {key: parse_argument(key, request.args[key], schemas[key]) for key in given}
+        query = self.model.narrowed(query, values)
+        return self.paginated_object_list(self.apply_related_joins(query))
 
     def list_columns(self):
         """Return the only columns a list reads (never a password hash), or None: all."""
@@ -678,7 +635,7 @@ def resource_facts(resource):
     filters = [
         {"key": key, "name": key.removesuffix(f"__{op}"), "op": op, "kind": rule.kind}
         | {"what": rule.what, "choices": fields[rule.field].choices}
-        for key, (rule, op) in resource.query_filters.items()
+        for key, (rule, op) in resource.model.filter_keys().items()
     ]
     return {
         "name": resource.get_api_name(),
@@ -688,22 +645,9 @@ def resource_facts(resource):
         "admins_only": isinstance(resource.authentication, AdminApiCredentials)
         and "GET" in protected,
         "filters": filters,
-        "ordering": resource.ordering_options(),
+        "ordering": resource.model.ordering_options(),
         "required": list(resource.required_fields),
     }
-
-
-def field_schema(field):
-    """Return the OpenAPI schema of a peewee ``field`` as the API serializes it."""
-    if isinstance(field, (AutoField, IntegerField, ForeignKeyField)):
-        return {"type": "integer"}
-    if isinstance(field, BooleanField):
-        return {"type": "boolean"}
-    if isinstance(field, DateTimeField):
-        return {"type": "string", "format": "date-time"}
-    if getattr(field, "max_length", None):
-        return {"type": "string", "maxLength": field.max_length}
-    return {"type": "string"}
 
 
 def resource_schema(resource, outputs):
@@ -715,7 +659,7 @@ def resource_schema(resource, outputs):
             ref = resource._resources[name].model.__name__
             properties[name] = {"$ref": f"#/components/schemas/{ref}"}
         else:
-            properties[name] = field_schema(resource.model._meta.fields[name])
+            properties[name] = ChirpSerializer.field_schema(resource.model._meta.fields[name])
     extra = outputs[resource.model.__name__]
     properties.update(extra["properties"])
     return {

@@ -42,8 +42,12 @@ from jsonschema.exceptions import best_match
 from limits import parse_many
 from markupsafe import Markup
 from markupsafe import escape
+from peewee import AutoField
+from peewee import BooleanField
 from peewee import DataError
+from peewee import DateTimeField
 from peewee import ForeignKeyField
+from peewee import IntegerField
 from peewee import SqliteDatabase
 from playhouse.db_url import connect
 from werkzeug.exceptions import BadRequest
@@ -242,6 +246,20 @@ class ChirpSerializer(Serializer):
             # Naive local time, as the models store it, to UTC.
             return value.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
         return super().convert_value(value)
+
+    @staticmethod
+    def field_schema(field):
+        """Return the JSON Schema of what ``serialize_object`` writes for the peewee
+        ``field`` (a foreign key: the related row's id)."""
+        if isinstance(field, (AutoField, IntegerField, ForeignKeyField)):
+            return {"type": "integer"}
+        if isinstance(field, BooleanField):
+            return {"type": "boolean"}
+        if isinstance(field, DateTimeField):
+            return {"type": "string", "format": "date-time"}
+        if getattr(field, "max_length", None):
+            return {"type": "string", "maxLength": field.max_length}
+        return {"type": "string"}
 
 
 def json_response(data, status=200, headers=None):

@@ -52,7 +52,9 @@ from playhouse.sqlite_ext import AutoIncrementField
 from playhouse.sqlite_ext import FTS5Model
 from playhouse.sqlite_ext import RowIDField
 from playhouse.sqlite_ext import SearchField
+from werkzeug.exceptions import BadRequest
 from werkzeug.exceptions import NotFound
+from werkzeug.exceptions import UnprocessableEntity
 
 from app import count_up_to
 from app import db
@@ -421,6 +423,55 @@ class BaseModel(db.Model):
     # and the fields it may be sorted on (``?ordering=[-]field``), ties broken by id.
     FILTERS = {}
     ORDERING = ("id",)
+
+    @classmethod
+    @functools.cache
+    def filter_keys(cls):
+        """Return ``{key: (Filter, comparison)}`` for every key of FILTERS a list takes; a
+        date's gives four keys (``pub_date__gt``, ``__gte``, ``__lt``, ``__lte``)."""
+        found = {}
+        for name, rule in cls.FILTERS.items():
+            ops = [op for op in FILTER_COMPARISONS if op != "eq"] if rule.kind == "date" else []
+            found.update({f"{name}__{op}": (rule, op) for op in ops} or {name: (rule, "eq")})
+        return found
+
+    @classmethod
+    def ordering_options(cls):
+        """Return every accepted ``ordering`` value, ascending and descending."""
+        return [prefix + name for name in cls.ORDERING for prefix in ("", "-")]
+
+    @classmethod
+    def ordered(cls, query, ordering, keys=()):
+        """Return ``query`` ordered by ``ordering`` (``[-]field``, a field of ORDERING; ties
+        broken by id), else BadRequest; None keeps its own order. A list narrowed by a date
+        (one of filter_keys() in ``keys``) is ordered by that date, newest first unless
+        ``ordering`` says otherwise (another field: UnprocessableEntity), so one index
+        range serves both."""
+        rules = [cls.filter_keys()[key][0] for key in keys]
+        dated = next((rule.field for rule in rules if rule.kind == "date"), None)
+        if ordering is None:
+            if dated is None:
+                return query
+            ordering = "-" + dated
+        column = ordering.removeprefix("-")
+        if column not in cls.ORDERING:
+            raise BadRequest(f"ordering must be one of {', '.join(cls.ordering_options())}.")
+        if dated is not None and column != dated:
+            raise UnprocessableEntity(
+                f"A list filtered by {dated} is ordered by {dated} (or -{dated})."
+            )
+        fields = (cls._meta.fields[column], cls._meta.primary_key)
+        descending = ordering.startswith("-")
+        return query.order_by(*(field.desc() if descending else field.asc() for field in fields))
+
+    @classmethod
+    def narrowed(cls, query, values):
+        """Return ``query`` keeping the rows that match every one of ``values``: ``{key of
+        filter_keys(): value, as its Filter takes}``."""
+        for key, value in values.items():
+            rule, op = cls.filter_keys()[key]
+            query = query.where(rule.where(cls, value, op))
+        return query
 
     def dependents(self, shown, cap):
         """Return the rows deleting this row deletes with it, by kind, for a confirmation

@@ -50,7 +50,7 @@ def test_the_document_covers_every_registered_resource(document):
         assert {"get", "post"} <= set(document["paths"][f"/{name}/"])
         assert {"get", "put", "post", "delete"} <= set(document["paths"][f"/{name}/{{pk}}/"])
         filters = {p["name"] for p in document["paths"][f"/{name}/"]["get"]["parameters"]}
-        assert filters == set(resource.query_filters) | {"ordering", "page", "limit"}
+        assert filters == set(resource.model.filter_keys()) | {"ordering", "page", "limit"}
     for path in ("/me/", "/timeline/home/", "/timeline/public/", "/notifications/"):
         assert "get" in document["paths"][path]
     assert "get" in document["paths"]["/message/{pk}/context/"]

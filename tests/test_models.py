@@ -8,6 +8,8 @@ from conftest import make_message
 from conftest import make_user
 from peewee import IntegrityError
 from playhouse.test_utils import count_queries
+from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import UnprocessableEntity
 
 from app import database_from_url
 from app import db
@@ -108,6 +110,35 @@ def test_ids_are_never_reused(app):
     newest = make_message(alice, "newest")
     newest.delete_instance()
     assert make_message(alice, "next").id > newest.id
+
+
+def test_lists_filter_and_sort_only_as_their_model_allows(app):
+    """FILTERS and ORDERING are the only ways to narrow and sort a list (filter_keys,
+    ordered, narrowed); a list narrowed by a date is sorted by it, newest first."""
+    alice, bob = make_user("alice"), make_user("bob")
+    old, new = make_message(alice, "old"), make_message(bob, "new")
+    Message.update(pub_date=datetime.datetime(2020, 1, 1)).where(Message.id == old.id).execute()
+    assert set(Message.filter_keys()) == {
+        "user",
+        "user__username",
+        "pub_date__gt",
+        "pub_date__gte",
+        "pub_date__lt",
+        "pub_date__lte",
+    }
+    assert Message.ordering_options() == ["id", "-id", "pub_date", "-pub_date"]
+
+    def ids(ordering, values):
+        query = Message.ordered(Message.select(), ordering, list(values))
+        return [row.id for row in Message.narrowed(query, values)]
+
+    assert ids("-id", {}) == [new.id, old.id]
+    assert ids("pub_date", {"user__username": "ALICE"}) == [old.id]
+    assert ids(None, {"pub_date__gte": datetime.datetime(2019, 1, 1)}) == [new.id, old.id]
+    with pytest.raises(BadRequest):
+        Message.ordered(Message.select(), "content")
+    with pytest.raises(UnprocessableEntity):
+        Message.ordered(Message.select(), "id", ["pub_date__lt"])
 
 
 def test_with_related_joins_each_key_once_in_the_same_query(app):

@@ -13,6 +13,7 @@ from conftest import login
 from conftest import make_user
 from databases import ON_POSTGRES
 from flask_peewee.serializer import Serializer
+from jsonschema import Draft202012Validator
 from playhouse.test_utils import count_queries
 
 import api
@@ -372,17 +373,17 @@ def test_lists_answer_304_while_unchanged(client, people, path):
 
 @pytest.mark.sqlite  # reads SQLite's EXPLAIN QUERY PLAN
 def test_api_date_filters_read_the_date_index(client, people):
+    """A list narrowed by a date is ordered by it (Model.ordered), so the date index serves
+    both; the API lists messages so."""
     bob = people[1]
-    resource = api.api._registry[Message]
-    with client.application.test_request_context("/api/message/?pub_date__lt=2030-01-01T00:00:00Z"):
-        query = resource.process_query(resource.apply_ordering(resource.get_query()))
-        assert_reads_only_index_ranges(query.limit(21))
-        assert "SEARCH t1 USING INDEX message_pub_date (pub_date<?)" in query_plan(query)
-    with client.application.test_request_context(
-        f"/api/message/?user={bob.id}&pub_date__gt=2020-01-01T00:00:00Z"
-    ):
-        query = resource.process_query(resource.apply_ordering(resource.get_query()))
-        assert_reads_only_index_ranges(query.limit(21))
+    late, early = datetime.datetime(2030, 1, 1), datetime.datetime(2020, 1, 1)
+    query = Message.ordered(Message.visible(), None, ["pub_date__lt"])
+    query = Message.narrowed(query, {"pub_date__lt": late})
+    assert_reads_only_index_ranges(query.limit(21))
+    assert "SEARCH t1 USING INDEX message_pub_date (pub_date<?)" in query_plan(query)
+    query = Message.ordered(Message.visible(), None, ["user", "pub_date__gt"])
+    query = Message.narrowed(query, {"user": bob.id, "pub_date__gt": early})
+    assert_reads_only_index_ranges(query.limit(21))
     page = client.get("/api/message/?pub_date__lt=2030-01-01T00:00:00Z").get_json()
     dates = [message["pub_date"] for message in page["objects"]]
     assert len(dates) == 3 and dates == sorted(dates, reverse=True)
@@ -473,7 +474,8 @@ def test_a_recount_restores_every_authors_message_count(people):
 def test_the_api_serializer_gives_exactly_what_flask_peewees_gives(people):
     """ChirpSerializer's one-pass serialize_object against flask-peewee's own (the same
     date conversion): byte-identical JSON for every resource's rows, with nested authors,
-    empty and set dates, ids, with and without the resource's field lists."""
+    empty and set dates, ids, with and without the resource's field lists; and each value
+    (but null) is what ChirpSerializer.field_schema says of its field."""
     alice, bob, _ = people
     first = Message.select().order_by(Message.id).first()
     bob.reply(first, "a reply")
@@ -490,6 +492,10 @@ def test_the_api_serializer_gives_exactly_what_flask_peewees_gives(people):
                 theirs = Serializer.serialize_object(serializer, row, fields, exclude)
                 assert json.dumps(ours) == json.dumps(theirs), (model, ours, theirs)
                 compared += 1
+                for name, value in ours.items():  # field_schema says what each one is
+                    if value is not None and not isinstance(value, dict):
+                        schema = serializer.field_schema(model._meta.fields[name])
+                        Draft202012Validator(schema).validate(value)
     assert compared >= 20
 
 
