@@ -46,6 +46,8 @@ from app import db
 from app import download
 from app import is_whole_number
 from auth import auth
+from models import EXPORT_MIMETYPES
+from models import MAX_EXPORT_ROWS
 from models import NOTE_MAX_LENGTH
 from models import PASSWORD_MAX_LENGTH
 from models import PASSWORD_MIN_LENGTH
@@ -64,27 +66,26 @@ from models import Repost
 from models import Tag
 from models import User
 from models import audited
-from models import csv_export
 from models import daily_counts
-from models import export_value
-from models import json_export
+from models import export_file
+from models import site_totals
+from models import with_related
 
-# The most rows one export holds: more would tie a worker up for minutes. A longer list
-# is cut there (the X-Chirp-Export-Truncated header says so): filter it into parts.
-MAX_EXPORT_ROWS = 100_000
 # Row totals on tabs and the dashboard stop counting here ("10000+"): counting a million
 # rows costs more than showing a page of them.
 COUNT_CAP = 10_000
 # The Site stats panel's window, in days, counting today.
 STATS_DAYS = 30
-# Inline SVG chart size in user units (the viewBox); CSS scales it to the panel.
-CHART_WIDTH = 300
-CHART_HEIGHT = 60
 NOTES_SHOWN = 10
 # Rows of each kind a delete confirmation lists among those going with the deleted row.
 DEPENDENTS_SHOWN = 10
 # The field that names a row of these models wherever a foreign key points at one.
 LABELS = {User: "username", Tag: "name"}
+
+
+def count_text(count, cap):
+    """Return ``count`` (app.count_up_to's, for ``cap``) as text: "``cap``+" above ``cap``."""
+    return f"{cap}+" if count > cap else str(count)
 
 
 def parse_ids(values):
@@ -174,9 +175,9 @@ class ChirpFilterConverter(RowIdKeysConverter, AdminFilterModelConverter):
 
 class ExportView:
     """The export page of a model admin: the list's rows (filters, search, ordering, ids)
-    as a streamed JSON or CSV download. Never every column when no field is chosen (S4),
-    never SECRET_FIELDS, always valid JSON (S10), formulas defused (models.csv_export), at
-    most MAX_EXPORT_ROWS rows, and an audit entry saying who exported what."""
+    as a streamed JSON or CSV download (models.export_file). Never every column when no
+    field is chosen (S4), never SECRET_FIELDS, always valid JSON (S10), and an audit entry
+    saying who exported what."""
 
     def get_export_fields(self, model=None):
         model = model or self.model
@@ -185,7 +186,7 @@ class ExportView:
 
     def get_exportable_lookups(self, related):
         # One level of relation only: 4.0.1 joins two FKs to one model once,
-        # so each related path gets its own aliased join in export_query instead.
+        # so each related path gets its own join in export_query instead.
         lookups = super().get_exportable_lookups(related)
         return {lookup for lookup in lookups if lookup.count("__") <= 1}
 
@@ -207,46 +208,29 @@ class ExportView:
         allowed = self.get_exportable_lookups(self.collect_related_fields(self.model, {}, []))
         lookups = [name for name in request.form.getlist("fields") if name in allowed]
         export_format = request.form.get("format", "json")
-        if not lookups or export_format not in ("json", "csv"):
+        if not lookups or export_format not in EXPORT_MIMETYPES:
             flash("Choose at least one field, and JSON or CSV, to export.", "danger")
             return redirect(request.full_path.rstrip("?"))
-        query = self.export_query(lookups)
-        with db.database.atomic():  # who exported what, with which filters
-            filters = request.query_string.decode("utf-8") or "(none)"
-            changes = {"fields": ", ".join(lookups), "format": export_format, "filters": filters}
-            AuditEntry.record(g.user, "export", self.model, request.args.getlist("id"), changes)
-        # One probe past the cap says whether the file is cut; rows are read and sent one
-        # at a time, while the body is sent (constant memory).
-        truncated = query.offset(MAX_EXPORT_ROWS).limit(1).exists()
-
-        def rows():  # a generator: the query runs while the body is sent, not now
-            for row in query.limit(MAX_EXPORT_ROWS).iterator():
-                yield [export_value(row, name) for name in lookups]
-
-        write = csv_export if export_format == "csv" else json_export
-        mimetype = "text/csv" if export_format == "csv" else "application/json"
-        name = f"export-{self.get_admin_name()}.{export_format}"
-        response = download(write(lookups, rows()), mimetype, name)
-        if truncated:
-            response.headers["X-Chirp-Export-Truncated"] = str(MAX_EXPORT_ROWS)
+        filters = request.query_string.decode("utf-8") or "(none)"
+        changes = {"fields": ", ".join(lookups), "format": export_format, "filters": filters}
+        AuditEntry.record(g.user, "export", self.model, request.args.getlist("id"), changes)
+        chunks, mimetype, cut = export_file(self.export_query(lookups), lookups, export_format)
+        response = download(chunks, mimetype, f"export-{self.get_admin_name()}.{export_format}")
+        if cut:
+            response.headers["X-Chirp-Export-Truncated"] = str(cut)
         return response
 
     def export_query(self, lookups):
         """Return the list's query (filters, search, ordering, ids: export() checked them)
-        with a LEFT JOIN per related path in ``lookups``, each through its own alias,
-        selecting that model's export fields."""
-        query = self.apply_ordering(self.model.select(), request.args.get("ordering") or "")
+        with the rows ``lookups`` reach joined in (models.with_related)."""
+        paths = [name.split("__")[0] for name in lookups if "__" in name]
+        ordering = request.args.get("ordering") or ""
+        query = self.apply_ordering(with_related(self.model.select(), paths), ordering)
         _, query, _, _ = self.process_filters(query)
         query = self.apply_search(query, request.args.get("q") or "")
         if request.args.getlist("id"):
             query = query.where(self.pk << parse_ids(request.args.getlist("id")))
-        for path in sorted({name.split("__")[0] for name in lookups if "__" in name}):
-            fk = self.model._meta.fields[path]
-            alias = fk.rel_model.alias()
-            names = [fk.rel_model._meta.primary_key.name, *self.get_export_fields(fk.rel_model)]
-            query = query.switch(self.model).join(alias, JOIN.LEFT_OUTER, on=fk)
-            query = query.select_extend(*[getattr(alias, name) for name in names])
-        return query.switch(self.model)
+        return query
 
 
 class ChirpModelAdmin(ExportView, ModelAdmin):
@@ -288,18 +272,11 @@ class ChirpModelAdmin(ExportView, ModelAdmin):
 
     def get_query(self):
         """The rows in ``ordering``, with the row of every foreign key among ``columns``
-        joined in (an alias for a second key to one model; a LEFT JOIN where the key may
-        be null): one query per page, not one per row and column (N6)."""
+        joined in (models.with_related): one query per page, not one per row and column
+        (N6)."""
         fields = self.model._meta.fields
-        query, joined = self.model.select(self.model), set()
-        for fk in [fields[name] for name in self.columns or () if name in fields]:
-            if isinstance(fk, ForeignKeyField):
-                target = fk.rel_model.alias() if fk.rel_model in joined else fk.rel_model
-                joined.add(fk.rel_model)
-                kind = JOIN.LEFT_OUTER if fk.null else JOIN.INNER
-                query = query.switch(self.model).join(target, kind, on=fk).select_extend(target)
         keys = [fields[n[1:]].desc() if n[0] == "-" else fields[n] for n in self.ordering]
-        return query.switch(self.model).order_by(*keys)
+        return with_related(self.model.select(self.model), self.columns or ()).order_by(*keys)
 
     def column_is_sortable(self, col):
         # Sorting by a hash would leak its order (?ordering=password): secrets never sort.
@@ -311,8 +288,7 @@ class ChirpModelAdmin(ExportView, ModelAdmin):
         "``cap``+" when there are more (default COUNT_CAP; app.count_up_to: the cost stops
         at ``cap``)."""
         cap = cap or COUNT_CAP
-        count = count_up_to(self.get_query() if query is None else query, cap)
-        return f"{cap}+" if count > cap else str(count)
+        return count_text(count_up_to(self.get_query() if query is None else query, cap), cap)
 
     def ruled_form(self, form_class, instance):
         """Return ``form_class`` validating each of the model's own fields (foreign keys
@@ -441,22 +417,12 @@ class ChirpModelAdmin(ExportView, ModelAdmin):
         return super().delete()
 
     def collect_objects(self, obj):
-        """Return what deleting ``obj`` takes with it, for the confirmation page: one
-        ``(model, first rows, total)`` per kind of row: at most DEPENDENTS_SHOWN rows, and
-        when there are more, their total as text (counted up to COUNT_CAP, "10000+"
-        above it), else None.
-        flask-peewee 4.0.1 fetches and lists every one: 100 000 rows for a prolific
-        author's confirmation page."""
-        kinds = []
-        for condition, key in obj.dependencies():
-            if key.null:  # nullable keys are set to NULL, not deleted
-                continue
-            query = key.model.select().where(condition)
-            shown = list(query.limit(DEPENDENTS_SHOWN + 1))
-            if shown:
-                total = self.count_label(query) if len(shown) > DEPENDENTS_SHOWN else None
-                kinds.append((key.model, shown[:DEPENDENTS_SHOWN], total))
-        return sorted(kinds, key=lambda kind: kind[0].__name__)
+        """What deleting ``obj`` takes with it, for the confirmation page: the first
+        DEPENDENTS_SHOWN rows of each kind, and their total (to COUNT_CAP) when there are
+        more (models.BaseModel.dependents). 4.0.1 lists every one: 100 000 rows for a
+        prolific author."""
+        kinds = obj.dependents(DEPENDENTS_SHOWN, COUNT_CAP)
+        return [(kind, rows, total and count_text(total, COUNT_CAP)) for kind, rows, total in kinds]
 
     def delete_rows(self, ids):
         """Delete the rows ``ids`` that ``get_query()`` can see, auditing each one, in one
@@ -676,53 +642,19 @@ LISTED = {
 }
 
 
-def bar_chart(series, width=CHART_WIDTH, height=CHART_HEIGHT):
-    """Return the bars of an SVG bar chart of ``series`` (``[(date, count)]``).
-
-    Each bar is a dict of ``x``, ``y``, ``width``, ``height`` (SVG user units in a
-    ``width`` × ``height`` viewBox, tallest bar = full height) and ``label``.
-    """
-    peak = max((count for _, count in series), default=0) or 1
-    slot = width / max(len(series), 1)
-    bars = []
-    for index, (date, count) in enumerate(series):
-        bar_height = round(count / peak * height, 2)
-        bars.append(
-            {
-                "x": round(index * slot + slot * 0.1, 2),
-                "y": round(height - bar_height, 2),
-                "width": round(slot * 0.8, 2),
-                "height": bar_height,
-                "label": f"{date.isoformat()}: {count}",
-            }
-        )
-    return bars
-
-
 class StatsPanel(AdminPanel):
-    """Dashboard panel: totals, and sign-ups and messages per day for STATS_DAYS days
-    (models.daily_counts), each drawn as an inline SVG bar chart (no script, no inline
-    style)."""
+    """Dashboard panel: the site's totals (models.site_totals), and sign-ups and messages
+    per day for STATS_DAYS days (models.daily_counts), which its template draws as inline
+    SVG bar charts (no script, no inline style)."""
 
     template_name = "admin/panels/stats.html"
 
     def get_context(self):
-        signups = daily_counts(User.join_date, STATS_DAYS)
-        messages = daily_counts(Message.pub_date, STATS_DAYS)
         return {
             "days": STATS_DAYS,
-            "chart_width": CHART_WIDTH,
-            "chart_height": CHART_HEIGHT,
-            "charts": [
-                ("Sign-ups", "signups", signups, bar_chart(signups)),
-                ("Messages", "messages", messages, bar_chart(messages)),
-            ],
-            "totals": [
-                ("Users", User.select().count()),
-                ("Active users", User.select().where(User.active).count()),
-                ("Messages", MessageCount.select(fn.SUM(MessageCount.messages)).scalar() or 0),
-                ("Follows", Relationship.select().count()),
-            ],
+            "totals": site_totals(),
+            "signups": daily_counts(User.join_date, STATS_DAYS),
+            "messages": daily_counts(Message.pub_date, STATS_DAYS),
         }
 
 
@@ -735,14 +667,7 @@ class NotesPanel(AdminPanel):
         return (("/create/", self.create),)
 
     def get_context(self):
-        notes = (
-            Note.select(Note, User)
-            .join(User)
-            .where(Note.status == Note.LIVE)
-            .order_by(Note.created_date.desc(), Note.id.desc())
-            .limit(NOTES_SHOWN)
-        )
-        return {"notes": notes, "note_max_length": NOTE_MAX_LENGTH}
+        return {"notes": Note.latest_live(NOTES_SHOWN), "note_max_length": NOTE_MAX_LENGTH}
 
     def create(self):
         """POST: save the note in ``message`` (Note.save applies models.clean_note) and

@@ -56,6 +56,7 @@ from werkzeug.exceptions import BadRequest
 from werkzeug.exceptions import NotFound
 from werkzeug.exceptions import UnprocessableEntity
 
+from app import count_up_to
 from app import db
 
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9_]{1,30}")
@@ -482,6 +483,22 @@ class BaseModel(db.Model):
             rule, op = cls.filter_keys()[key]
             query = query.where(rule.where(cls, value, op))
         return query
+
+    def dependents(self, shown, cap):
+        """Return the rows deleting this row deletes with it, by kind, for a confirmation
+        page: ``[(model, rows, total)]`` sorted by model name, at most ``shown`` rows of each
+        kind, and ``total`` their number when there are more (app.count_up_to with
+        ``cap``), else None. Rows whose key may be null stay (the delete empties the key).
+        A query or two per kind, however many rows go: a prolific author has 100 000."""
+        kinds = []
+        for condition, key in self.dependencies():
+            if not key.null:
+                query = key.model.select().where(condition)
+                rows = list(query.limit(shown + 1))
+                if rows:
+                    total = count_up_to(query, cap) if len(rows) > shown else None
+                    kinds.append((key.model, rows[:shown], total))
+        return sorted(kinds, key=lambda kind: kind[0].__name__)
 
 
 # Stand-ins for the values of a prepared query (see prepared): huge negative numbers and
@@ -1786,6 +1803,28 @@ def counted(query):
     return Select([wrapped], [fn.COUNT(SQL("1"))]).bind(query._database).tuples()
 
 
+def with_related(query, names):
+    """Return ``query`` (a SELECT of one model) with the row of each foreign key among
+    ``names`` (field names of that model; others are skipped) joined in once and selected,
+    but for its SECRET_FIELDS: ``row.<key>`` then costs no query of its own, so a list of
+    rows and the rows they point at is one query, not one per row and key.
+
+    A key that may be null is a LEFT JOIN. The first key to a model joins that model, so a
+    filter or search through it (peewee's ``ensure_join``) reuses the join; a further key
+    to the same model (a follow's two users), or a key to the query's own model (a
+    reply's message), joins an alias of it."""
+    model, joined = query.model, {query.model}
+    for key in [model._meta.fields.get(name) for name in dict.fromkeys(names)]:
+        if isinstance(key, ForeignKeyField):
+            target = key.rel_model.alias() if key.rel_model in joined else key.rel_model
+            joined.add(key.rel_model)
+            kind = JOIN.LEFT_OUTER if key.null else JOIN.INNER
+            fields = [f for f in key.rel_model._meta.sorted_fields if f not in SECRET_FIELDS]
+            columns = [getattr(target, field.name) for field in fields]
+            query = query.switch(model).join(target, kind, on=key).select_extend(*columns)
+    return query.switch(model)
+
+
 def newest_ids_sql(reader_id, before, offset):
     """Return SQL (a peewee SQL node, for ``IN``) selecting the ids that can be among the
     ``offset + 1`` newest below ``before`` (a message id; None: no bound) of the messages
@@ -2282,6 +2321,12 @@ class Note(BaseModel):
         """Return ``value`` as clean_note accepts it (TextRefused otherwise)."""
         return clean_note(value)
 
+    @classmethod
+    def latest_live(cls, limit):
+        """Return the ``limit`` newest live notes, with their authors joined in."""
+        live = cls.select(cls, User).join(User).where(cls.status == cls.LIVE)
+        return live.order_by(cls.created_date.desc(), cls.id.desc()).limit(limit)
+
     def save(self, *args, **kwargs):
         """Save the row; newly set text is stored as clean_note returns it (TextRefused
         otherwise), from the dashboard panel, the admin form or the API alike."""
@@ -2508,6 +2553,31 @@ def csv_export(lookups, rows):
     yield buffer.getvalue()
 
 
+# The most rows one export holds: more would tie a worker up for minutes. A longer list
+# is cut there (export_file says so): filter it into parts.
+MAX_EXPORT_ROWS = 100_000
+EXPORT_MIMETYPES = {"json": "application/json", "csv": "text/csv"}
+
+
+def export_file(query, lookups, export_format):
+    """Return ``(chunks, mimetype, cut)``: the first MAX_EXPORT_ROWS rows of ``query`` as
+    a JSON or CSV file (``export_format``, a key of EXPORT_MIMETYPES) of the values of
+    ``lookups`` (export_value; with_related joins in the rows they reach), and ``cut``,
+    MAX_EXPORT_ROWS when ``query`` has more rows than that (one probe past it), else None.
+
+    ``chunks`` yields the file's text; the rows are read one at a time while it is
+    consumed, in constant memory, so consume it where the database connection stays open
+    (app.download)."""
+    cut = MAX_EXPORT_ROWS if query.offset(MAX_EXPORT_ROWS).limit(1).exists() else None
+
+    def rows():  # a generator: the query runs when the chunks are consumed, not now
+        for row in query.limit(MAX_EXPORT_ROWS).iterator():
+            yield [export_value(row, name) for name in lookups]
+
+    write = csv_export if export_format == "csv" else json_export
+    return write(lookups, rows()), EXPORT_MIMETYPES[export_format], cut
+
+
 def daily_counts(date_field, days, today=None):
     """Return ``[(date, count)]`` of rows per day of ``date_field`` (a DateTimeField)
     for the ``days`` days up to ``today`` (default: today), oldest first, with 0 for empty
@@ -2536,6 +2606,17 @@ def counts_between(field, bounds):
         for low, high in itertools.pairwise(bounds)
     ]
     return Select(columns=per_range).bind(model._meta.database).tuples()
+
+
+def site_totals():
+    """Return the site's totals: ``{"users", "active_users", "messages", "follows"}`` to
+    counts. Messages add up MessageCount's row per author instead of counting them."""
+    return {
+        "users": User.select().count(),
+        "active_users": User.select().where(User.active).count(),
+        "messages": MessageCount.select(fn.SUM(MessageCount.messages)).scalar() or 0,
+        "follows": Relationship.select().count(),
+    }
 
 
 # The limits and choices of the rules above, by name, for the documents that state them

@@ -18,7 +18,6 @@ from playhouse.test_utils import count_queries
 
 import admin as admin_module
 from admin import admin
-from admin import bar_chart
 from app import app as flask_app
 from models import MODELS
 from models import ApiToken
@@ -542,14 +541,14 @@ def test_exports_stream_and_stop_at_the_cap(as_admin, monkeypatch):
     alice = make_user("alice")
     for number in range(5):
         make_message(alice, f"message {number}")
-    monkeypatch.setattr("admin.MAX_EXPORT_ROWS", 3)
+    monkeypatch.setattr("models.MAX_EXPORT_ROWS", 3)
     response = export(as_admin, "/admin/message/export/", ["content"])
     assert response.is_streamed
     assert len(response.get_json()) == 3
     assert response.headers["X-Chirp-Export-Truncated"] == "3"
     response = export(as_admin, "/admin/message/export/", ["content"], "csv")
     assert len(list(csv.reader(io.StringIO(response.get_data(as_text=True))))) == 1 + 3
-    monkeypatch.setattr("admin.MAX_EXPORT_ROWS", 5)
+    monkeypatch.setattr("models.MAX_EXPORT_ROWS", 5)
     response = export(as_admin, "/admin/message/export/", ["content"])
     assert len(response.get_json()) == 5 and "X-Chirp-Export-Truncated" not in response.headers
 
@@ -671,11 +670,14 @@ def test_daily_counts_fills_empty_days(app):
 
 
 def test_bar_chart_scales_the_tallest_bar_to_full_height():
+    template = flask_app.jinja_env.get_template("admin/panels/bar_chart.html")
     series = [(datetime.date(2026, 1, 1), 0), (datetime.date(2026, 1, 2), 4)]
-    low, high = bar_chart(series, width=100, height=50)
-    assert (low["height"], high["height"], high["y"]) == (0, 50, 0)
-    assert high["x"] == 55 and high["width"] == 40 and high["label"] == "2026-01-02: 4"
-    assert bar_chart([]) == []
+    svg = str(template.module.bar_chart("Messages", "messages", series, 2, width=100, height=50))
+    bar = r'<rect class="admin-chart-bar" x="(.*?)" y="(.*?)" width="(.*?)" height="(.*?)"'
+    bars = re.findall(bar + r".*?<title>(.*?)<", svg)
+    assert bars == [("5.0", "50.0", "40.0", "0.0", "2026-01-01: 0"),
+                    ("55.0", "0.0", "40.0", "50.0", "2026-01-02: 4")]  # fmt: skip
+    assert "<rect" not in str(template.module.bar_chart("Messages", "messages", [], 30))
 
 
 # --- Audit trail ---------------------------------------------------------------------

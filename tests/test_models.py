@@ -1,11 +1,13 @@
 """Models, their constraints and queries, and the app-level pieces they rely on."""
 
 import datetime
+import json
 
 import pytest
 from conftest import make_message
 from conftest import make_user
 from peewee import IntegrityError
+from playhouse.test_utils import count_queries
 from werkzeug.exceptions import BadRequest
 from werkzeug.exceptions import UnprocessableEntity
 
@@ -17,6 +19,8 @@ from models import Relationship
 from models import Taken
 from models import TextRefused
 from models import User
+from models import export_file
+from models import with_related
 
 
 def test_usernames_are_unique_ignoring_case(app):
@@ -150,3 +154,45 @@ def test_assign_sets_fields_through_the_models_rules(app):
     alice.follow(bob)
     with pytest.raises(Taken):
         Relationship(from_user=alice).assign({"to_user": bob.id})
+
+
+def test_with_related_joins_each_key_once_in_the_same_query(app):
+    alice, carol = make_user("alice"), make_user("carol")
+    alice.follow(carol)
+    query = with_related(Relationship.select(), ["from_user", "to_user", "from_user", "id"])
+    with count_queries() as queries:
+        (follow,) = query
+        assert (follow.from_user.username, follow.to_user.username) == ("alice", "carol")
+    assert queries.count == 1 and follow.from_user.password is None  # secrets stay out
+    reply = alice.reply(make_message(carol), "hi")  # a nullable key is a LEFT JOIN
+    messages = with_related(Message.select().order_by(Message.id), ["in_reply_to"])
+    assert [message.in_reply_to_id for message in messages] == [None, reply.in_reply_to_id]
+
+
+def test_export_file_stops_at_the_cap_and_says_so(app, monkeypatch):
+    alice = make_user("alice")
+    for number in range(3):
+        make_message(alice, f"=m{number}")
+    query = with_related(Message.select().order_by(Message.id), ["user"])
+    monkeypatch.setattr("models.MAX_EXPORT_ROWS", 2)
+    chunks, mimetype, cut = export_file(query, ["content", "user__username"], "csv")
+    assert "".join(chunks) == "content,user__username\r\n'=m0,alice\r\n'=m1,alice\r\n"
+    assert (mimetype, cut) == ("text/csv", 2)
+    monkeypatch.setattr("models.MAX_EXPORT_ROWS", 3)
+    chunks, mimetype, cut = export_file(query, ["content"], "json")
+    assert json.loads("".join(chunks))[2] == {"content": "=m2"}
+    assert (mimetype, cut) == ("application/json", None)
+
+
+def test_dependents_lists_the_first_rows_of_each_kind_and_counts_the_rest(app):
+    alice, carol = make_user("alice"), make_user("carol")
+    for number in range(4):
+        make_message(alice, f"m{number}")
+    carol.reply(Message.get(), "a reply stays: its key to alice's message may be null")
+    alice.follow(carol)
+    dependents = alice.dependents(2, 3)
+    kinds = {model: (rows, total) for model, rows, total in dependents}
+    assert len(kinds[Message][0]) == 2 and kinds[Message][1] == 4  # 4: more than 3
+    assert kinds[Relationship] == ([Relationship.get()], None)
+    names = [model.__name__ for model, _, _ in dependents]
+    assert names == sorted(names)
