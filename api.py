@@ -1,18 +1,10 @@
-"""The REST API at /api/: flask-peewee's RestAPI and RestResource, with 4.0.1's holes closed.
+"""The REST API at /api/: flask-peewee's RestAPI and RestResource, with 4.0.1's holes closed
+(docs/flask-peewee.md lists each, and the code, S1, N1..., that comments here cite).
 
 Clients authenticate with a personal token (``Authorization: Bearer <token>``, made at
 /settings/ or with ``python main.py create-token USERNAME``) or, slowly, with HTTP basic
-credentials. ``/api/openapi.json`` describes every route; ``/api/`` renders it for people.
-
-Defences against flask-peewee 4.0.1 (docs/flask-peewee.md defines the codes below):
-- filters and ``ordering`` are an allow-list per resource, with typed values (N1);
-- a body is a JSON object (never a form: see CSRF) holding only writable fields, so ``_pk``
-  and nested objects are a 400 (S2, N7); dates are server-set and read-only (S7);
-- POST to a detail URL obeys the owner check (S1); ``limit`` is capped (N4);
-- every error is JSON, and a 401 challenges with ``Bearer``, never ``Basic`` (S9);
-- the API ignores the cookie session, which is why /api/ may skip SeaSurf (CSRF).
-
-The document lists what each status means (templates/api/openapi.json, "responses").
+credentials. ``/api/openapi.json`` describes every route and what each status means;
+``/api/`` renders it for people.
 """
 
 import functools
@@ -49,12 +41,15 @@ from app import page_limit
 from app import parse_argument
 from app import parse_whole_number
 from app import read_json_body
+from auth import ALL_METHODS
+from auth import AUTH_HINT
 from auth import AdminApiCredentials
 from auth import ApiCredentials
 from auth import refuse_credentials
 from models import LIMITS
 from models import Message
 from models import Note
+from models import Notification
 from models import Relationship
 from models import Tag
 from models import Taken
@@ -66,13 +61,6 @@ from models import search_messages
 from models import search_people
 
 API_PREFIX = "/api"
-# Sent as X-Chirp-Auth-Hint on every /api/ response: which credentials are cheap.
-AUTH_HINT = (
-    "Send Authorization: Bearer <token> (create one at /settings/). A token costs one "
-    "SHA-256 lookup; HTTP basic credentials cost a deliberately slow password hash per request."
-)
-# flask-peewee's ALL_METHODS lacks HEAD, which would let a HEAD through unauthenticated.
-ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE"]
 
 # The API never reads the cookie session (ApiCredentials resets g.user) and accepts only
 # JSON bodies, which a cross-site form cannot send: no SeaSurf token needed. Chirp's only
@@ -91,6 +79,9 @@ class ChirpResource(RestResource):
 
     # Writes (create, edit, delete) go to the audit trail, as the admin's do.
     audited = False
+    # What a create counts as, with limits of its own besides API_RATE_LIMIT: the web's
+    # counters (app.limit_action), so clients cannot double them.
+    create_action = None
     nested_writes = False
     required_fields = ()
     summary = ""
@@ -120,6 +111,8 @@ class ChirpResource(RestResource):
     def api_list(self):
         """GET: one page of rows; POST: create one."""
         if request.method == "POST":
+            if self.create_action:
+                limit_action(self.create_action, g.user.id)
             if not self.check_post():
                 abort(403, "You may not create this.")
             return self.create()
@@ -130,8 +123,6 @@ class ChirpResource(RestResource):
         detail POST must pass ``check_put`` like a PUT (4.0.1 checked only ``check_post``,
         letting anyone edit anyone's row: S1)."""
         method = method or request.method
-        if pk > MAX_ID:
-            abort(404)
         obj = get_object_or_404(self.get_query(), self.pk == pk)
         if method in ("GET", "HEAD"):
             return self.object_detail(obj)
@@ -197,37 +188,32 @@ class ChirpResource(RestResource):
         """Copy ``data`` onto ``instance`` and return ``(instance, [instance])``, as
         flask-peewee does. It must match the published body schema (400: so ``_pk`` and
         any unknown key, which 4.0.1 would ``setattr``, are refused: S2); then each value
-        passes the model's ``clean_<field>`` (422 when refused, 409 when taken)."""
-        creating = instance.get_id() is None
-        data = check_body(data, body_schema(self.published(creating)["post"]))
-        for name, value in data.items():
-            clean = getattr(instance, f"clean_{name}", None)
-            try:
-                setattr(instance, name, value if clean is None else clean(value))
-            except Taken as exc:
-                abort(409, str(exc))
-            except TextRefused as exc:  # well-formed, but the model's rule refuses it
-                abort(422, f"{name}: {exc}")
+        passes the model's ``clean_<field>`` (Model.assign)."""
+        schema = body_schema(self.published(instance.get_id() is None)["post"])
+        instance.assign(check_body(data, schema))
         return instance, [instance]
 
-    def save_changes(self, instance, data):
-        """Validate and save ``data`` onto ``instance`` in one transaction (with its audit
-        entry, if ``audited``); return it."""
+    def save_changes(self, instance):
+        """Validate the request's body and save it onto ``instance`` in one transaction
+        (with its audit entry, if ``audited``); answer the saved row. A value the model
+        refuses is a 422 (409 when taken)."""
         action = "create" if instance.get_id() is None else "edit"
         try:
             with self.transaction(action, instance):
-                return self.persist_object(instance, data)
+                saved = self.persist_object(instance, self.read_request_data())
+        except Taken as exc:
+            abort(409, str(exc))
         except IntegrityError:  # a concurrent request won a uniqueness race
             abort(409, "That conflicts with existing data.")
-        except TextRefused as exc:  # save() judged a value that was sent back unchanged
+        except TextRefused as exc:
             abort(422, str(exc))
-
-    def create(self):
-        saved = self.save_changes(self.new_instance(), self.read_request_data())
         return self.response(self.serialize_object(saved))
 
+    def create(self):
+        return self.save_changes(self.new_instance())
+
     def edit(self, obj):
-        return self.response(self.serialize_object(self.save_changes(obj, read_json_body())))
+        return self.save_changes(obj)
 
     def delete(self, obj):
         with self.transaction("delete", obj):
@@ -304,6 +290,7 @@ class MessageResource(OwnedResource):
     the caller liked or reposted it (false for anonymous callers)."""
 
     summary = "Messages"
+    create_action = "post"
     fields = ("id", "user", "content", "pub_date", "edited_date", "is_reply")
     fields += ("reply_count", "like_count", "repost_count")
     include_resources = {"user": UserResource}
@@ -349,6 +336,7 @@ class RelationshipResource(OwnedResource):
 
     summary = "Relationships (follows)"
     owner_field = "from_user"
+    create_action = "follow"
     fields = ("id", "from_user", "to_user", "created_date")
     required_fields = ("to_user",)
 
@@ -381,17 +369,6 @@ class NoteResource(ChirpResource):
 
 
 # ---------------------------------------------------------------- the API
-
-# Writes that count as actions with limits of their own (app.limit_action), besides
-# API_RATE_LIMIT: the same counters as the web's, so clients cannot double them.
-API_ACTIONS = {
-    ("api.message_api_list", "POST"): "post",
-    ("api.relationship_api_list", "POST"): "follow",
-    ("api.message_like", "POST"): "react",
-    ("api.message_like", "DELETE"): "react",
-    ("api.message_repost", "POST"): "react",
-    ("api.message_repost", "DELETE"): "react",
-}
 
 
 class ChirpAPI(RestAPI):
@@ -443,14 +420,10 @@ class ChirpAPI(RestAPI):
             )
 
     def guard(self, view, credentials):
-        """Wrap ``view``: credentials and API_RATE_LIMIT (ApiCredentials.admit), then the
-        limit of the action it is, if any (API_ACTIONS)."""
+        """Wrap ``view`` in its credentials and API_RATE_LIMIT (ApiCredentials.admit)."""
 
         def guarded(**kwargs):
             credentials.admit()
-            action = API_ACTIONS.get((request.endpoint, request.method))
-            if action is not None:
-                limit_action(action, g.user.id)
             return view(**kwargs)
 
         return guarded
@@ -509,6 +482,7 @@ def reaction_view(name):
     nothing to undo). Both answer with the same effect however often repeated."""
 
     def view(pk):
+        limit_action("react", g.user.id)  # the web's counter too
         message = Message.get_visible(pk, User.SUMMARY_COLUMNS)
         if request.method == "DELETE":
             g.user.react(name, message, on=False)
@@ -519,6 +493,10 @@ def reaction_view(name):
 
     view.__name__ = f"message_{name}"
     return view
+
+
+# What a notification shows, in this order; its actor and message are shown as elsewhere.
+NOTIFICATION_FIELDS = {Notification: ("id", "kind", "actor", "message", "read", "created_date")}
 
 
 def notifications():
@@ -536,18 +514,10 @@ def notifications():
         keep_args=("since_id",),
     )
     messages = [row.message for row in page.items if row.message]
-    shown = api.messages.serialize_query(messages)
-    serialized = {m.id: data for m, data in zip(messages, shown, strict=True)}
-    convert = ChirpSerializer().convert_value
+    shown = dict(zip(messages, api.messages.serialize_query(messages), strict=True))
     objects = [
-        {
-            "id": row.id,
-            "kind": row.kind,
-            "actor": api.users.serialize_object(row.actor),
-            "message": serialized.get(row.message_id),
-            "read": row.read,
-            "created_date": convert(row.created_date),
-        }
+        ChirpSerializer().serialize_object(row, NOTIFICATION_FIELDS)
+        | {"actor": api.users.serialize_object(row.actor), "message": shown.get(row.message)}
         for row in page.items
     ]
     meta = {"limit": limit, "before": page.cursor, "since_id": since}
@@ -587,7 +557,7 @@ def search():
     people = []
     if "before" not in request.args:
         found = search_people(query, columns=User.SUMMARY_COLUMNS)
-        people = [api.users.serialize_object(person) for person in found]
+        people = api.users.serialize_query(found)
     return timeline(
         lambda before, limit: search_messages(query, before, limit),
         keep_args=("q",),
@@ -669,35 +639,30 @@ def resource_schema(resource, outputs):
     }
 
 
-def ok(schema, description="OK"):
-    """Return an OpenAPI success response with JSON ``schema`` and the auth-hint header."""
-    return {
-        "description": description,
-        "headers": {"X-Chirp-Auth-Hint": {"$ref": "#/components/headers/AuthHint"}},
-        "content": {"application/json": {"schema": schema}},
-    }
-
-
-def operation(summary, auth, response=None, parameters=(), body=None, errors=(), responses=None):
+def operation(
+    form, summary, auth, response=None, parameters=(), body=None, errors=(), responses=None
+):
     """Return one OpenAPI operation from its short form in the data file: ``auth`` (True:
     credentials required), the 200 ``response`` schema, further success ``responses``
-    (``{status: {"description", "schema"?}}``), the ``errors`` it may answer besides 400,
-    401 and 429, and the JSON ``body`` schema (which adds 403, 409, 413, 415 and 422)."""
-    security = [{"bearerAuth": []}, {"basicAuth": []}]
+    (``{status: {"description", "schema"?}}``), the ``errors`` it may answer besides the
+    usual ones, and the JSON ``body`` schema; ``form`` is the file's "short_form"."""
     op = {
         "summary": summary,
-        "security": security if auth else [{}, *security],
+        "security": form["security"] if auth else [{}, *form["security"]],
         "parameters": list(parameters),
-        "responses": {} if response is None else {"200": ok(response)},
+        "responses": {},
     }
-    for status, item in (responses or {}).items():
-        op["responses"][status] = (
-            ok(item["schema"], item["description"]) if "schema" in item else item
-        )
+    successes = {} if response is None else {"200": {"description": "OK", "schema": response}}
+    for status, item in (successes | (responses or {})).items():
+        if "schema" in item:
+            content = {"application/json": {"schema": item["schema"]}}
+            headers = form["success_headers"]
+            item = {"description": item["description"], "headers": headers, "content": content}
+        op["responses"][status] = item
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
-        errors = [*errors, "403", "409", "413", "415", "422"]
-    for status in ("400", "401", "429", *errors):
+        errors = [*errors, *form["body_errors"]]
+    for status in (*form["errors"], *errors):
         op["responses"][status] = {"$ref": f"#/components/responses/{status}"}
     return op
 
@@ -729,7 +694,9 @@ def openapi_document(api):
     data = json.loads(text)
     document = data["document"]
     for path, item in document["paths"].items():
-        document["paths"][path] = {method: operation(**op) for method, op in item.items()}
+        document["paths"][path] = {
+            method: operation(data["short_form"], **op) for method, op in item.items()
+        }
     schemas = document["components"]["schemas"]
     for resource in api._registry.values():
         schemas[resource.model.__name__] = resource_schema(resource, data["outputs"])

@@ -336,6 +336,16 @@ def safe_next_url(url):
 auth = ChirpAuth(app, db, user_model=User, clear_session=True)
 
 
+# Every method the API serves, for credentials that guard them all (``protected_methods``):
+# flask-peewee's ALL_METHODS lacks HEAD, which would let a HEAD through unauthenticated.
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE"]
+# What API clients are told about credentials (the API sends it as X-Chirp-Auth-Hint).
+AUTH_HINT = (
+    "Send Authorization: Bearer <token> (create one at /settings/). A token costs one "
+    "SHA-256 lookup; HTTP basic credentials cost a deliberately slow password hash per request."
+)
+
+
 class ApiCredentials(Authentication):
     """flask-peewee API authentication by personal token or HTTP basic credentials.
 

@@ -424,6 +424,17 @@ class BaseModel(db.Model):
     FILTERS = {}
     ORDERING = ("id",)
 
+    def assign(self, values):
+        """Set each field of ``values`` (``{name: value}``) on this row as the model's
+        ``clean_<name>`` rule, where it has one, returns it. Raises Taken, or TextRefused
+        naming the field (``"content: ..."``); fields set before stay set."""
+        for name, value in values.items():
+            clean = getattr(self, f"clean_{name}", None)
+            try:
+                setattr(self, name, value if clean is None else clean(value))
+            except TextRefused as exc:
+                raise TextRefused(f"{name}: {exc}") from exc
+
     @classmethod
     @functools.cache
     def filter_keys(cls):

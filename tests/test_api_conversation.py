@@ -69,6 +69,8 @@ def test_notifications_are_the_callers_own_with_keyset_and_since_id(client):
     assert [n["kind"] for n in page["objects"]] == ["repost", "follow"]
     assert page["objects"][0]["message"]["id"] == message.id
     assert page["objects"][1]["message"] is None and page["meta"]["unread"] == 4
+    assert list(page["objects"][1]) == ["id", "kind", "actor", "message", "read", "created_date"]
+    assert page["objects"][1]["read"] is False and page["objects"][1]["created_date"][-1] == "Z"
     older = client.get(page["meta"]["next"], headers=headers).get_json()
     assert [n["actor"]["username"] for n in older["objects"]] == ["carol", "bob"]
     newest = page["objects"][0]["id"]

@@ -16,6 +16,7 @@ from app import db
 from app import timesince
 from models import Message
 from models import Relationship
+from models import Taken
 from models import TextRefused
 from models import User
 from models import export_file
@@ -139,6 +140,20 @@ def test_lists_filter_and_sort_only_as_their_model_allows(app):
         Message.ordered(Message.select(), "content")
     with pytest.raises(UnprocessableEntity):
         Message.ordered(Message.select(), "id", ["pub_date__lt"])
+
+
+def test_assign_sets_fields_through_the_models_rules(app):
+    alice, bob = make_user("alice"), make_user("bob")
+    message = Message(user=alice)
+    message.assign({"content": "  hi  "})
+    assert message.content == "hi"
+    with pytest.raises(TextRefused, match="^content: "):
+        message.assign({"content": " "})
+    with pytest.raises(TextRefused, match="^to_user: You cannot follow yourself"):
+        Relationship(from_user=alice).assign({"to_user": alice.id})
+    alice.follow(bob)
+    with pytest.raises(Taken):
+        Relationship(from_user=alice).assign({"to_user": bob.id})
 
 
 def test_with_related_joins_each_key_once_in_the_same_query(app):
