@@ -24,12 +24,10 @@ from flask_peewee.admin import AdminModelConverter
 from flask_peewee.admin import AdminPanel
 from flask_peewee.admin import ModelAdmin
 from flask_peewee.filters import FilterMapping
-from peewee import JOIN
 from peewee import AutoField
 from peewee import ForeignKeyField
 from peewee import IntegerField
 from peewee import IntegrityError
-from peewee import fn
 from wtforms import PasswordField
 from wtforms.fields.core import UnboundField
 from wtforms.validators import DataRequired
@@ -57,7 +55,6 @@ from models import AuditEntry
 from models import Like
 from models import Mention
 from models import Message
-from models import MessageCount
 from models import MessageTag
 from models import Note
 from models import Notification
@@ -129,28 +126,26 @@ def whole_number_cleaner(clean):
     return clean_whole_number
 
 
-class RowIdKeys:
-    """For wtf-peewee's foreign-key form fields: a submitted key that is no row id
-    (``abc``, ``-1``, beyond MAX_ID) matches no row, without asking the database (where
-    PostgreSQL would refuse ``WHERE id = 'abc'``: a 500)."""
-
-    def get_model(self, pk):
-        return super().get_model(pk) if is_whole_number(str(pk)) else None
-
-
-@functools.cache
-def row_id_keys(field_class):
-    """Return ``field_class`` (a wtf-peewee foreign-key field) with RowIdKeys mixed in."""
-    return type(field_class.__name__, (RowIdKeys, field_class), {})
-
-
 class RowIdKeysConverter:
-    """Converter mixin: every foreign-key form field it makes has RowIdKeys mixed in."""
+    """Converter mixin: a key submitted to a foreign-key form field it makes that is no row
+    id (``abc``, ``-1``, beyond MAX_ID) matches no row, without asking the database (where
+    PostgreSQL would refuse ``WHERE id = 'abc'``: a 500)."""
 
     def handle_foreign_key(self, model, field, **kwargs):
         name, unbound = super().handle_foreign_key(model, field, **kwargs)
         unbound.field_class = row_id_keys(unbound.field_class)
         return name, unbound
+
+
+@functools.cache
+def row_id_keys(field_class):
+    """Return ``field_class`` (a wtf-peewee foreign-key field) whose ``get_model(pk)``
+    finds no row for a key that is no row id (app.is_whole_number)."""
+
+    def get_model(self, pk):
+        return field_class.get_model(self, pk) if is_whole_number(str(pk)) else None
+
+    return type(field_class.__name__, (field_class,), {"get_model": get_model})
 
 
 def browser_only_length(unbound):
@@ -166,11 +161,11 @@ def browser_only_length(unbound):
 
 
 class ChirpFormConverter(RowIdKeysConverter, AdminModelConverter):
-    """The admin's edit-form converter, with RowIdKeys foreign-key fields."""
+    """The admin's edit-form converter (RowIdKeysConverter)."""
 
 
 class ChirpFilterConverter(RowIdKeysConverter, AdminFilterModelConverter):
-    """The admin's filter-form converter, with RowIdKeys foreign-key fields."""
+    """The admin's filter-form converter (RowIdKeysConverter)."""
 
 
 class ExportView:
@@ -224,10 +219,7 @@ class ExportView:
         """Return the list's query (filters, search, ordering, ids: export() checked them)
         with the rows ``lookups`` reach joined in (models.with_related)."""
         paths = [name.split("__")[0] for name in lookups if "__" in name]
-        ordering = request.args.get("ordering") or ""
-        query = self.apply_ordering(with_related(self.model.select(), paths), ordering)
-        _, query, _, _ = self.process_filters(query)
-        query = self.apply_search(query, request.args.get("q") or "")
+        query = self.narrowed(with_related(self.model.select(), paths))[0]
         if request.args.getlist("id"):
             query = query.where(self.pk << parse_ids(request.args.getlist("id")))
         return query
@@ -243,9 +235,9 @@ class ChirpModelAdmin(ExportView, ModelAdmin):
     - ``can_add``/``can_edit``/``can_delete`` switch views off (403); without ``can_edit``
       the row page is read-only;
     - delete stays inside ``get_query()`` (S5) and refuses ids that are no row ids;
-    - a database constraint violation is a flashed error, not a 500;
+    - a database constraint violation is a flashed error, not a 500 (ChirpAdmin.refuse);
     - secrets never sort; a filter or form value that is no number where a row id belongs
-      is ignored (ChirpFilterMapping, RowIdKeys), never sent to the database.
+      is ignored (ChirpFilterMapping, RowIdKeysConverter), never sent to the database.
     """
 
     form_converter = ChirpFormConverter
@@ -312,24 +304,29 @@ class ChirpModelAdmin(ExportView, ModelAdmin):
     def get_edit_form(self, instance):
         return self.ruled_form(self.get_form(), instance)
 
+    def narrowed(self, query):
+        """Return ``query`` as this request's list has it (``?ordering``, the filter form's
+        arguments, the search ``?q``), and the filter form's state: ``(query, filter form,
+        active filters, field tree)``."""
+        query = self.apply_ordering(query, request.args.get("ordering") or "")
+        filter_form, query, cleaned, field_tree = self.process_filters(query)
+        query = self.apply_search(query, request.args.get("q") or "")
+        return query, filter_form, cleaned, field_tree
+
     def index(self):
         """The list page: flask-peewee's, paged by PageProbe, so that no page counts the
         rows (4.0.1 ran two ``COUNT(*)`` per page); POSTs (bulk actions) are its own."""
         if request.method == "POST":
             return super().index()
         session[f"{self.get_admin_name()}.index"] = request.url
-        ordering = request.args.get("ordering") or ""
-        query = self.apply_ordering(self.get_query(), ordering)
-        filter_form, query, cleaned, field_tree = self.process_filters(query)
-        search_query = request.args.get("q") or ""
-        query = self.apply_search(query, search_query)
+        query, filter_form, cleaned, field_tree = self.narrowed(self.get_query())
         return render_template(
             self.templates["index"],
             admin=self.admin,
             model_admin=self,
             query=PageProbe(query, self.paginate_by),
-            ordering=ordering,
-            search_query=search_query,
+            ordering=request.args.get("ordering") or "",
+            search_query=request.args.get("q") or "",
             filter_form=filter_form,
             field_tree=field_tree,
             active_filters=cleaned,
@@ -360,26 +357,13 @@ class ChirpModelAdmin(ExportView, ModelAdmin):
     def before_save(self, instance, form, adding):
         """Hook: adjust ``instance`` after the form filled it, before its one save."""
 
-    def refuse(self, exc):
-        """Turn a database constraint violation into a flashed error and a redirect."""
-        flash(f"Not saved: the database refused it ({exc}).", "danger")
-        return redirect(request.url)
-
     def add(self):
         if not self.can_add:
             abort(403)
-        try:
-            return super().add()
-        except IntegrityError as exc:
-            return self.refuse(exc)
+        return super().add()
 
     def edit(self, pk):
-        if not self.can_edit:
-            return self.detail(pk)
-        try:
-            return super().edit(pk)
-        except IntegrityError as exc:
-            return self.refuse(exc)
+        return super().edit(pk) if self.can_edit else self.detail(pk)
 
     def detail(self, pk):
         """Render one row read-only; a POST is refused (403)."""
@@ -490,11 +474,7 @@ class UserAdmin(ChirpModelAdmin):
     ordering = ("-join_date", "-id")
 
     def get_query(self):
-        # Each user's count is one row the database keeps (MessageCount), joined in: one
-        # query per page, however many messages its users wrote (N6).
-        count = fn.COALESCE(MessageCount.messages, 0).alias("message_count")
-        joined = super().get_query().join(MessageCount, JOIN.LEFT_OUTER)
-        return joined.select_extend(count).switch(User)
+        return User.with_message_counts(super().get_query())  # one query per page (N6)
 
     def ruled_form(self, form_class, instance):
         """The user form: the rules, plus ``new_password`` (required when adding), and
@@ -549,18 +529,6 @@ class MessageAdmin(ChirpModelAdmin):
     search_fields = ("content", "user__username")
     filter_fields = ["user", "user__username", "pub_date", "content", "is_reply"]
 
-    def excerpt(self, message):
-        """The first 60 characters of ``message``'s content, with an ellipsis if cut."""
-        content = message.content
-        return content if len(content) <= 60 else content[:59] + "…"
-
-    def replying_to(self, message):
-        """The id of the message ``message`` answers, "deleted", or "" (not a reply).
-        The id, not the message: showing the message would cost a query per row."""
-        if message.in_reply_to_id is not None:
-            return message.in_reply_to_id
-        return "deleted" if message.is_reply else ""
-
 
 class RelationshipAdmin(ChirpModelAdmin):
     """Follows. Both users are joined in through aliases: one query per page (N6)."""
@@ -578,10 +546,6 @@ class NoteAdmin(ChirpModelAdmin):
     search_fields = ("message", "user__username")
     filter_fields = ["user", "status", "created_date"]
 
-    def state(self, note):
-        """The name of ``note``'s status: "live" or "deleted"."""
-        return dict(Note.STATUS_CHOICES).get(note.status, note.status)
-
 
 class AuditAdmin(ListedAdmin):
     """The audit trail: read-only (no add, edit or delete), newest first."""
@@ -595,7 +559,7 @@ class AuditAdmin(ListedAdmin):
 
     def get_query(self):
         # "who" falls back on the actor's row for entries without a name.
-        return super().get_query().join(User, JOIN.LEFT_OUTER).select_extend(User).switch()
+        return with_related(super().get_query(), ["actor"])
 
     def get_detail_rows(self, instance):
         rows = [row for row in super().get_detail_rows(instance) if row[0] != "Changes"]
@@ -616,12 +580,10 @@ LISTED = {
         "columns": ("recipient", "actor", "kind", "message_id", "read", "created_date"),
         "filter_fields": ["recipient", "actor", "kind", "read", "created_date"],
     },
-    # Never the token hash; a token is issued to its owner in their settings.
+    # A token is issued to its owner in their settings; its hash is a secret (never shown).
     ApiToken: {
         "display_name": "API token",
         "columns": ("name", "user", "created_date", "last_used"),
-        "exclude": ("token_hash",),
-        "export_exclude": ("token_hash",),
         "search_fields": ("name", "user__username"),
         "filter_fields": ["user", "user__username", "name", "created_date", "last_used"],
     },
@@ -687,6 +649,18 @@ class NotesPanel(AdminPanel):
 class ChirpAdmin(Admin):
     """flask-peewee's Admin for active admins only, whose login redirect keeps the full
     path and query in ``next`` (4.0.1 formats it as ``b'...'``)."""
+
+    def get_blueprint(self, blueprint_name):
+        blueprint = super().get_blueprint(blueprint_name)
+        blueprint.register_error_handler(IntegrityError, self.refuse)
+        return blueprint
+
+    @staticmethod
+    def refuse(exc):
+        """Answer a database constraint violation (the change was rolled back) with a
+        flashed error and the same page again, not a 500."""
+        flash(f"Not saved: the database refused it ({exc}).", "danger")
+        return redirect(request.url)
 
     def auth_required(self, func):
         @functools.wraps(func)

@@ -841,6 +841,14 @@ class User(BaseModel, BaseUser):
         counts += self._follow_counts(Relationship.from_user, Relationship.to_user)
         return Select(columns=[messages, *counts]).bind(db.database).tuples()
 
+    @staticmethod
+    def with_message_counts(query):
+        """Return ``query`` (a SELECT of users) with each one's number of messages as
+        ``message_count``: their MessageCount row, joined in, so a list of users costs one
+        query however many messages they wrote."""
+        count = fn.COALESCE(MessageCount.messages, 0).alias("message_count")
+        return query.join(MessageCount, JOIN.LEFT_OUTER).select_extend(count).switch(User)
+
     def _follow_counts(self, mine, theirs):
         """``(everyone, gone)``: SELECTs counting the follows whose ``mine`` side is this
         user, and those of them whose ``theirs`` side is a deactivated user."""
@@ -1458,6 +1466,17 @@ class Message(BaseModel):
 
     def __str__(self):
         return self.content[:40]
+
+    def excerpt(self):
+        """The first 60 characters of the content, with an ellipsis if cut."""
+        return self.content if len(self.content) <= 60 else self.content[:59] + "…"
+
+    def replying_to(self):
+        """The id of the message this one answers, "deleted" once that is gone, or "" (not
+        a reply). The id, not the message: a list showing it would cost a query per row."""
+        if self.in_reply_to_id is not None:
+            return self.in_reply_to_id
+        return "deleted" if self.is_reply else ""
 
     def save(self, *args, **kwargs):
         """Save the row; newly set content is stored as clean_message returns it
@@ -2316,6 +2335,10 @@ class Note(BaseModel):
 
     def __str__(self):
         return self.message[:40]
+
+    def state(self):
+        """The name of this note's status: "live" or "deleted"."""
+        return dict(self.STATUS_CHOICES).get(self.status, self.status)
 
     def clean_message(self, value):
         """Return ``value`` as clean_note accepts it (TextRefused otherwise)."""

@@ -305,13 +305,19 @@ def test_lists_cannot_filter_or_sort_on_password_hashes(as_admin):
 # --- Messages -------------------------------------------------------------------------
 
 
-def test_message_list_shows_author_excerpt_and_date(as_admin):
+def test_message_list_shows_author_excerpt_date_and_what_a_reply_answers(as_admin):
     alice = make_user("alice")
-    make_message(alice, "x" * 100)
+    first = make_message(alice, "x" * 100)
+    alice.reply(first, "an answer")
+    alice.reply(make_message(alice, "gone soon"), "an orphan")
+    Message.get(Message.content == "gone soon").delete_instance()
     html = page(as_admin, "/admin/message/")
     assert ">Excerpt<" in html and ">User<" in html and ">Pub Date<" in html
     assert "x" * 59 + "…" in html and "x" * 61 not in html
     assert "<td>alice</td>" in html
+    row = r"{}</a></td>\s*<td>alice</td>\s*<td>[^<]*</td>\s*<td>{}</td>"
+    assert re.search(row.format("an answer", first.id), html)
+    assert re.search(row.format("an orphan", "deleted"), html)
 
 
 def test_message_search_in_content_and_author(as_admin):
