@@ -389,48 +389,42 @@ class ChirpAPI(RestAPI):
     # Never 4.0.1's text 401 with a Basic challenge (S9), should any route still use it.
     response_auth_failed = staticmethod(refuse_credentials)
 
-    def routes(self):
-        """Yield ``(url, view, methods, credentials)`` for every API route; each view's
-        name is its endpoint."""
+    def configure_routes(self):
+        """Route every API URL: the API's own views (each view's name is its endpoint)
+        and each resource's."""
         anyone, members = ApiCredentials(), ApiCredentials(protected_methods=ALL_METHODS)
-        yield "/", index, "GET", anyone
-        yield "/openapi.json", openapi, "GET", anyone
-        yield "/me/", me, "GET PUT", members
-        yield "/search/", search, "GET", anyone
-        yield "/tags/<tag>/", tag_timeline, "GET", anyone
-        yield "/message/<int:pk>/context/", message_context, "GET", anyone
+        self.add("/", index, ["GET"], anyone)
+        self.add("/openapi.json", openapi, ["GET"], anyone)
+        self.add("/me/", me, ["GET", "PUT"], members)
+        self.add("/search/", search, ["GET"], anyone)
+        self.add("/tags/<tag>/", tag_timeline, ["GET"], anyone)
+        self.add("/message/<int:pk>/context/", message_context, ["GET"], anyone)
         for name in User.REACTIONS:
-            yield f"/message/<int:pk>/{name}/", reaction_view(name), "POST DELETE", members
-        yield "/notifications/", notifications, "GET", members
-        yield "/notifications/read/", notifications_read, "POST", members
-        yield "/timeline/home/", timeline_home, "GET", members
-        yield "/timeline/public/", timeline_public, "GET", anyone
+            self.add(f"/message/<int:pk>/{name}/", reaction_view(name), ["POST", "DELETE"], members)
+        self.add("/notifications/", notifications, ["GET"], members)
+        self.add("/notifications/read/", notifications_read, ["POST"], members)
+        self.add("/timeline/home/", timeline_home, ["GET"], members)
+        self.add("/timeline/public/", timeline_public, ["GET"], anyone)
         for resource in self._registry.values():
             name = resource.get_api_name()
             for url, view, methods in resource.get_urls():
                 endpoint = f"{name}_{view.__name__}"
-                yield f"/{name}{url}", (view, endpoint), methods, resource.authentication
+                self.add(f"/{name}{url}", view, methods, resource.authentication, endpoint)
 
-    def configure_routes(self):
-        for url, view, methods, credentials in self.routes():
-            view, endpoint = view if isinstance(view, tuple) else (view, view.__name__)
-            methods = methods.split() if isinstance(methods, str) else methods
-            self.blueprint.add_url_rule(
-                url, endpoint, self.guard(view, credentials), methods=methods
-            )
-
-    def guard(self, view, credentials):
-        """Wrap ``view`` in its credentials and API_RATE_LIMIT (ApiCredentials.admit)."""
+    def add(self, url, view, methods, credentials, endpoint=None):
+        """Route ``url`` to ``view`` for ``methods``, behind ``credentials`` and
+        API_RATE_LIMIT (ApiCredentials.admit); ``endpoint`` defaults to the view's name."""
 
         def guarded(**kwargs):
             credentials.admit()
             return view(**kwargs)
 
-        return guarded
+        self.blueprint.add_url_rule(url, endpoint or view.__name__, guarded, methods=methods)
 
 
 # ---------------------------------------------------------------- the API's own views
-# Each parses the request, asks models.py and answers JSON; ChirpAPI.routes routes them.
+# Each parses the request, asks models.py and answers JSON; ChirpAPI.configure_routes
+# routes them.
 
 
 def me():
