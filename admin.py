@@ -106,24 +106,20 @@ class ChirpFilterMapping(FilterMapping):
         filters = super().convert(field)
         if isinstance(field, (IntegerField, AutoField, ForeignKeyField)):
             for query_filter in filters:
-                query_filter.clean = whole_number_cleaner(query_filter.clean)
+                query_filter.clean = functools.partial(self.whole_number, query_filter.clean)
         return filters
 
-
-def whole_number_cleaner(clean):
-    """Wrap a filter's ``clean(value)`` so that a text result must be a whole number
-    within the database's integer range; anything else raises ValueError."""
-
-    @functools.wraps(clean)
-    def clean_whole_number(value):
+    @staticmethod
+    def whole_number(clean, value):
+        """Return ``clean(value)`` (a filter's own cleaning), which must be a whole number
+        within the database's integer range when it is text; anything else raises
+        ValueError."""
         cleaned = clean(value)
         if isinstance(cleaned, str):
             cleaned = int(cleaned.strip())  # ValueError for "abc"
         if isinstance(cleaned, int) and not -MAX_ID <= cleaned <= MAX_ID:
             raise ValueError("out of range")
         return cleaned
-
-    return clean_whole_number
 
 
 class RowIdKeysConverter:

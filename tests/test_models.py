@@ -15,11 +15,13 @@ from app import database_from_url
 from app import db
 from app import timesince
 from models import Message
+from models import Note
 from models import Relationship
 from models import Taken
 from models import TextRefused
 from models import User
 from models import export_file
+from models import site_totals
 from models import with_related
 
 
@@ -196,3 +198,19 @@ def test_dependents_lists_the_first_rows_of_each_kind_and_counts_the_rest(app):
     assert kinds[Relationship] == ([Relationship.get()], None)
     names = [model.__name__ for model, _, _ in dependents]
     assert names == sorted(names)
+
+
+def test_site_totals_count_users_active_users_messages_and_follows(app):
+    alice, bob = make_user("alice"), make_user("bob", active=False)
+    make_message(alice)
+    make_message(bob)
+    alice.follow(bob)
+    assert site_totals() == {"users": 2, "active_users": 1, "messages": 2, "follows": 1}
+
+
+def test_latest_live_notes_are_the_newest_live_ones(app):
+    alice = make_user("alice")
+    old, new, gone = (Note.create(user=alice, message=text) for text in ("old", "new", "gone"))
+    Note.update(status=Note.DELETED).where(Note.id == gone.id).execute()
+    assert list(Note.latest_live(5)) == [new, old] and list(Note.latest_live(1)) == [new]
+    assert Note.latest_live(1)[0].user.username == "alice"  # joined in
