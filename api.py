@@ -45,6 +45,7 @@ from auth import ALL_METHODS
 from auth import AUTH_HINT
 from auth import AdminApiCredentials
 from auth import ApiCredentials
+from auth import caller_is_admin
 from auth import refuse_credentials
 from models import LIMITS
 from models import Message
@@ -241,11 +242,6 @@ class OwnedResource(ChirpResource, RestrictOwnerResource):
     def new_instance(self):
         # Owned before its fields are cleaned: their rules may depend on the owner.
         return self.model(**{self.owner_field: g.user.id})
-
-
-def caller_is_admin():
-    """Return True if the request's API credentials belong to an admin."""
-    return bool(g.get("user") and g.user.admin)
 
 
 class UserResource(ChirpResource):

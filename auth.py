@@ -436,10 +436,15 @@ def refuse_credentials():
     )
 
 
+def caller_is_admin():
+    """Return True if the request's API credentials (``g.user``) belong to an admin."""
+    return bool(g.get("user") and g.user.admin)
+
+
 class AdminApiCredentials(ApiCredentials):
     """ApiCredentials that accept only admins for the protected methods."""
 
     def authorize(self):
         if not super().authorize():
             return False
-        return request.method not in self.protected_methods or bool(g.user and g.user.admin)
+        return request.method not in self.protected_methods or caller_is_admin()
