@@ -487,7 +487,7 @@ def counts_in(queries):
 
 @pytest.mark.parametrize("path", ["/admin/message/", "/admin/message/export/"])
 def test_list_totals_stop_counting_at_the_cap(as_admin, root, monkeypatch, path):
-    # At a million messages a COUNT(*) of the list cost more than the page (issue 9): the
+    # At a million messages a COUNT(*) of the list cost more than the page: the
     # list's and the export's totals count at most one row past their cap ("2+").
     monkeypatch.setattr("admin.COUNT_CAP", 2)
     monkeypatch.setattr("admin.MAX_EXPORT_ROWS", 2)

@@ -1,4 +1,4 @@
-"""The REST API (issue 4): authentication, reads, writes, errors, limits, and the holes of
+"""The REST API: authentication, reads, writes, errors, limits, and the holes of
 flask-peewee 4.0.1 it closes. Every write test checks the database afterwards."""
 
 import datetime

@@ -1,4 +1,4 @@
-"""Issue 5, security: each defence of app.py and auth.ChirpAuth, proved by attacking it.
+"""Security: each defence of app.py and auth.ChirpAuth, proved by attacking it.
 
 Accounts (hashing, rate limit, session, ``next``), cookies, response headers, output
 escaping, input limits, error pages and logging. The browser-level proof that every page
