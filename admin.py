@@ -462,7 +462,7 @@ class UserAdmin(ChirpModelAdmin):
 
     columns = ("username", "display_name", "email", "join_date", "active", "admin", "message_count")
     exclude = ("password", "session_token", "username_skeleton")
-    export_exclude = ("password", "session_token", "username_skeleton")
+    export_exclude = exclude
     search_fields = ("username", "display_name", "bio", "email")
     filter_fields = ["username", "display_name", "email", "join_date", "active", "admin"]
     actions = [SetActiveAction(False), SetActiveAction(True)]
